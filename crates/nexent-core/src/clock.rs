@@ -1,0 +1,11 @@
+//! Wall-clock time as Nexent's wire carries it: integer milliseconds since the Unix epoch, UTC.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Milliseconds since the Unix epoch. A clock before 1970 reads as 0 rather than failing.
+pub fn now_millis() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}

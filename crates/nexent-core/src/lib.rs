@@ -1,0 +1,18 @@
+//! Nexent Local's domain library.
+//!
+//! Everything here is free of HTTP and UI: the api crate converts these types to Nexent's wire shapes, and
+//! the binaries wire engines into the seams. Modules:
+//! - [`db`]: the SQLite database file (WAL) and its append-only migrations.
+//! - [`conversation`]: Conversation Management: conversations, messages, ordered units, sources.
+//! - [`config_sync`]: Config Sync: Nexent's settings persisted as a dotenv file, environment overrides.
+//! - [`fetch`]: an HTTP fetcher that refuses private addresses (every redirect hop, after DNS resolution).
+//! - [`image_proxy`]: the Proxy App's logic: fetch or decode an image, verify it, return its bytes.
+//! - [`services`]: opens all of the above on a data dir, the one wiring point for every binary.
+
+pub mod clock;
+pub mod config_sync;
+pub mod conversation;
+pub mod db;
+pub mod fetch;
+pub mod image_proxy;
+pub mod services;

@@ -1,0 +1,52 @@
+//! Opening every core service on a data dir, in one place, so the server binary, the desktop shell and
+//! the tests wire the same thing.
+
+use std::path::{Path, PathBuf};
+
+use crate::config_sync::{CONFIG_FILE_NAME, ConfigSync, ConfigSyncError};
+use crate::conversation::ConversationStore;
+use crate::db::{DATABASE_FILE_NAME, DatabaseError, open_database};
+use crate::fetch::{FetchError, FetchPolicy, SafeFetcher};
+use crate::image_proxy::ImageProxy;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    #[error("cannot create the data dir {path}: {source}")]
+    DataDir { path: String, source: std::io::Error },
+    #[error(transparent)]
+    Database(#[from] DatabaseError),
+    #[error(transparent)]
+    ConfigSync(#[from] ConfigSyncError),
+    #[error("cannot build the HTTP client: {0}")]
+    Fetcher(#[from] FetchError),
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ServicesOptions {
+    pub fetch_policy: FetchPolicy,
+}
+
+/// The domain services of one data dir.
+#[derive(Clone)]
+pub struct Services {
+    pub data_dir: PathBuf,
+    pub conversations: ConversationStore,
+    pub config_sync: std::sync::Arc<ConfigSync>,
+    pub image_proxy: ImageProxy,
+}
+
+impl Services {
+    pub async fn open(data_dir: &Path, options: ServicesOptions) -> Result<Self, ServicesError> {
+        std::fs::create_dir_all(data_dir)
+            .map_err(|source| ServicesError::DataDir { path: data_dir.display().to_string(), source })?;
+        let pool = open_database(&data_dir.join(DATABASE_FILE_NAME)).await?;
+        let config_sync = ConfigSync::open(&data_dir.join(CONFIG_FILE_NAME))?;
+        let fetcher = SafeFetcher::new(options.fetch_policy)?;
+        Ok(Self {
+            data_dir: data_dir.to_path_buf(),
+            conversations: ConversationStore::new(pool),
+            config_sync: std::sync::Arc::new(config_sync),
+            image_proxy: ImageProxy::new(fetcher),
+        })
+    }
+}
