@@ -291,6 +291,9 @@ def main(argv):
     try:
         with os.fdopen(fd, "wb") as out:
             summary = convert(model_path, assets_dir, out)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private
         os.replace(tmp, out_path)
     except BaseException:
         os.unlink(tmp)
