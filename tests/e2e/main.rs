@@ -1,1 +1,9 @@
-fn main() {}
+//! End-to-end tests: each starts the real `nexent` binary on a random loopback port with a temporary
+//! data dir and speaks HTTP to it. One test binary; the modules read as a table of contents.
+
+mod base;
+mod config_sync;
+mod conversation;
+mod durability;
+mod proxy;
+mod security;

@@ -1,1 +1,256 @@
-//! placeholder
+//! Test support: start the real `nexent` binary on a random loopback port with its own data dir, talk to
+//! it over HTTP, stop it gently (SIGTERM) or brutally (SIGKILL), and start it again on the same data.
+//!
+//! The binary is found through `NEXENT_BIN`, or built once per test process with the same cargo that
+//! runs the tests (a no-op when it is up to date), so `cargo test` alone works from a clean checkout.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// Path of the `nexent` binary under test.
+pub fn nexent_binary() -> anyhow::Result<PathBuf> {
+    static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    BINARY
+        .get_or_init(|| locate_or_build().map_err(|error| format!("{error:#}")))
+        .clone()
+        .map_err(anyhow::Error::msg)
+}
+
+fn locate_or_build() -> anyhow::Result<PathBuf> {
+    if let Ok(path) = std::env::var("NEXENT_BIN") {
+        return Ok(PathBuf::from(path));
+    }
+    // target/<profile>/deps/<test binary> -> target/<profile>/nexent
+    let test_exe = std::env::current_exe()?;
+    let profile_dir = test_exe
+        .parent()
+        .and_then(Path::parent)
+        .context("cannot find the target dir from the test executable")?;
+    let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut build = Command::new(cargo);
+    build.current_dir(workspace).args(["build", "--quiet", "-p", "nexent-server", "--bin", "nexent"]);
+    if profile_dir.file_name().is_some_and(|name| name == "release") {
+        build.arg("--release");
+    }
+    if let Some(target_dir) = profile_dir.parent() {
+        build.env("CARGO_TARGET_DIR", target_dir);
+    }
+    let status = build.status().context("cannot run cargo to build the nexent binary")?;
+    if !status.success() {
+        bail!("building the nexent binary failed ({status})");
+    }
+    let binary = profile_dir.join("nexent");
+    if !binary.exists() {
+        bail!("{} was not built", binary.display());
+    }
+    Ok(binary)
+}
+
+/// How to start a server.
+#[derive(Debug, Clone, Default)]
+pub struct ServerOptions {
+    pub extra_args: Vec<String>,
+    pub env: Vec<(String, String)>,
+}
+
+impl ServerOptions {
+    pub fn arg(mut self, value: impl Into<String>) -> Self {
+        self.extra_args.push(value.into());
+        self
+    }
+
+    pub fn env(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.env.push((key.into(), value.into()));
+        self
+    }
+}
+
+/// A running `nexent serve` process with its data dir.
+pub struct NexentServer {
+    child: Option<Child>,
+    pub base_url: String,
+    pub port: u16,
+    data_dir: PathBuf,
+    _owned_dir: Option<tempfile::TempDir>,
+    pub client: reqwest::Client,
+    options: ServerOptions,
+}
+
+impl NexentServer {
+    /// Starts a server on a fresh temporary data dir.
+    pub fn start() -> anyhow::Result<Self> {
+        Self::start_with(ServerOptions::default())
+    }
+
+    pub fn start_with(options: ServerOptions) -> anyhow::Result<Self> {
+        let dir = tempfile::tempdir()?;
+        let data_dir = dir.path().to_path_buf();
+        let mut server = Self::spawn(&data_dir, &options, 0)?;
+        server._owned_dir = Some(dir);
+        Ok(server)
+    }
+
+    /// Starts a server on an existing data dir (which the caller keeps alive).
+    pub fn start_in(data_dir: &Path, options: ServerOptions) -> anyhow::Result<Self> {
+        Self::spawn(data_dir, &options, 0)
+    }
+
+    fn spawn(data_dir: &Path, options: &ServerOptions, port: u16) -> anyhow::Result<Self> {
+        let mut command = Command::new(nexent_binary()?);
+        command
+            .arg("serve")
+            .arg("--port")
+            .arg(port.to_string())
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(&options.extra_args)
+            .env_remove("NEXENT_API_TOKEN")
+            .env_remove("NEXENT_HOST")
+            .env_remove("NEXENT_PORT")
+            .env("NEXENT_LOG", std::env::var("NEXENT_TEST_LOG").unwrap_or_else(|_| "warn".to_owned()))
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        for (key, value) in &options.env {
+            command.env(key, value);
+        }
+        let mut child = command.spawn().context("cannot start nexent")?;
+        let stdout = child.stdout.take().context("no stdout")?;
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            while reader.read_line(&mut line).unwrap_or(0) > 0 {
+                if let Some(url) = line.trim().strip_prefix("Nexent Local listening on ") {
+                    let _ = sender.send(url.to_owned());
+                }
+                line.clear();
+            }
+        });
+        let base_url = match receiver.recv_timeout(Duration::from_secs(60)) {
+            Ok(url) => url,
+            Err(_) => {
+                let status = child.try_wait().ok().flatten();
+                let _ = child.kill();
+                bail!("nexent did not report its address (exit status: {status:?})");
+            }
+        };
+        let port = base_url.rsplit(':').next().and_then(|port| port.parse().ok()).context("port in URL")?;
+        let client = reqwest::Client::builder().timeout(Duration::from_secs(60)).no_proxy().build()?;
+        Ok(Self {
+            child: Some(child),
+            base_url,
+            port,
+            data_dir: data_dir.to_path_buf(),
+            _owned_dir: None,
+            client,
+            options: options.clone(),
+        })
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base_url, path)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// SIGKILL: no chance to flush or clean up.
+    pub fn kill(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn terminate(&mut self) -> anyhow::Result<std::process::ExitStatus> {
+        let mut child = self.child.take().context("not running")?;
+        send_signal(child.id(), libc::SIGTERM);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if Instant::now() > deadline {
+                child.kill()?;
+                bail!("nexent did not stop within 20 s of SIGTERM");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Starts the server again on the same data dir and options (after `kill` or `terminate`).
+    pub fn restart(&mut self) -> anyhow::Result<()> {
+        if self.child.is_some() {
+            self.terminate()?;
+        }
+        let owned = self._owned_dir.take();
+        let mut next = Self::spawn(&self.data_dir, &self.options, 0)?;
+        next._owned_dir = owned;
+        *self = next;
+        Ok(())
+    }
+
+    pub async fn get_json(&self, path: &str) -> anyhow::Result<(u16, serde_json::Value)> {
+        let response = self.client.get(self.url(path)).send().await?;
+        read_json(response).await
+    }
+
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<(u16, serde_json::Value)> {
+        let response = self.client.request(method, self.url(path)).json(body).send().await?;
+        read_json(response).await
+    }
+
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> anyhow::Result<(u16, serde_json::Value)> {
+        self.send_json(reqwest::Method::POST, path, body).await
+    }
+}
+
+impl Drop for NexentServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Status and JSON body of a response (a non-JSON body is an error, so shapes are always checked).
+pub async fn read_json(response: reqwest::Response) -> anyhow::Result<(u16, serde_json::Value)> {
+    let status = response.status().as_u16();
+    let text = response.text().await?;
+    let json = serde_json::from_str(&text).with_context(|| format!("status {status}, body is not JSON: {text}"))?;
+    Ok((status, json))
+}
+
+#[allow(unsafe_code)]
+fn send_signal(pid: u32, signal: libc::c_int) {
+    // SAFETY: kill(2) on a child process id we own; no memory is shared.
+    unsafe {
+        libc::kill(pid as libc::pid_t, signal);
+    }
+}
+
+/// Resident set size of a process in KiB, from /proc (Linux).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+}

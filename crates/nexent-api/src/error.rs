@@ -1,0 +1,199 @@
+//! The one place where errors become HTTP responses, and the extractors whose rejections follow it.
+//!
+//! Every error body has Nexent's shape `{"message": "..."}` (validation errors add `detail`). Unexpected
+//! errors are logged with their cause chain and answered with Nexent's generic 500 message, so internal
+//! details never reach a client.
+
+use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+use nexent_core::conversation::ConversationError;
+
+/// Nexent's answer to any unexpected failure.
+pub const INTERNAL_ERROR_MESSAGE: &str = "Internal server error, please try again later.";
+
+/// Bodies larger than this are refused before parsing (uploads have their own streaming routes).
+pub const MAX_JSON_BODY_BYTES: usize = 16 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{message}")]
+    Validation { message: String, detail: Value },
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    ServiceUnavailable(String),
+    #[error(transparent)]
+    Internal(#[from] anyhow::Error),
+}
+
+impl ApiError {
+    pub fn validation(location: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        ApiError::Validation {
+            detail: json!([{ "loc": [location], "msg": message, "type": "value_error" }]),
+            message,
+        }
+    }
+
+    pub fn internal(error: impl Into<anyhow::Error>) -> Self {
+        ApiError::Internal(error.into())
+    }
+
+    fn status(&self) -> StatusCode {
+        match self {
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::ServiceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        let body = match &self {
+            ApiError::Internal(cause) => {
+                tracing::error!(error = format!("{cause:#}"), "request failed");
+                json!({ "message": INTERNAL_ERROR_MESSAGE })
+            }
+            ApiError::Validation { message, detail } => json!({ "message": message, "detail": detail }),
+            other => json!({ "message": other.to_string() }),
+        };
+        (status, Json(body)).into_response()
+    }
+}
+
+impl From<ConversationError> for ApiError {
+    fn from(error: ConversationError) -> Self {
+        match error {
+            ConversationError::ConversationNotFound(_) | ConversationError::MessageNotFound(_) => {
+                ApiError::NotFound(error.to_string())
+            }
+            ConversationError::Database(cause) => ApiError::Internal(cause.into()),
+        }
+    }
+}
+
+/// A JSON body, parsed whatever the Content-Type says (Nexent's clients are not always careful), with
+/// an empty body read as `{}`. Malformed or mistyped bodies are 422 with a readable message.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(request, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::PayloadTooLarge(format!("Request body is larger than {MAX_JSON_BODY_BYTES} bytes"))
+            } else {
+                ApiError::validation("body", format!("Cannot read the request body: {rejection}"))
+            }
+        })?;
+        parse_json_body(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON request body (empty means `{}`) into `T`, or a 422 that says what is wrong and where.
+pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
+    serde_json::from_slice(text).map_err(|error| {
+        let kind = if error.is_syntax() || error.is_eof() { "json_invalid" } else { "value_error" };
+        let message = format!("Invalid request body: {error}");
+        ApiError::Validation {
+            detail: json!([{ "loc": ["body"], "msg": error.to_string(), "type": kind,
+                             "line": error.line(), "column": error.column() }]),
+            message,
+        }
+    })
+}
+
+/// Path parameters; a value of the wrong type (e.g. a non-integer id) is 422.
+pub struct ApiPath<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiPath<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(|rejection: PathRejection| {
+                ApiError::validation("path", format!("Invalid path parameter: {}", rejection.body_text()))
+            })
+    }
+}
+
+/// Query parameters; missing or mistyped values are 422.
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| ApiQuery(value))
+            .map_err(|rejection: QueryRejection| {
+                ApiError::validation("query", format!("Invalid query parameter: {}", rejection.body_text()))
+            })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(serde::Deserialize, Debug)]
+    struct Sample {
+        #[allow(dead_code)]
+        id: i64,
+    }
+
+    #[test]
+    fn empty_body_reads_as_an_empty_object() {
+        let parsed: Result<Value, _> = parse_json_body(b"  ");
+        assert_eq!(parsed.ok(), Some(json!({})));
+    }
+
+    #[test]
+    fn malformed_and_mistyped_bodies_are_validation_errors() {
+        for body in [&b"{not json"[..], br#"{"id":"x"}"#, b"{}"] {
+            match parse_json_body::<Sample>(body) {
+                Err(ApiError::Validation { message, .. }) => assert!(message.starts_with("Invalid request body")),
+                other => panic!("expected a validation error, got {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Every route of the server, in one list, with the OpenAPI document generated from the handlers.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::http::Request;
+use axum::routing::get;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::AppState;
+use crate::apps::{base, config_sync, conversation, proxy};
+use crate::security;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "Nexent Local", description = "Nexent Community's API, served locally by one process."),
+    tags(
+        (name = "base"), (name = "conversation", description = "Conversation Management App"),
+        (name = "config", description = "Config Sync App"), (name = "agent", description = "Agent App"),
+        (name = "proxy", description = "Image Proxy App"),
+    )
+)]
+struct ApiDoc;
+
+/// The routes and their OpenAPI description.
+pub fn api_routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        // Base App
+        .routes(routes!(base::health))
+        // Conversation Management App
+        .routes(routes!(conversation::create_conversation))
+        .routes(routes!(conversation::list_conversations))
+        .routes(routes!(conversation::rename_conversation))
+        .routes(routes!(conversation::conversation_history, conversation::delete_conversation))
+        .routes(routes!(conversation::conversation_sources))
+        .routes(routes!(conversation::update_opinion))
+        // Config Sync App
+        .routes(routes!(config_sync::save_config))
+        .routes(routes!(config_sync::load_config))
+        .routes(routes!(config_sync::selected_knowledge_bases))
+        .routes(routes!(config_sync::reload_config))
+        // Proxy App
+        .routes(routes!(proxy::proxy_image))
+}
+
+/// The OpenAPI document, as `GET /api/openapi.json` serves it.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    api_routes().into_openapi()
+}
+
+/// The complete application: routes, docs, security, request spans, panic safety.
+pub fn build_router(state: AppState) -> Router {
+    let (routes, openapi) = api_routes().split_for_parts();
+    let security_policy: Arc<security::SecurityPolicy> = state.security.clone();
+    let router = routes
+        .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
+        .route("/", get(|| async { axum::response::Redirect::temporary("/api/docs") }))
+        .fallback(base::not_found)
+        .method_not_allowed_fallback(base::method_not_allowed)
+        .with_state(state);
+    with_cross_cutting_layers(router, security_policy)
+}
+
+/// Security, panic safety and request spans around any router (the tests wrap their own routes too).
+pub fn with_cross_cutting_layers(router: Router, security_policy: Arc<security::SecurityPolicy>) -> Router {
+    router
+        .layer(axum::middleware::from_fn_with_state(security_policy, security::enforce))
+        .layer(CatchPanicLayer::custom(base::panic_response))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+        }))
+}
+
+/// Nexent served every route with and without its `/api` prefix; so do we, for its app prefixes.
+pub fn add_api_prefix<B>(mut request: Request<B>) -> Request<B> {
+    const APP_PREFIXES: [&str; 11] = [
+        "/conversation/", "/config/", "/agent/", "/proxy/", "/indices", "/tasks", "/file/", "/model/", "/me/",
+        "/voice/", "/image",
+    ];
+    let path = request.uri().path();
+    if APP_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
+        let path_and_query = request.uri().path_and_query().map(|value| value.as_str()).unwrap_or(path);
+        if let Ok(uri) = format!("/api{path_and_query}").parse() {
+            *request.uri_mut() = uri;
+        }
+    }
+    request
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_answers_500_json() {
+        async fn boom() -> &'static str {
+            panic!("boom")
+        }
+        let router: Router = Router::new().route("/api/boom", get(boom));
+        let app = with_cross_cutting_layers(router, Arc::new(security::SecurityPolicy::loopback(5010)));
+        let request = Request::builder().uri("/api/boom").header("host", "127.0.0.1:5010").body(Body::empty());
+        let response = app.oneshot(request.expect("request")).await.expect("response");
+        assert_eq!(response.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
+        let json: serde_json::Value = serde_json::from_slice(&body).expect("json");
+        assert_eq!(json["message"], crate::error::INTERNAL_ERROR_MESSAGE);
+    }
+
+    #[test]
+    fn paths_without_the_api_prefix_are_served_too() {
+        let request = add_api_prefix(Request::builder().uri("/conversation/list?x=1").body(()).expect("request"));
+        assert_eq!(request.uri(), "/api/conversation/list?x=1");
+        let untouched = add_api_prefix(Request::builder().uri("/assets/app.js").body(()).expect("request"));
+        assert_eq!(untouched.uri(), "/assets/app.js");
+    }
+
+    #[test]
+    fn the_openapi_document_lists_every_route() {
+        let document = openapi_document();
+        for path in ["/api/conversation/create", "/api/conversation/{conversation_id}", "/api/config/load_config",
+                     "/api/proxy/image", "/api/agent/reload_config"] {
+            assert!(document.paths.paths.contains_key(path), "{path} missing from OpenAPI");
+        }
+    }
+}

@@ -1,0 +1,29 @@
+//! Logs: `tracing` to stderr and to `logs/nexent.log` in the data dir. `NEXENT_LOG` (a `tracing` filter)
+//! overrides `log` in config.toml; the default is `info`.
+
+use anyhow::Context;
+use tracing_appender::non_blocking::WorkerGuard;
+use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
+
+use crate::settings::Settings;
+
+/// Installs the subscriber; keep the guard alive so the file writer flushes on exit.
+pub fn init(settings: &Settings) -> anyhow::Result<WorkerGuard> {
+    let filter = std::env::var("NEXENT_LOG")
+        .ok()
+        .or_else(|| settings.log_filter.clone())
+        .unwrap_or_else(|| "info".to_owned());
+    let filter = EnvFilter::try_new(&filter).with_context(|| format!("invalid log filter {filter:?}"))?;
+    let log_dir = settings.data_dir.join("logs");
+    std::fs::create_dir_all(&log_dir).with_context(|| format!("cannot create {}", log_dir.display()))?;
+    let (file_writer, guard) = tracing_appender::non_blocking(tracing_appender::rolling::never(&log_dir, "nexent.log"));
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(tracing_subscriber::fmt::layer().with_ansi(false).with_writer(file_writer))
+        .try_init()
+        .context("cannot install the logger")?;
+    Ok(guard)
+}

@@ -1,0 +1,153 @@
+//! The server's settings in two layers, as ripgrep does: raw inputs (command-line flags, which clap
+//! already merges with `NEXENT_*` environment variables, and the data dir's `config.toml`) become one
+//! validated [`Settings`], checked once and passed explicitly. Precedence: flag > environment > file >
+//! default.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+pub const DEFAULT_PORT: u16 = 5010;
+pub const CONFIG_TOML_NAME: &str = "config.toml";
+
+/// Flags of `nexent serve` (each also readable from its environment variable).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ServeArgs {
+    /// Address to bind. Anything but loopback requires an API token.
+    #[arg(long, env = "NEXENT_HOST")]
+    pub host: Option<IpAddr>,
+    /// Port to listen on (0 picks a free one).
+    #[arg(long, env = "NEXENT_PORT")]
+    pub port: Option<u16>,
+    /// Where the database, settings, indices and files live.
+    #[arg(long, env = "NEXENT_HOME")]
+    pub data_dir: Option<PathBuf>,
+    /// Bearer token every API request must carry.
+    #[arg(long, env = "NEXENT_API_TOKEN", hide_env_values = true)]
+    pub api_token: Option<String>,
+    /// Extra Host names to answer to (comma-separated; `*` disables the Host check).
+    #[arg(long, env = "NEXENT_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+    /// Extra browser origins allowed to call the API (comma-separated).
+    #[arg(long, env = "NEXENT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+    /// Let the image proxy (and URL sources) fetch loopback and private addresses.
+    #[arg(long, env = "NEXENT_ALLOW_PRIVATE_FETCH")]
+    pub allow_private_fetch: Option<bool>,
+}
+
+/// `config.toml` in the data dir.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    pub host: Option<IpAddr>,
+    pub port: Option<u16>,
+    pub api_token: Option<String>,
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+    pub allow_private_fetch: Option<bool>,
+    /// A `tracing` filter such as `info` or `nexent_api=debug`; `NEXENT_LOG` overrides it.
+    pub log: Option<String>,
+}
+
+impl ConfigFile {
+    pub fn read(data_dir: &Path) -> anyhow::Result<Self> {
+        let path = data_dir.join(CONFIG_TOML_NAME);
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).with_context(|| format!("invalid {}", path.display())),
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(Self::default()),
+            Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+        }
+    }
+}
+
+/// Validated settings of one server process.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: IpAddr,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub api_token: Option<String>,
+    pub allowed_hosts: Vec<String>,
+    pub allowed_origins: Vec<String>,
+    pub allow_private_fetch: bool,
+    pub log_filter: Option<String>,
+}
+
+/// The data dir: the flag or `NEXENT_HOME`, else the platform's data dir.
+pub fn resolve_data_dir(flag: Option<&Path>) -> anyhow::Result<PathBuf> {
+    if let Some(path) = flag {
+        return Ok(path.to_path_buf());
+    }
+    let base = dirs::data_dir().context("no platform data dir; pass --data-dir or set NEXENT_HOME")?;
+    Ok(base.join("nexent-local"))
+}
+
+impl Settings {
+    pub fn resolve(args: ServeArgs, data_dir: PathBuf, file: ConfigFile) -> anyhow::Result<Self> {
+        let host = args.host.or(file.host).unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+        let port = args.port.or(file.port).unwrap_or(DEFAULT_PORT);
+        let api_token = args.api_token.or(file.api_token).filter(|token| !token.trim().is_empty());
+        if !host.is_loopback() && api_token.is_none() {
+            bail!(
+                "refusing to listen on {host}: a non-loopback address needs an API token \
+                 (set NEXENT_API_TOKEN, --api-token, or api_token in {CONFIG_TOML_NAME})"
+            );
+        }
+        if api_token.as_ref().is_some_and(|token| token.len() < 16) {
+            bail!("the API token must be at least 16 characters long");
+        }
+        let mut allowed_hosts = nexent_api::security::default_allowed_hosts();
+        if !host.is_loopback() && !host.is_unspecified() {
+            allowed_hosts.push(match host {
+                IpAddr::V4(v4) => v4.to_string(),
+                IpAddr::V6(v6) => format!("[{v6}]"),
+            });
+        }
+        allowed_hosts.extend(file.allowed_hosts);
+        allowed_hosts.extend(args.allowed_hosts.into_iter().filter(|name| !name.trim().is_empty()));
+        let mut allowed_origins = file.allowed_origins;
+        allowed_origins.extend(args.allowed_origins.into_iter().filter(|origin| !origin.trim().is_empty()));
+        if let Some(wildcard) = allowed_origins.iter().find(|origin| origin.contains('*')) {
+            bail!("allowed origins must be exact origins, not {wildcard:?}");
+        }
+        Ok(Self {
+            host,
+            port,
+            data_dir,
+            api_token,
+            allowed_hosts,
+            allowed_origins,
+            allow_private_fetch: args.allow_private_fetch.or(file.allow_private_fetch).unwrap_or(false),
+            log_filter: file.log,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_beat_the_file_and_defaults_are_loopback() {
+        let file = ConfigFile { port: Some(6000), allow_private_fetch: Some(true), ..ConfigFile::default() };
+        let settings = Settings::resolve(ServeArgs::default(), PathBuf::from("/tmp/x"), file.clone()).expect("ok");
+        assert_eq!((settings.host, settings.port, settings.allow_private_fetch), ("127.0.0.1".parse().expect("ip"), 6000, true));
+        let args = ServeArgs { port: Some(7000), ..ServeArgs::default() };
+        assert_eq!(Settings::resolve(args, PathBuf::from("/tmp/x"), file).expect("ok").port, 7000);
+    }
+
+    #[test]
+    fn a_public_bind_needs_a_long_token() {
+        let public = ServeArgs { host: Some("0.0.0.0".parse().expect("ip")), ..ServeArgs::default() };
+        assert!(Settings::resolve(public.clone(), PathBuf::new(), ConfigFile::default()).is_err());
+        let short = ServeArgs { api_token: Some("short".into()), ..public.clone() };
+        assert!(Settings::resolve(short, PathBuf::new(), ConfigFile::default()).is_err());
+        let good = ServeArgs { api_token: Some("0123456789abcdef0123".into()), ..public };
+        assert!(Settings::resolve(good, PathBuf::new(), ConfigFile::default()).is_ok());
+    }
+}

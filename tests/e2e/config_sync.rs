@@ -1,0 +1,92 @@
+//! Config Sync: save, restart, load; the dotenv file uses Nexent's variable names; reload_config re-reads
+//! a hand-edited file.
+
+use nexent_e2e::NexentServer;
+use serde_json::json;
+
+fn sample_config() -> serde_json::Value {
+    json!({
+        "app": {"appName": "Lab Assistant", "appDescription": "Answers from our lab notes", "iconType": "custom",
+                "customIconUrl": "https://icons.example/lab.png", "avatarUri": null},
+        "models": {
+            "llm": {"modelName": "Qwen/Qwen2.5-Coder-0.5B-Instruct", "displayName": "Qwen small",
+                    "apiConfig": {"apiKey": "sk-local", "modelUrl": "http://127.0.0.1:5010/v1"}},
+            "llmSecondary": {"modelName": "", "displayName": "", "apiConfig": null},
+            "embedding": {"modelName": "all-MiniLM-L6-v2", "displayName": "MiniLM", "apiConfig": null, "dimension": 384},
+            "rerank": {"modelName": "", "displayName": ""},
+            "vlm": {"modelName": "", "displayName": ""},
+            "stt": {"modelName": "whisper-tiny.en", "displayName": "Whisper"},
+            "tts": {"modelName": "piper-joe", "displayName": "Joe"}
+        },
+        "data": {"selectedKbNames": ["lab notes", "manuals"], "selectedKbModels": ["all-MiniLM-L6-v2"], "selectedKbSources": ["local"]}
+    })
+}
+
+#[tokio::test]
+async fn saved_config_survives_a_restart() -> anyhow::Result<()> {
+    let mut server = NexentServer::start()?;
+    let (status, body) = server.post_json("/api/config/save_config", &sample_config()).await?;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, json!({"message": "Configuration saved successfully", "status": "saved"}));
+
+    let dotenv = std::fs::read_to_string(server.data_dir().join(".env"))?;
+    for line in ["APP_NAME=\"Lab Assistant\"", "LLM_MODEL_NAME=\"Qwen/Qwen2.5-Coder-0.5B-Instruct\"",
+                 "EMBEDDING_DIMENSION=\"384\"", "SELECTED_KB_NAMES=\"[\\\"lab notes\\\",\\\"manuals\\\"]\""] {
+        assert!(dotenv.contains(line), "{line} not in:\n{dotenv}");
+    }
+
+    server.restart()?;
+    let (status, loaded) = server.get_json("/api/config/load_config").await?;
+    assert_eq!(status, 200);
+    let config = &loaded["config"];
+    assert_eq!(config["app"]["name"], "Lab Assistant");
+    assert_eq!(config["app"]["description"], "Answers from our lab notes");
+    assert_eq!(config["app"]["icon"]["type"], "custom");
+    assert_eq!(config["app"]["icon"]["customUrl"], "https://icons.example/lab.png");
+    assert_eq!(config["models"]["llm"]["name"], "Qwen/Qwen2.5-Coder-0.5B-Instruct");
+    assert_eq!(config["models"]["llm"]["modelName"], "Qwen/Qwen2.5-Coder-0.5B-Instruct");
+    assert_eq!(config["models"]["llm"]["displayName"], "Qwen small");
+    assert_eq!(config["models"]["llm"]["apiConfig"]["apiKey"], "sk-local");
+    assert_eq!(config["models"]["llm"]["apiConfig"]["modelUrl"], "http://127.0.0.1:5010/v1");
+    assert_eq!(config["models"]["embedding"]["dimension"], 384);
+    assert_eq!(config["models"]["secondaryLlm"], config["models"]["llmSecondary"]);
+    assert_eq!(config["models"]["tts"]["displayName"], "Joe");
+    assert_eq!(config["data"]["selectedKbNames"], json!(["lab notes", "manuals"]));
+    assert_eq!(config["data"]["selectedKbSources"], json!(["local"]));
+
+    let (_, selected) = server.get_json("/api/config/get_config/selected_knowledge_base").await?;
+    assert_eq!(selected, json!({"kb_names": ["lab notes", "manuals"]}));
+    Ok(())
+}
+
+#[tokio::test]
+async fn defaults_before_anything_is_saved() -> anyhow::Result<()> {
+    let server = NexentServer::start()?;
+    let (status, loaded) = server.get_json("/api/config/load_config").await?;
+    assert_eq!(status, 200);
+    assert_eq!(loaded["config"]["app"]["name"], "Nexent Local");
+    assert_eq!(loaded["config"]["data"]["selectedKbNames"], json!([]));
+    Ok(())
+}
+
+#[tokio::test]
+async fn an_incomplete_config_is_422_and_changes_nothing() -> anyhow::Result<()> {
+    let server = NexentServer::start()?;
+    let (status, body) = server.post_json("/api/config/save_config", &json!({"app": {"appName": "x"}})).await?;
+    assert_eq!(status, 422, "{body}");
+    assert!(!server.data_dir().join(".env").exists());
+    Ok(())
+}
+
+#[tokio::test]
+async fn reload_config_reads_a_hand_edited_file() -> anyhow::Result<()> {
+    let server = NexentServer::start()?;
+    std::fs::write(server.data_dir().join(".env"), "APP_NAME='Edited by hand'\nSELECTED_KB_NAMES='[\"kb\"]'\n")?;
+    let (status, body) = server.post_json("/api/agent/reload_config", &json!({})).await?;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"status": "success", "message": "Configuration reloaded"}));
+    let (_, loaded) = server.get_json("/api/config/load_config").await?;
+    assert_eq!(loaded["config"]["app"]["name"], "Edited by hand");
+    assert_eq!(loaded["config"]["data"]["selectedKbNames"], json!(["kb"]));
+    Ok(())
+}
