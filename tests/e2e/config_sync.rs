@@ -30,8 +30,12 @@ async fn saved_config_survives_a_restart() -> anyhow::Result<()> {
     assert_eq!(body, json!({"message": "Configuration saved successfully", "status": "saved"}));
 
     let dotenv = std::fs::read_to_string(server.data_dir().join(".env"))?;
-    for line in ["APP_NAME=\"Lab Assistant\"", "LLM_MODEL_NAME=\"Qwen/Qwen2.5-Coder-0.5B-Instruct\"",
-                 "EMBEDDING_DIMENSION=\"384\"", "SELECTED_KB_NAMES=\"[\\\"lab notes\\\",\\\"manuals\\\"]\""] {
+    for line in [
+        "APP_NAME=\"Lab Assistant\"",
+        "LLM_MODEL_NAME=\"Qwen/Qwen2.5-Coder-0.5B-Instruct\"",
+        "EMBEDDING_DIMENSION=\"384\"",
+        "SELECTED_KB_NAMES=\"[\\\"lab notes\\\",\\\"manuals\\\"]\"",
+    ] {
         assert!(dotenv.contains(line), "{line} not in:\n{dotenv}");
     }
 

@@ -23,7 +23,13 @@ pub async fn agent_store(server: &NexentServer) -> anyhow::Result<ConversationSt
 pub const SEARCH_RESULTS: &str = r#"[{"title":"Manual.pdf","text":"The Zorblax 9000 weighs 12 kg.","source_type":"file","url":"/docs/Manual.pdf","filename":"Manual.pdf","published_date":"2025-03-04T10:00:00","score":0.91,"score_details":{"accurate":0.8,"semantic":0.95},"cite_index":0,"search_type":"knowledge_base_search","tool_sign":"a"}]"#;
 
 pub async fn save_a_run(store: &ConversationStore, conversation_id: i64) -> anyhow::Result<(i64, i64)> {
-    let question = store.append_user_message(conversation_id, "How heavy is the Zorblax 9000?", Some(&json!([{"object_name":"attachments/x.pdf","name":"x.pdf"}]))).await?;
+    let question = store
+        .append_user_message(
+            conversation_id,
+            "How heavy is the Zorblax 9000?",
+            Some(&json!([{"object_name":"attachments/x.pdf","name":"x.pdf"}])),
+        )
+        .await?;
     let answer = store
         .append_assistant_message(
             conversation_id,
@@ -61,7 +67,8 @@ async fn create_list_rename_delete_round_trip() -> anyhow::Result<()> {
     let (_, history) = server.get_json(&format!("/api/conversation/{untitled}")).await?;
     assert_eq!(history["data"]["conversation_title"], "Renamed");
 
-    let (status, deleted) = server.send_json(Method::DELETE, &format!("/api/conversation/{titled}"), &json!({})).await?;
+    let (status, deleted) =
+        server.send_json(Method::DELETE, &format!("/api/conversation/{titled}"), &json!({})).await?;
     assert_eq!((status, deleted["data"].clone()), (200, json!(true)));
     let (_, list) = server.get_json("/api/conversation/list").await?;
     assert_eq!(list["data"].as_array().map(Vec::len), Some(1));
@@ -108,7 +115,12 @@ async fn history_returns_units_answer_and_sources_of_a_saved_run() -> anyhow::Re
     assert_eq!(messages[0]["minio_files"][0]["name"], "x.pdf");
     let assistant = &messages[1];
     assert_eq!(assistant["message_id"], answer);
-    let types: Vec<&str> = assistant["message"].as_array().expect("units").iter().map(|unit| unit["type"].as_str().unwrap_or("")).collect();
+    let types: Vec<&str> = assistant["message"]
+        .as_array()
+        .expect("units")
+        .iter()
+        .map(|unit| unit["type"].as_str().unwrap_or(""))
+        .collect();
     assert_eq!(types, ["agent_new_run", "step_count", "model_output_thinking", "final_answer"]);
     assert_eq!(assistant["message"][2]["content"], "Let me search.", "consecutive units merged");
     assert_eq!(assistant["message"][3]["content"], "\nIt weighs 12 kg [[a0]].");
@@ -144,17 +156,22 @@ async fn sources_by_message_by_conversation_and_by_type() -> anyhow::Result<()> 
     assert_eq!(by_conversation["data"]["searches"][0]["message_id"], answer);
     assert_eq!(by_conversation["data"]["images"], json!(["https://img.example/z.png"]));
 
-    let (_, by_message) = server.post_json("/api/conversation/sources", &json!({"message_id": answer, "conversation_id": 424242})).await?;
+    let (_, by_message) = server
+        .post_json("/api/conversation/sources", &json!({"message_id": answer, "conversation_id": 424242}))
+        .await?;
     assert_eq!(by_message["code"], 0, "message id wins: {by_message}");
     assert!(by_message["data"]["searches"][0].get("message_id").is_none());
     assert_eq!(by_message["data"]["searches"][0]["score"], 0.91);
 
-    let (_, images_only) = server.post_json("/api/conversation/sources", &json!({"conversation_id": id, "type": "image"})).await?;
+    let (_, images_only) =
+        server.post_json("/api/conversation/sources", &json!({"conversation_id": id, "type": "image"})).await?;
     assert_eq!(images_only["data"]["searches"], json!([]));
     assert_eq!(images_only["data"]["images"].as_array().map(Vec::len), Some(1));
-    let (_, searches_only) = server.post_json("/api/conversation/sources", &json!({"conversation_id": id, "type": "search"})).await?;
+    let (_, searches_only) =
+        server.post_json("/api/conversation/sources", &json!({"conversation_id": id, "type": "search"})).await?;
     assert_eq!(searches_only["data"]["images"], json!([]));
-    let (_, other) = server.post_json("/api/conversation/sources", &json!({"conversation_id": id, "type": "video"})).await?;
+    let (_, other) =
+        server.post_json("/api/conversation/sources", &json!({"conversation_id": id, "type": "video"})).await?;
     assert_eq!(other["data"], json!({"searches": [], "images": []}));
     Ok(())
 }

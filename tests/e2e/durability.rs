@@ -33,7 +33,8 @@ async fn everything_written_before_sigkill_is_there_after_restart() -> anyhow::R
 
     let (_, list_after) = server.get_json("/api/conversation/list").await?;
     assert_eq!(list_after, list_before);
-    let titles: Vec<_> = list_after["data"].as_array().expect("list").iter().map(|c| c["conversation_title"].clone()).collect();
+    let titles: Vec<_> =
+        list_after["data"].as_array().expect("list").iter().map(|c| c["conversation_title"].clone()).collect();
     assert_eq!(titles, [json!("second"), json!("renamed")]);
     let (status, history_after) = server.get_json(&format!("/api/conversation/{}", ids[1])).await?;
     assert_eq!(status, 200);

@@ -24,11 +24,31 @@ fn png_bytes() -> Vec<u8> {
 async fn start_image_server() -> anyhow::Result<String> {
     let png = png_bytes();
     let app = Router::new()
-        .route("/photo.png", get(move || { let png = png.clone(); async move { ([(header::CONTENT_TYPE, "image/png")], png) } }))
-        .route("/drawing.svg", get(|| async { ([(header::CONTENT_TYPE, "image/svg+xml")], "<svg xmlns='http://www.w3.org/2000/svg'/>") }))
-        .route("/sneaky", get(|| async { ([(header::CONTENT_TYPE, "image/png")], "<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>") }))
+        .route(
+            "/photo.png",
+            get(move || {
+                let png = png.clone();
+                async move { ([(header::CONTENT_TYPE, "image/png")], png) }
+            }),
+        )
+        .route(
+            "/drawing.svg",
+            get(|| async { ([(header::CONTENT_TYPE, "image/svg+xml")], "<svg xmlns='http://www.w3.org/2000/svg'/>") }),
+        )
+        .route(
+            "/sneaky",
+            get(|| async {
+                (
+                    [(header::CONTENT_TYPE, "image/png")],
+                    "<svg xmlns='http://www.w3.org/2000/svg'><script>alert(1)</script></svg>",
+                )
+            }),
+        )
         .route("/page.html", get(|| async { ([(header::CONTENT_TYPE, "text/html")], "<html>not an image</html>") }))
-        .route("/huge.png", get(|| async { ([(header::CONTENT_TYPE, "image/png")], vec![0u8; 11 * 1024 * 1024]).into_response() }))
+        .route(
+            "/huge.png",
+            get(|| async { ([(header::CONTENT_TYPE, "image/png")], vec![0u8; 11 * 1024 * 1024]).into_response() }),
+        )
         .route("/hop", get(|| async { Redirect::temporary("/photo.png") }))
         .route("/loop", get(|| async { Redirect::temporary("/loop") }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -63,7 +83,12 @@ async fn a_png_comes_back_as_base64_with_its_type() -> anyhow::Result<()> {
     assert_eq!(redirected["success"], true, "one redirect is followed: {redirected}");
 
     // The URL may also come in a JSON body, as the seed document shows it.
-    let response = server.client.get(server.url("/api/proxy/image")).json(&json!({"url": format!("{images}/photo.png")})).send().await?;
+    let response = server
+        .client
+        .get(server.url("/api/proxy/image"))
+        .json(&json!({"url": format!("{images}/photo.png")}))
+        .send()
+        .await?;
     let (_, body) = nexent_e2e::read_json(response).await?;
     assert_eq!(body["success"], true, "{body}");
     Ok(())

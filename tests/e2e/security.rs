@@ -8,7 +8,8 @@ use nexent_e2e::{NexentServer, ServerOptions, nexent_binary};
 #[tokio::test]
 async fn a_foreign_host_header_is_403() -> anyhow::Result<()> {
     let server = NexentServer::start()?;
-    let response = server.client.get(server.url("/api/conversation/list")).header("host", "evil.example").send().await?;
+    let response =
+        server.client.get(server.url("/api/conversation/list")).header("host", "evil.example").send().await?;
     let (status, body) = nexent_e2e::read_json(response).await?;
     assert_eq!(status, 403);
     assert_eq!(body["message"], "Host not allowed");
@@ -41,7 +42,10 @@ async fn cors_answers_only_our_own_origin() -> anyhow::Result<()> {
     let own_origin = format!("http://127.0.0.1:{}", server.port);
     let own = preflight(own_origin.clone()).await?;
     assert!(own.status().is_success());
-    assert_eq!(own.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()), Some(own_origin.as_str()));
+    assert_eq!(
+        own.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()),
+        Some(own_origin.as_str())
+    );
 
     // A foreign page's simple POST (no preflight) must not act either.
     let response = server
@@ -78,7 +82,8 @@ async fn a_configured_token_is_required_on_every_api_request() -> anyhow::Result
     let server = NexentServer::start_with(ServerOptions::default().env("NEXENT_API_TOKEN", token))?;
     let (status, body) = server.get_json("/api/conversation/list").await?;
     assert_eq!(status, 401, "{body}");
-    let response = server.client.get(server.url("/api/conversation/list")).bearer_auth("wrong-token-0123456789").send().await?;
+    let response =
+        server.client.get(server.url("/api/conversation/list")).bearer_auth("wrong-token-0123456789").send().await?;
     assert_eq!(response.status(), 401);
     let response = server.client.get(server.url("/api/conversation/list")).bearer_auth(token).send().await?;
     assert_eq!(response.status(), 200);

@@ -15,10 +15,7 @@ use anyhow::{Context, bail};
 /// Path of the `nexent` binary under test.
 pub fn nexent_binary() -> anyhow::Result<PathBuf> {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    BINARY
-        .get_or_init(|| locate_or_build().map_err(|error| format!("{error:#}")))
-        .clone()
-        .map_err(anyhow::Error::msg)
+    BINARY.get_or_init(|| locate_or_build().map_err(|error| format!("{error:#}"))).clone().map_err(anyhow::Error::msg)
 }
 
 fn locate_or_build() -> anyhow::Result<PathBuf> {
@@ -27,10 +24,8 @@ fn locate_or_build() -> anyhow::Result<PathBuf> {
     }
     // target/<profile>/deps/<test binary> -> target/<profile>/nexent
     let test_exe = std::env::current_exe()?;
-    let profile_dir = test_exe
-        .parent()
-        .and_then(Path::parent)
-        .context("cannot find the target dir from the test executable")?;
+    let profile_dir =
+        test_exe.parent().and_then(Path::parent).context("cannot find the target dir from the test executable")?;
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut build = Command::new(cargo);

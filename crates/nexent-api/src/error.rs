@@ -4,12 +4,12 @@
 //! errors are logged with their cause chain and answered with Nexent's generic 500 message, so internal
 //! details never reach a client.
 
+use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
@@ -44,10 +44,7 @@ pub enum ApiError {
 impl ApiError {
     pub fn validation(location: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        ApiError::Validation {
-            detail: json!([{ "loc": [location], "msg": message, "type": "value_error" }]),
-            message,
-        }
+        ApiError::Validation { detail: json!([{ "loc": [location], "msg": message, "type": "value_error" }]), message }
     }
 
     pub fn internal(error: impl Into<anyhow::Error>) -> Self {

@@ -79,8 +79,17 @@ pub fn with_cross_cutting_layers(router: Router, security_policy: Arc<security::
 /// Nexent served every route with and without its `/api` prefix; so do we, for its app prefixes.
 pub fn add_api_prefix<B>(mut request: Request<B>) -> Request<B> {
     const APP_PREFIXES: [&str; 11] = [
-        "/conversation/", "/config/", "/agent/", "/proxy/", "/indices", "/tasks", "/file/", "/model/", "/me/",
-        "/voice/", "/image",
+        "/conversation/",
+        "/config/",
+        "/agent/",
+        "/proxy/",
+        "/indices",
+        "/tasks",
+        "/file/",
+        "/model/",
+        "/me/",
+        "/voice/",
+        "/image",
     ];
     let path = request.uri().path();
     if APP_PREFIXES.iter().any(|prefix| path.starts_with(prefix)) {
@@ -124,8 +133,13 @@ mod tests {
     #[test]
     fn the_openapi_document_lists_every_route() {
         let document = openapi_document();
-        for path in ["/api/conversation/create", "/api/conversation/{conversation_id}", "/api/config/load_config",
-                     "/api/proxy/image", "/api/agent/reload_config"] {
+        for path in [
+            "/api/conversation/create",
+            "/api/conversation/{conversation_id}",
+            "/api/config/load_config",
+            "/api/proxy/image",
+            "/api/agent/reload_config",
+        ] {
             assert!(document.paths.paths.contains_key(path), "{path} missing from OpenAPI");
         }
     }

@@ -31,12 +31,7 @@ pub struct SecurityPolicy {
 impl SecurityPolicy {
     /// The policy for a server bound to loopback on `port`, with no token.
     pub fn loopback(port: u16) -> Self {
-        Self {
-            port,
-            allowed_hosts: default_allowed_hosts(),
-            allowed_origins: Vec::new(),
-            api_token: None,
-        }
+        Self { port, allowed_hosts: default_allowed_hosts(), allowed_origins: Vec::new(), api_token: None }
     }
 
     fn host_allowed(&self, host_header: &str) -> bool {
@@ -73,9 +68,7 @@ impl SecurityPolicy {
             .and_then(|value| value.to_str().ok())
             .and_then(|value| value.strip_prefix("Bearer ").or_else(|| value.strip_prefix("bearer ")))
             .map(str::trim);
-        let from_query = query.and_then(|query| {
-            url_query_value(query, "access_token")
-        });
+        let from_query = query.and_then(|query| url_query_value(query, "access_token"));
         [bearer.map(str::to_owned), from_query]
             .into_iter()
             .flatten()

@@ -283,11 +283,7 @@ fn parse_dotenv_value(raw: &str) -> String {
 fn render_dotenv(values: &BTreeMap<String, String>) -> String {
     let mut text = String::from("# Nexent Local settings (Config Sync). Written by the app; edits are kept.\n");
     for (key, value) in values {
-        let escaped = value
-            .replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-            .replace('\r', "\\r");
+        let escaped = value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n").replace('\r', "\\r");
         text.push_str(&format!("{key}=\"{escaped}\"\n"));
     }
     text

@@ -249,8 +249,7 @@ impl ConversationStore {
         minio_files: Option<&Value>,
     ) -> Result<i64, ConversationError> {
         let mut transaction = self.pool.begin().await?;
-        let message_id =
-            insert_message(&mut transaction, conversation_id, Role::User, content, minio_files).await?;
+        let message_id = insert_message(&mut transaction, conversation_id, Role::User, content, minio_files).await?;
         transaction.commit().await?;
         Ok(message_id)
     }
@@ -366,9 +365,8 @@ impl ConversationStore {
         for row in &message_rows {
             let message_id: i64 = row.get("message_id");
             let role = if row.get::<String, _>("message_role") == "user" { Role::User } else { Role::Assistant };
-            let minio_files = row
-                .get::<Option<String>, _>("minio_files")
-                .and_then(|text| serde_json::from_str::<Value>(&text).ok());
+            let minio_files =
+                row.get::<Option<String>, _>("minio_files").and_then(|text| serde_json::from_str::<Value>(&text).ok());
             messages.push(HistoryMessage {
                 message_id,
                 message_index: row.get("message_index"),
@@ -377,7 +375,9 @@ impl ConversationStore {
                 units: unit_rows
                     .iter()
                     .filter(|unit| unit.get::<i64, _>("message_id") == message_id)
-                    .map(|unit| StreamUnit::new(unit.get::<String, _>("unit_type"), unit.get::<String, _>("unit_content")))
+                    .map(|unit| {
+                        StreamUnit::new(unit.get::<String, _>("unit_type"), unit.get::<String, _>("unit_content"))
+                    })
                     .collect(),
                 opinion: row.get::<Option<String>, _>("opinion_flag").as_deref().and_then(Opinion::from_flag),
                 minio_files,

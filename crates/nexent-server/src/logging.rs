@@ -11,10 +11,8 @@ use crate::settings::Settings;
 
 /// Installs the subscriber; keep the guard alive so the file writer flushes on exit.
 pub fn init(settings: &Settings) -> anyhow::Result<WorkerGuard> {
-    let filter = std::env::var("NEXENT_LOG")
-        .ok()
-        .or_else(|| settings.log_filter.clone())
-        .unwrap_or_else(|| "info".to_owned());
+    let filter =
+        std::env::var("NEXENT_LOG").ok().or_else(|| settings.log_filter.clone()).unwrap_or_else(|| "info".to_owned());
     let filter = EnvFilter::try_new(&filter).with_context(|| format!("invalid log filter {filter:?}"))?;
     let log_dir = settings.data_dir.join("logs");
     std::fs::create_dir_all(&log_dir).with_context(|| format!("cannot create {}", log_dir.display()))?;

@@ -76,9 +76,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
         api_token: settings.api_token.clone(),
     };
     let state = AppState::new(services, security);
-    let shown_host = if settings.host.is_unspecified() { "127.0.0.1".to_owned() } else { local_address.ip().to_string() };
+    let shown_host =
+        if settings.host.is_unspecified() { "127.0.0.1".to_owned() } else { local_address.ip().to_string() };
     let url = match local_address {
-        SocketAddr::V6(_) if !settings.host.is_unspecified() => format!("http://[{shown_host}]:{}", local_address.port()),
+        SocketAddr::V6(_) if !settings.host.is_unspecified() => {
+            format!("http://[{shown_host}]:{}", local_address.port())
+        }
         _ => format!("http://{shown_host}:{}", local_address.port()),
     };
     tracing::info!(%url, data_dir = %settings.data_dir.display(), "nexent local is listening");

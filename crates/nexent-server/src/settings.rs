@@ -136,7 +136,10 @@ mod tests {
     fn flags_beat_the_file_and_defaults_are_loopback() {
         let file = ConfigFile { port: Some(6000), allow_private_fetch: Some(true), ..ConfigFile::default() };
         let settings = Settings::resolve(ServeArgs::default(), PathBuf::from("/tmp/x"), file.clone()).expect("ok");
-        assert_eq!((settings.host, settings.port, settings.allow_private_fetch), ("127.0.0.1".parse().expect("ip"), 6000, true));
+        assert_eq!(
+            (settings.host, settings.port, settings.allow_private_fetch),
+            ("127.0.0.1".parse().expect("ip"), 6000, true)
+        );
         let args = ServeArgs { port: Some(7000), ..ServeArgs::default() };
         assert_eq!(Settings::resolve(args, PathBuf::from("/tmp/x"), file).expect("ok").port, 7000);
     }

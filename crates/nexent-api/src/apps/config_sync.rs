@@ -108,7 +108,8 @@ impl From<GlobalConfigBody> for GlobalSettings {
             (ModelRole::Tts, models.tts),
         ] {
             if let Some(model) = model {
-                let api = model.api_config.unwrap_or(ApiConfigBody { api_key: String::new(), model_url: String::new() });
+                let api =
+                    model.api_config.unwrap_or(ApiConfigBody { api_key: String::new(), model_url: String::new() });
                 selections.insert(
                     role,
                     ModelSelection {

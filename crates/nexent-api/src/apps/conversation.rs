@@ -147,11 +147,8 @@ fn history_message_json(message: &HistoryMessage) -> Value {
             "opinion_flag": message.opinion.map(Opinion::flag),
         }),
         Role::Assistant => {
-            let mut units: Vec<Value> = message
-                .units
-                .iter()
-                .map(|unit| json!({ "type": unit.kind, "content": unit.content }))
-                .collect();
+            let mut units: Vec<Value> =
+                message.units.iter().map(|unit| json!({ "type": unit.kind, "content": unit.content })).collect();
             units.push(json!({ "type": "final_answer", "content": message.content }));
             json!({
                 "role": "assistant",
@@ -218,7 +215,9 @@ pub async fn conversation_sources(
     let scope = match (request.message_id, request.conversation_id) {
         (Some(message_id), _) => SourceScope::Message(message_id),
         (None, Some(conversation_id)) => SourceScope::Conversation(conversation_id),
-        (None, None) => return ConversationResponse::failure(400, "Must provide conversation_id or message_id parameter"),
+        (None, None) => {
+            return ConversationResponse::failure(400, "Must provide conversation_id or message_id parameter");
+        }
     };
     let kind = SourceKind::parse(request.kind.as_deref());
     match state.services.conversations.sources(scope, kind).await {

@@ -1,0 +1,35 @@
+# The README's two commands: `make run` and `make test`. Both install what is missing first.
+# One target dir outside the clone is shared by every checkout and by CI, so builds are incremental.
+CARGO_TARGET_DIR ?= $(HOME)/.cache/nexent/target
+export CARGO_TARGET_DIR
+NEXENT_BIN := $(CARGO_TARGET_DIR)/release/nexent
+
+.PHONY: run test setup build lint bench-server
+
+setup:
+	@bash scripts/setup.sh
+
+build: setup
+	cargo build --release -p nexent-server --bin nexent
+
+## run: install what is missing, build in release mode, start the server and print its URL.
+run: build
+	$(NEXENT_BIN) serve $(ARGS)
+
+## test: every test of the workspace (unit and end-to-end against the real binary).
+test: setup
+	cargo build -p nexent-server --bin nexent
+	@if cargo nextest --version >/dev/null 2>&1; then \
+	  cargo nextest run --workspace --no-fail-fast; \
+	else \
+	  cargo test --workspace --no-fail-fast; \
+	fi
+
+lint:
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	bash scripts/check-architecture.sh
+
+## bench-server: start-up time, idle memory and latency under 50 clients; writes bench/results/server.md.
+bench-server: build
+	NEXENT_BIN=$(NEXENT_BIN) cargo run --release -p nexent-bench --bin bench-server -- --out bench/results/server.md

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Architecture invariants that the compiler cannot see (ARCHITECTURE.md lists them):
+#   - nexent-core knows no HTTP server and no UI: it depends on neither axum nor tauri.
+#   - nexent-api never imports an engine (llama.cpp, whisper.cpp, ONNX Runtime): binaries wire engines.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+status=0
+forbid() {
+  local package=$1; shift
+  local found
+  found=$(cargo tree -p "$package" -e normal,build --prefix none --no-dedupe 2>/dev/null \
+    | awk '{print $1}' | sort -u | grep -xE "$(IFS='|'; echo "$*")" || true)
+  if [ -n "$found" ]; then
+    echo "architecture: $package must not depend on: $found"; status=1
+  else
+    echo "architecture: $package is free of $*"
+  fi
+}
+forbid nexent-core axum axum-core tauri wry utoipa
+forbid nexent-api tauri llama-cpp-2 llama-cpp-sys-2 whisper-rs whisper-rs-sys ort ort-sys nexent-engines
+exit $status

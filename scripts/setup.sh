@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Installs what building and running Nexent Local needs and is missing: Debian packages (with sudo
+# when not root) and a check of the Rust toolchain. Idempotent: a second run installs nothing.
+# Later steps (model files, the UI build) hook in here so the README's two commands stay two.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Packages the build needs. gcc/g++ and pkg-config build the C parts of sqlite and the TLS stack.
+APT_PACKAGES=(build-essential pkg-config ca-certificates)
+
+say() { printf 'setup: %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null 2>&1; then sudo "$@"; else
+    say "need root to run: $*  (install sudo or run as root)"; exit 1; fi
+}
+
+missing=()
+for package in "${APT_PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  if ! command -v apt-get >/dev/null 2>&1; then
+    say "missing packages ${missing[*]} and no apt-get on this system; install them by hand"; exit 1
+  fi
+  say "installing ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+if ! command -v cargo >/dev/null 2>&1; then
+  say "no Rust toolchain found: install one with rustup (rust-version in Cargo.toml), then run again"; exit 1
+fi
+required=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml | head -1)
+have=$(rustc --version | awk '{print $2}')
+if [ "$(printf '%s\n%s\n' "$required" "$have" | sort -V | head -1)" != "$required" ]; then
+  say "rustc $have is older than the required $required: run 'rustup update'"; exit 1
+fi
+say "ready (rustc $have)"
