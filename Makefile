@@ -14,7 +14,7 @@ build: setup
 
 ## run: install what is missing, build in release mode, start the server and print its URL.
 run: build
-	$(NEXENT_BIN) serve $(ARGS)
+	$(NEXENT_BIN) serve --models-dir models/files $(ARGS)
 
 ## test: every test of the workspace (unit and end-to-end against the real binary).
 test: setup

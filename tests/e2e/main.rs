@@ -5,5 +5,6 @@ mod base;
 mod config_sync;
 mod conversation;
 mod durability;
+mod knowledge;
 mod proxy;
 mod security;

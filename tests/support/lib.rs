@@ -47,6 +47,13 @@ fn locate_or_build() -> anyhow::Result<PathBuf> {
     Ok(binary)
 }
 
+/// The model files fetched by `scripts/setup.sh` (`NEXENT_TEST_MODELS_DIR` overrides).
+pub fn models_dir() -> PathBuf {
+    std::env::var("NEXENT_TEST_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/files"))
+}
+
 /// How to start a server.
 #[derive(Debug, Clone, Default)]
 pub struct ServerOptions {
@@ -104,6 +111,8 @@ impl NexentServer {
             .arg(port.to_string())
             .arg("--data-dir")
             .arg(data_dir)
+            .arg("--models-dir")
+            .arg(models_dir())
             .args(&options.extra_args)
             .env_remove("NEXENT_API_TOKEN")
             .env_remove("NEXENT_HOST")

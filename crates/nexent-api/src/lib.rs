@@ -8,6 +8,7 @@ pub mod apps {
     pub mod base;
     pub mod config_sync;
     pub mod conversation;
+    pub mod knowledge;
     pub mod proxy;
 }
 pub mod error;

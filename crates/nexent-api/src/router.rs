@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
-use crate::apps::{base, config_sync, conversation, proxy};
+use crate::apps::{base, config_sync, conversation, knowledge, proxy};
 use crate::security;
 
 #[derive(OpenApi)]
@@ -23,6 +23,7 @@ use crate::security;
         (name = "base"), (name = "conversation", description = "Conversation Management App"),
         (name = "config", description = "Config Sync App"), (name = "agent", description = "Agent App"),
         (name = "proxy", description = "Image Proxy App"),
+        (name = "knowledge", description = "Elasticsearch App (knowledge bases)"),
     )
 )]
 struct ApiDoc;
@@ -46,6 +47,15 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(config_sync::reload_config))
         // Proxy App
         .routes(routes!(proxy::proxy_image))
+        // Elasticsearch App (knowledge bases)
+        .routes(routes!(knowledge::list_indices))
+        .routes(routes!(knowledge::knowledge_health))
+        .routes(routes!(knowledge::create_index, knowledge::delete_index))
+        .routes(routes!(knowledge::index_info))
+        .routes(routes!(knowledge::index_documents, knowledge::delete_documents))
+        .routes(routes!(knowledge::search_accurate))
+        .routes(routes!(knowledge::search_semantic))
+        .routes(routes!(knowledge::search_hybrid))
 }
 
 /// The OpenAPI document, as `GET /api/openapi.json` serves it.

@@ -9,3 +9,10 @@ pub fn now_millis() -> i64 {
         .map(|elapsed| i64::try_from(elapsed.as_millis()).unwrap_or(i64::MAX))
         .unwrap_or(0)
 }
+
+/// `YYYY-mm-dd HH:MM:SS` in the machine's local time, as Nexent shows index dates.
+pub fn format_local_datetime(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .map(|utc| utc.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default()
+}

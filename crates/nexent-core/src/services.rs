@@ -8,6 +8,8 @@ use crate::conversation::ConversationStore;
 use crate::db::{DATABASE_FILE_NAME, DatabaseError, open_database};
 use crate::fetch::{FetchError, FetchPolicy, SafeFetcher};
 use crate::image_proxy::ImageProxy;
+use crate::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
+use crate::knowledge::{KnowledgeBase, KnowledgeError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServicesError {
@@ -19,11 +21,31 @@ pub enum ServicesError {
     ConfigSync(#[from] ConfigSyncError),
     #[error("cannot build the HTTP client: {0}")]
     Fetcher(#[from] FetchError),
+    #[error("cannot open the knowledge bases: {0}")]
+    Knowledge(#[from] KnowledgeError),
 }
 
-#[derive(Debug, Clone, Default)]
+/// The folder under the data dir that holds one folder per knowledge base.
+pub const INDICES_DIR: &str = "indices";
+
+#[derive(Clone)]
 pub struct ServicesOptions {
     pub fetch_policy: FetchPolicy,
+    /// The embedding engine the binary loaded (or an [`UnavailableEmbedder`] saying why none could be).
+    pub embedder: SharedEmbedder,
+}
+
+impl Default for ServicesOptions {
+    fn default() -> Self {
+        Self {
+            fetch_policy: FetchPolicy::default(),
+            embedder: std::sync::Arc::new(UnavailableEmbedder {
+                model_name: "none".into(),
+                dimension: 384,
+                reason: "no embedding model was configured".into(),
+            }),
+        }
+    }
 }
 
 /// The domain services of one data dir.
@@ -33,6 +55,7 @@ pub struct Services {
     pub conversations: ConversationStore,
     pub config_sync: std::sync::Arc<ConfigSync>,
     pub image_proxy: ImageProxy,
+    pub knowledge: std::sync::Arc<KnowledgeBase>,
 }
 
 impl Services {
@@ -42,11 +65,17 @@ impl Services {
         let pool = open_database(&data_dir.join(DATABASE_FILE_NAME)).await?;
         let config_sync = ConfigSync::open(&data_dir.join(CONFIG_FILE_NAME))?;
         let fetcher = SafeFetcher::new(options.fetch_policy)?;
+        let indices_dir = data_dir.join(INDICES_DIR);
+        let embedder = options.embedder;
+        let knowledge = tokio::task::spawn_blocking(move || KnowledgeBase::open(&indices_dir, embedder))
+            .await
+            .map_err(|error| KnowledgeError::Join(error.to_string()))??;
         Ok(Self {
             data_dir: data_dir.to_path_buf(),
             conversations: ConversationStore::new(pool),
             config_sync: std::sync::Arc::new(config_sync),
             image_proxy: ImageProxy::new(fetcher),
+            knowledge: std::sync::Arc::new(knowledge),
         })
     }
 }

@@ -1,6 +1,7 @@
 //! The `nexent` binary: `nexent serve` runs the whole product on one loopback port; `nexent openapi`
 //! prints the API description (used to check the UI's generated types against the server).
 
+mod engines;
 mod logging;
 mod settings;
 
@@ -62,7 +63,9 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
 
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let fetch_policy = FetchPolicy { allow_private_targets: settings.allow_private_fetch, ..FetchPolicy::default() };
-    let services = Services::open(&settings.data_dir, ServicesOptions { fetch_policy })
+    let engine_settings = settings.clone();
+    let embedder = tokio::task::spawn_blocking(move || engines::load_embedder(&engine_settings)).await?;
+    let services = Services::open(&settings.data_dir, ServicesOptions { fetch_policy, embedder })
         .await
         .with_context(|| format!("cannot open the data dir {}", settings.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(settings.host, settings.port))
@@ -87,7 +90,9 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     tracing::info!(%url, data_dir = %settings.data_dir.display(), "nexent local is listening");
     // Tests and scripts read this line to learn the port; keep its shape.
     println!("Nexent Local listening on {url}");
+    let knowledge = state.services.knowledge.clone();
     nexent_api::serve(listener, state, shutdown_signal()).await?;
+    knowledge.flush();
     tracing::info!("shut down cleanly");
     Ok(())
 }

@@ -36,6 +36,12 @@ pub struct ServeArgs {
     /// Let the image proxy (and URL sources) fetch loopback and private addresses.
     #[arg(long, env = "NEXENT_ALLOW_PRIVATE_FETCH")]
     pub allow_private_fetch: Option<bool>,
+    /// Folder holding the model files (`python3 models/fetch.py` fills `models/files`).
+    #[arg(long, env = "NEXENT_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Threads the local embedding model may use.
+    #[arg(long, env = "NEXENT_EMBED_THREADS")]
+    pub embed_threads: Option<usize>,
 }
 
 /// `config.toml` in the data dir.
@@ -50,6 +56,8 @@ pub struct ConfigFile {
     #[serde(default)]
     pub allowed_origins: Vec<String>,
     pub allow_private_fetch: Option<bool>,
+    pub models_dir: Option<PathBuf>,
+    pub embed_threads: Option<usize>,
     /// A `tracing` filter such as `info` or `nexent_api=debug`; `NEXENT_LOG` overrides it.
     pub log: Option<String>,
 }
@@ -75,6 +83,8 @@ pub struct Settings {
     pub allowed_hosts: Vec<String>,
     pub allowed_origins: Vec<String>,
     pub allow_private_fetch: bool,
+    pub models_dir: PathBuf,
+    pub embed_threads: usize,
     pub log_filter: Option<String>,
 }
 
@@ -115,6 +125,9 @@ impl Settings {
         if let Some(wildcard) = allowed_origins.iter().find(|origin| origin.contains('*')) {
             bail!("allowed origins must be exact origins, not {wildcard:?}");
         }
+        let models_dir = args.models_dir.or(file.models_dir).unwrap_or_else(|| data_dir.join("models"));
+        let cores = std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1);
+        let embed_threads = args.embed_threads.or(file.embed_threads).unwrap_or(cores.min(4)).max(1);
         Ok(Self {
             host,
             port,
@@ -123,6 +136,8 @@ impl Settings {
             allowed_hosts,
             allowed_origins,
             allow_private_fetch: args.allow_private_fetch.or(file.allow_private_fetch).unwrap_or(false),
+            models_dir,
+            embed_threads,
             log_filter: file.log,
         })
     }

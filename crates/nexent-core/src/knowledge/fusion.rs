@@ -100,9 +100,11 @@ mod tests {
     fn weights_at_the_ends_reproduce_each_list() {
         let accurate = list(&[("a", 3.0), ("b", 2.0)]);
         let semantic = list(&[("b", 0.9), ("a", 0.1)]);
-        let keyword_only: Vec<_> = fuse(&accurate, &semantic, 1.0, Fusion::WeightedMax, 2).into_iter().map(|hit| hit.key).collect();
+        let keyword_only: Vec<_> =
+            fuse(&accurate, &semantic, 1.0, Fusion::WeightedMax, 2).into_iter().map(|hit| hit.key).collect();
         assert_eq!(keyword_only, ["a", "b"]);
-        let vector_only: Vec<_> = fuse(&accurate, &semantic, 0.0, Fusion::WeightedMax, 2).into_iter().map(|hit| hit.key).collect();
+        let vector_only: Vec<_> =
+            fuse(&accurate, &semantic, 0.0, Fusion::WeightedMax, 2).into_iter().map(|hit| hit.key).collect();
         assert_eq!(vector_only, ["b", "a"]);
     }
 

@@ -83,7 +83,22 @@ mod tests {
 
     #[test]
     fn refuses_names_that_could_escape_or_confuse() {
-        for name in ["", "..", "../etc", "a/b", "a\\b", "Docs", "-x", "_x", ".hidden", "a b", "a\0b", "x*", "a:b", &"x".repeat(129)] {
+        for name in [
+            "",
+            "..",
+            "../etc",
+            "a/b",
+            "a\\b",
+            "Docs",
+            "-x",
+            "_x",
+            ".hidden",
+            "a b",
+            "a\0b",
+            "x*",
+            "a:b",
+            &"x".repeat(129),
+        ] {
             assert!(validate_index_name(name).is_err(), "{name:?}");
         }
     }

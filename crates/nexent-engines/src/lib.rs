@@ -1,0 +1,10 @@
+//! Engine implementations of `nexent-core`'s seams. Each engine owns its threads and takes work from a
+//! bounded queue, so the async runtime never runs inference and a full queue answers "busy" instead of
+//! growing without bound.
+//!
+//! - [`onnx_embedder`]: all-MiniLM-L6-v2 (int8 ONNX) through ONNX Runtime, loaded at run time from the
+//!   registry's `onnxruntime` wheel (`ort` with `load-dynamic`).
+//! - [`remote_embedder`]: any OpenAI-compatible `/v1/embeddings` server.
+
+pub mod onnx_embedder;
+pub mod remote_embedder;

@@ -1,0 +1,64 @@
+//! Choosing and loading the engines behind core's seams at start-up. A missing model never stops the
+//! server: the seam gets an "unavailable" engine that says which files to fetch.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use nexent_core::config_sync::{CONFIG_FILE_NAME, ConfigSync};
+use nexent_core::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
+use nexent_engines::onnx_embedder::{OnnxEmbedder, OnnxEmbedderConfig};
+use nexent_engines::remote_embedder::RemoteEmbedder;
+
+use crate::settings::Settings;
+
+/// The local embedding model and the ONNX Runtime library, as `models/fetch.py embedding` lays them out.
+pub const LOCAL_EMBEDDING_MODEL: &str = "all-MiniLM-L6-v2";
+const LOCAL_EMBEDDING_DIR: &str = "all-MiniLM-L6-v2-int8";
+const ONNX_RUNTIME_LIBRARY: &str = "onnxruntime/libonnxruntime.so.1.31.1";
+const LOCAL_EMBEDDING_DIMENSION: usize = 384;
+
+/// A remote OpenAI-compatible embedder when Config Sync names one (`EMBEDDING_MODEL_URL`, with
+/// `EMBEDDING_MODEL_NAME`, `EMBEDDING_API_KEY`, `EMBEDDING_DIMENSION`), else the local model.
+pub fn load_embedder(settings: &Settings) -> SharedEmbedder {
+    if let Some(remote) = remote_embedder_from_config(&settings.data_dir) {
+        return remote;
+    }
+    let config = OnnxEmbedderConfig {
+        model_dir: settings.models_dir.join(LOCAL_EMBEDDING_DIR),
+        runtime_library: settings.models_dir.join(ONNX_RUNTIME_LIBRARY),
+        model_name: LOCAL_EMBEDDING_MODEL.to_owned(),
+        threads: settings.embed_threads,
+    };
+    match OnnxEmbedder::load(config) {
+        Ok(embedder) => Arc::new(embedder),
+        Err(error) => {
+            let reason = format!("{error} (run `python3 models/fetch.py embedding` and pass --models-dir)");
+            tracing::warn!(%reason, "no local embedding model; semantic search and indexing are unavailable");
+            Arc::new(UnavailableEmbedder {
+                model_name: LOCAL_EMBEDDING_MODEL.to_owned(),
+                dimension: LOCAL_EMBEDDING_DIMENSION,
+                reason,
+            })
+        }
+    }
+}
+
+fn remote_embedder_from_config(data_dir: &Path) -> Option<SharedEmbedder> {
+    let config = ConfigSync::open(&data_dir.join(CONFIG_FILE_NAME)).ok()?;
+    let url = config.get("EMBEDDING_MODEL_URL").filter(|url| !url.trim().is_empty())?;
+    let name = config.get("EMBEDDING_MODEL_NAME").unwrap_or_default();
+    let Some(dimension) = config.get("EMBEDDING_DIMENSION").and_then(|value| value.trim().parse::<usize>().ok()) else {
+        tracing::warn!("EMBEDDING_MODEL_URL is set without EMBEDDING_DIMENSION; using the local model");
+        return None;
+    };
+    match RemoteEmbedder::new(&url, config.get("EMBEDDING_API_KEY"), &name, dimension) {
+        Ok(embedder) => {
+            tracing::info!(model = %name, dimension, "using a remote embedding model");
+            Some(Arc::new(embedder))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot use the remote embedding model; using the local one");
+            None
+        }
+    }
+}
