@@ -4,7 +4,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/nexent/target
 export CARGO_TARGET_DIR
 NEXENT_BIN := $(CARGO_TARGET_DIR)/release/nexent
 
-.PHONY: run test setup build lint bench-server
+.PHONY: run test setup build lint bench-server bench-retrieval bench-scale
 
 setup:
 	@bash scripts/setup.sh
@@ -33,3 +33,14 @@ lint:
 ## bench-server: start-up time, idle memory and latency under 50 clients; writes bench/results/server.md.
 bench-server: build
 	NEXENT_BIN=$(NEXENT_BIN) cargo run --release -p nexent-bench --bin bench-server -- --out bench/results/server.md
+
+## bench-retrieval: nDCG@10 / recall@100 per search mode on ../shared/data; writes bench/results/retrieval.md.
+bench-retrieval: setup
+	cargo run --release -p nexent-bench --bin bench-retrieval -- --data ../shared/data --models models/files --out bench/results/retrieval.md
+
+## bench-scale: indexing and search latency at 10k / 100k chunks beside LanceDB; writes bench/results/scale.md.
+BENCH_VENV ?= $(HOME)/.cache/nexent/bench-venv
+bench-scale: setup
+	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/python -c "import lancedb" 2>/dev/null || $(BENCH_VENV)/bin/pip install -q lancedb numpy pyarrow
+	cargo run --release -p nexent-bench --bin bench-scale -- --data ../shared/data --models models/files --peer-python $(BENCH_VENV)/bin/python --out bench/results/scale.md

@@ -216,3 +216,52 @@ async fn indexed_documents_survive_sigkill_and_restart() -> anyhow::Result<()> {
     assert_eq!(info["base_info"]["chunk_count"], 2);
     Ok(())
 }
+
+#[tokio::test]
+async fn sigkill_during_a_large_documents_post_keeps_exactly_the_last_commit() -> anyhow::Result<()> {
+    let mut server = NexentServer::start()?;
+    index_two_documents(&server, "kb").await?;
+    // Embedding 1500 chunks takes seconds on this machine: the kill lands before that commit.
+    let results: Vec<Value> = (0..1500)
+        .map(|position| json!({"text": format!("Bulk chunk number {position} about the Vexian tides and their ninety-day cycle."), "source": format!("/bulk/{}.txt", position / 100)}))
+        .collect();
+    let client = server.client.clone();
+    let url = server.url("/api/indices/kb/documents");
+    let large =
+        tokio::spawn(
+            async move { client.post(url).json(&json!({"task_id": "bulk", "results": results})).send().await },
+        );
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    server.kill()?;
+    let outcome = large.await?;
+    assert!(
+        outcome.is_err() || !outcome.as_ref().is_ok_and(|response| response.status().is_success()),
+        "the kill came too late to test anything"
+    );
+
+    server.restart()?;
+    let (_, info) = server.get_json("/api/indices/kb/info?include_chunks=true").await?;
+    assert_eq!(info["base_info"]["chunk_count"], 2, "only the committed request: {}", info["base_info"]);
+    let mut ids: Vec<String> = info["files"]
+        .as_array()
+        .expect("files")
+        .iter()
+        .flat_map(|file| file["chunks"].as_array().cloned().unwrap_or_default())
+        .filter_map(|chunk| chunk["id"].as_str().map(str::to_owned))
+        .collect();
+    ids.sort();
+    assert_eq!(ids, ["task-1_0", "task-1_1"]);
+    let (status, found) =
+        search(&server, "hybrid", json!({"index_names": ["kb"], "query": "Zorblax", "top_k": 3})).await?;
+    assert_eq!(status, 200);
+    assert_eq!(found["results"][0]["id"], "task-1_0");
+    // The index still takes writes after the crash (no stale writer lock).
+    let (status, _) = server
+        .post_json(
+            "/api/indices/kb/documents",
+            &json!({"task_id": "after", "results": [{"text": "post-crash chunk", "source": "/after.txt"}]}),
+        )
+        .await?;
+    assert_eq!(status, 200);
+    Ok(())
+}

@@ -9,6 +9,7 @@
 //! 3. Run every index operation on the blocking pool; one writer per index serialises changes.
 
 pub mod analyzer;
+pub mod ann;
 pub mod chunk;
 pub mod embedder;
 pub mod fusion;
@@ -25,8 +26,9 @@ pub use chunk::Chunk;
 pub use embedder::{EmbedError, Embedder, SharedEmbedder};
 pub use fusion::Fusion;
 use fusion::{FusedHit, ScoredKey};
-pub use index::{IndexError, IndexMeta, IndexStats, IndexedFile, KnowledgeIndex};
+pub use index::{IndexError, IndexMeta, IndexSnapshot, IndexStats, IndexedFile, KnowledgeIndex};
 pub use names::{InvalidIndexName, validate_index_name};
+use tantivy::DocAddress;
 
 /// Largest `top_k` a search accepts.
 pub const MAX_TOP_K: usize = 1000;
@@ -228,7 +230,7 @@ impl KnowledgeBase {
         if chunks.is_empty() {
             return Ok(0);
         }
-        if let Some(position) = chunks.iter().position(|chunk| chunk.content.trim().is_empty()) {
+        if let Some(position) = chunks.iter().position(|chunk| embedding_text(chunk).trim().is_empty()) {
             return Err(KnowledgeError::EmptyDocument { index: position });
         }
         let expected = index.meta().embedding_dim;
@@ -301,34 +303,64 @@ impl KnowledgeBase {
                 SearchMode::Hybrid { .. } => (top_k * HYBRID_DEPTH_FACTOR).max(HYBRID_MIN_DEPTH),
                 _ => top_k,
             };
-            let mut keyword_hits: Vec<(String, f32, Chunk)> = Vec::new();
-            let mut vector_hits: Vec<(String, f32, Chunk)> = Vec::new();
-            for (name, index) in &indices {
+            // Hits are (index position, score, address); documents are read only for the final top_k.
+            let snapshots: Vec<_> = indices.iter().map(|(_, index)| index.snapshot()).collect();
+            let mut keyword_hits: Vec<(usize, f32, DocAddress)> = Vec::new();
+            let mut vector_hits: Vec<(usize, f32, DocAddress)> = Vec::new();
+            for (position, (_, index)) in indices.iter().enumerate() {
+                let snapshot = &snapshots[position];
                 if !matches!(mode, SearchMode::Semantic) {
-                    for (score, chunk) in index.search_keywords(&query, depth)? {
-                        keyword_hits.push((name.clone(), score, chunk));
+                    for (score, address) in index.keyword_hits(snapshot, &query, depth)? {
+                        keyword_hits.push((position, score, address));
                     }
                 }
                 if let Some(vector) = &query_vector {
-                    for (similarity, chunk) in index.search_vector(vector, depth)? {
-                        // Elasticsearch's cosine score, which Nexent's clients are used to: (1 + cos) / 2.
-                        vector_hits.push((name.clone(), (1.0 + similarity) / 2.0, chunk));
+                    for (similarity, address) in index.vector_hits(snapshot, vector, depth) {
+                        // Semantic search answers Elasticsearch's cosine score, which Nexent's clients know:
+                        // (1 + cos) / 2. Fusion works on the cosine itself, whose spread is twice as wide.
+                        let score = match mode {
+                            SearchMode::Semantic => (1.0 + similarity) / 2.0,
+                            _ => similarity,
+                        };
+                        vector_hits.push((position, score, address));
                     }
                 }
             }
-            let by_score = |left: &(String, f32, Chunk), right: &(String, f32, Chunk)| right.1.total_cmp(&left.1);
+            let by_score =
+                |left: &(usize, f32, DocAddress), right: &(usize, f32, DocAddress)| right.1.total_cmp(&left.1);
             keyword_hits.sort_by(by_score);
             vector_hits.sort_by(by_score);
-            Ok(match mode {
-                SearchMode::Accurate => plain_hits(keyword_hits, top_k),
-                SearchMode::Semantic => plain_hits(vector_hits, top_k),
+            let ranked: Ranked = match mode {
+                SearchMode::Accurate => plain_ranking(keyword_hits, top_k),
+                SearchMode::Semantic => plain_ranking(vector_hits, top_k),
                 SearchMode::Hybrid { weight_accurate, fusion } => {
-                    fuse_hits(keyword_hits, vector_hits, weight_accurate, fusion, top_k)
+                    fused_ranking(&keyword_hits, &vector_hits, weight_accurate, fusion, top_k)
                 }
-            })
+            };
+            let mut hits = Vec::with_capacity(ranked.len());
+            for (position, address, score, details) in ranked {
+                let (name, index) = &indices[position];
+                hits.push(SearchHit {
+                    index: name.clone(),
+                    chunk: index.chunk(&snapshots[position], address)?,
+                    score,
+                    accurate: details.map(|(accurate, _)| accurate),
+                    semantic: details.map(|(_, semantic)| semantic),
+                });
+            }
+            Ok(hits)
         })
         .await?;
         Ok(SearchOutcome { hits, query_time_ms: started.elapsed().as_secs_f64() * 1000.0, embedding_time_ms })
+    }
+
+    /// Blocks until no index is building its vector graph (benchmarks and tests).
+    pub fn wait_for_graphs(&self) {
+        let indices: Vec<Arc<KnowledgeIndex>> =
+            self.indices.read().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect();
+        for index in indices {
+            index.wait_for_graph();
+        }
     }
 
     /// Writes every index's counters to disk (on shutdown).
@@ -342,7 +374,7 @@ impl KnowledgeBase {
 }
 
 /// What gets embedded for a chunk: its title when it adds something, then its text.
-fn embedding_text(chunk: &Chunk) -> String {
+pub fn embedding_text(chunk: &Chunk) -> String {
     if chunk.title.is_empty() || chunk.title == chunk.filename || chunk.content.starts_with(&chunk.title) {
         chunk.content.clone()
     } else {
@@ -350,48 +382,38 @@ fn embedding_text(chunk: &Chunk) -> String {
     }
 }
 
-fn hit_key(index: &str, chunk: &Chunk) -> String {
-    format!("{index}\u{1f}{}", chunk.id)
+fn hit_key(position: usize, address: DocAddress) -> String {
+    format!("{position}:{}:{}", address.segment_ord, address.doc_id)
 }
 
-fn plain_hits(hits: Vec<(String, f32, Chunk)>, top_k: usize) -> Vec<SearchHit> {
-    hits.into_iter()
-        .take(top_k)
-        .map(|(index, score, chunk)| SearchHit { index, chunk, score, accurate: None, semantic: None })
-        .collect()
+type Ranked = Vec<(usize, DocAddress, f32, Option<(f32, f32)>)>;
+
+fn plain_ranking(hits: Vec<(usize, f32, DocAddress)>, top_k: usize) -> Ranked {
+    hits.into_iter().take(top_k).map(|(position, score, address)| (position, address, score, None)).collect()
 }
 
-fn fuse_hits(
-    keyword_hits: Vec<(String, f32, Chunk)>,
-    vector_hits: Vec<(String, f32, Chunk)>,
+fn fused_ranking(
+    keyword_hits: &[(usize, f32, DocAddress)],
+    vector_hits: &[(usize, f32, DocAddress)],
     weight_accurate: f32,
     fusion: Fusion,
     top_k: usize,
-) -> Vec<SearchHit> {
-    let keyword_keys: Vec<ScoredKey> = keyword_hits
-        .iter()
-        .map(|(index, score, chunk)| ScoredKey { key: hit_key(index, chunk), score: *score })
-        .collect();
-    let vector_keys: Vec<ScoredKey> = vector_hits
-        .iter()
-        .map(|(index, score, chunk)| ScoredKey { key: hit_key(index, chunk), score: *score })
-        .collect();
-    let fused: Vec<FusedHit> = fusion::fuse(&keyword_keys, &vector_keys, weight_accurate, fusion, top_k);
-    let mut chunks: std::collections::HashMap<String, (String, Chunk)> = std::collections::HashMap::new();
-    for (index, _, chunk) in keyword_hits.into_iter().chain(vector_hits) {
-        chunks.entry(hit_key(&index, &chunk)).or_insert((index, chunk));
+) -> Ranked {
+    let keys = |hits: &[(usize, f32, DocAddress)]| -> Vec<ScoredKey> {
+        hits.iter()
+            .map(|(position, score, address)| ScoredKey { key: hit_key(*position, *address), score: *score })
+            .collect()
+    };
+    let fused: Vec<FusedHit> = fusion::fuse(&keys(keyword_hits), &keys(vector_hits), weight_accurate, fusion, top_k);
+    let mut locations: std::collections::HashMap<String, (usize, DocAddress)> = std::collections::HashMap::new();
+    for (position, _, address) in keyword_hits.iter().chain(vector_hits) {
+        locations.entry(hit_key(*position, *address)).or_insert((*position, *address));
     }
     fused
         .into_iter()
         .filter_map(|hit| {
-            let (index, chunk) = chunks.remove(&hit.key)?;
-            Some(SearchHit {
-                index,
-                chunk,
-                score: hit.score,
-                accurate: Some(hit.accurate),
-                semantic: Some(hit.semantic),
-            })
+            let (position, address) = locations.get(&hit.key)?;
+            Some((*position, *address, hit.score, Some((hit.accurate, hit.semantic))))
         })
         .collect()
 }

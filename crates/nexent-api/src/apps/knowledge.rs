@@ -316,7 +316,7 @@ pub struct SearchBody {
     /// Hybrid only: weight of the keyword list, in [0, 1].
     #[serde(default = "default_weight")]
     pub weight_accurate: f64,
-    /// Hybrid only: `weighted` (Nexent's max-normalised sum, default) or `rrf`.
+    /// Hybrid only: `weighted` (Nexent's max-normalised sum, default), `minmax` or `rrf`.
     #[serde(default)]
     pub fusion: Option<String>,
     /// Hybrid with `rrf` only: the rank constant (default 60).

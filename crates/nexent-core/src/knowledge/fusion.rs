@@ -3,7 +3,8 @@
 //! [`Fusion::WeightedMax`] is Nexent's hybrid formula (nexent-api.md §3.3): each list is divided by its
 //! own maximum score, then `weight_accurate * accurate + (1 - weight_accurate) * semantic`, a document
 //! missing from a list counting 0 there. [`Fusion::ReciprocalRank`] is RRF: `Σ weight / (k + rank)`,
-//! which ignores score scales entirely. Both report the normalised per-list scores as details.
+//! which ignores score scales entirely. [`Fusion::WeightedMinMax`] stretches each list to [0, 1] before
+//! the weighted sum. All report the normalised per-list scores as details.
 
 use std::collections::HashMap;
 
@@ -12,6 +13,8 @@ use std::collections::HashMap;
 pub enum Fusion {
     /// Max-normalised weighted sum (Nexent's default).
     WeightedMax,
+    /// Min-max-normalised weighted sum ("relative score fusion"): each list is stretched to [0, 1].
+    WeightedMinMax,
     /// Reciprocal-rank fusion with the given `k` (60 is the usual choice).
     ReciprocalRank { k: f32 },
 }
@@ -41,27 +44,40 @@ pub fn fuse(
     limit: usize,
 ) -> Vec<FusedHit> {
     let max_of = |list: &[ScoredKey]| list.iter().map(|hit| hit.score).fold(0.0f32, f32::max);
-    let max_accurate = max_of(accurate);
-    let max_semantic = max_of(semantic);
-    let normalise = |score: f32, max: f32| if max > 0.0 { score / max } else { 0.0 };
+    let min_of = |list: &[ScoredKey]| list.iter().map(|hit| hit.score).fold(f32::INFINITY, f32::min);
+    let (floor_accurate, floor_semantic) = match fusion {
+        Fusion::WeightedMinMax => (min_of(accurate), min_of(semantic)),
+        _ => (0.0, 0.0),
+    };
+    let max_accurate = max_of(accurate) - floor_accurate;
+    let max_semantic = max_of(semantic) - floor_semantic;
+    let normalise = |score: f32, floor: f32, max: f32| {
+        if max > 0.0 {
+            (score - floor) / max
+        } else if floor > 0.0 {
+            1.0
+        } else {
+            0.0
+        }
+    };
 
     let mut merged: HashMap<&str, FusedHit> = HashMap::new();
     for (rank, hit) in accurate.iter().enumerate() {
         let entry = merged.entry(&hit.key).or_insert_with(|| empty_hit(&hit.key));
-        entry.accurate = normalise(hit.score, max_accurate);
+        entry.accurate = normalise(hit.score, floor_accurate, max_accurate);
         if let Fusion::ReciprocalRank { k } = fusion {
             entry.score += weight_accurate / (k + rank as f32 + 1.0);
         }
     }
     for (rank, hit) in semantic.iter().enumerate() {
         let entry = merged.entry(&hit.key).or_insert_with(|| empty_hit(&hit.key));
-        entry.semantic = normalise(hit.score, max_semantic);
+        entry.semantic = normalise(hit.score, floor_semantic, max_semantic);
         if let Fusion::ReciprocalRank { k } = fusion {
             entry.score += (1.0 - weight_accurate) / (k + rank as f32 + 1.0);
         }
     }
     let mut hits: Vec<FusedHit> = merged.into_values().collect();
-    if fusion == Fusion::WeightedMax {
+    if matches!(fusion, Fusion::WeightedMax | Fusion::WeightedMinMax) {
         for hit in &mut hits {
             hit.score = weight_accurate * hit.accurate + (1.0 - weight_accurate) * hit.semantic;
         }
@@ -115,6 +131,17 @@ mod tests {
         let hits = fuse(&accurate, &semantic, 0.5, Fusion::ReciprocalRank { k: 60.0 }, 3);
         assert_eq!(hits[0].key, "both");
         assert_eq!(hits.len(), 3);
+    }
+
+    #[test]
+    fn min_max_stretches_each_list_to_the_unit_range() {
+        let accurate = list(&[("a", 10.0), ("b", 6.0), ("c", 2.0)]);
+        let semantic = list(&[("c", 0.8), ("a", 0.7)]);
+        let hits = fuse(&accurate, &semantic, 0.5, Fusion::WeightedMinMax, 3);
+        let by_key: HashMap<_, _> = hits.iter().map(|hit| (hit.key.as_str(), hit)).collect();
+        assert_eq!((by_key["a"].accurate, by_key["a"].semantic), (1.0, 0.0));
+        assert_eq!((by_key["b"].accurate, by_key["c"].accurate), (0.5, 0.0));
+        assert_eq!(by_key["c"].semantic, 1.0);
     }
 
     #[test]

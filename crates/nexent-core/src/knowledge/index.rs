@@ -9,7 +9,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
@@ -21,7 +21,8 @@ use tantivy::schema::{
 };
 use tantivy::{DocAddress, Index, IndexReader, IndexWriter, ReloadPolicy, Searcher, TantivyDocument, Term};
 
-use super::analyzer::{MIXED_ANALYZER, mixed_analyzer};
+use super::analyzer::{MIXED_ANALYZER, keyword_analyzer};
+use super::ann::{ANN_MIN_VECTORS, AnnGraph};
 use super::chunk::Chunk;
 use super::vectors::{VectorMatrix, vector_from_bytes, vector_to_bytes};
 use crate::clock::now_millis;
@@ -59,6 +60,7 @@ pub struct IndexMeta {
 #[derive(Clone, Copy)]
 struct Fields {
     id: Field,
+    search_text: Field,
     title: Field,
     filename: Field,
     path_or_url: Field,
@@ -96,20 +98,22 @@ pub const PUBLIC_FIELDS: [&str; 14] = [
 
 fn build_schema() -> Schema {
     let mut builder = Schema::builder();
-    let text = TextOptions::default().set_stored().set_indexing_options(
+    // Title and content are scored as one text, as BM25 baselines do (bm25s, Pyserini on BEIR).
+    let searchable = TextOptions::default().set_indexing_options(
         TextFieldIndexing::default()
             .set_tokenizer(MIXED_ANALYZER)
             .set_index_option(IndexRecordOption::WithFreqsAndPositions),
     );
     builder.add_text_field("id", STRING | STORED);
-    builder.add_text_field("title", text.clone());
+    builder.add_text_field("search_text", searchable);
+    builder.add_text_field("title", STORED);
     builder.add_text_field("filename", STRING | STORED | FAST);
     builder.add_text_field("path_or_url", STRING | STORED | FAST);
     builder.add_text_field("source_type", STRING | STORED);
     builder.add_text_field("language", STRING | STORED);
     builder.add_text_field("author", STRING | STORED);
     builder.add_text_field("date", STRING | STORED);
-    builder.add_text_field("content", text);
+    builder.add_text_field("content", STORED);
     builder.add_text_field("process_source", STRING | STORED | FAST);
     builder.add_text_field("embedding_model_name", STRING | STORED | FAST);
     builder.add_u64_field("file_size", STORED | FAST);
@@ -124,6 +128,7 @@ fn resolve_fields(schema: &Schema) -> Result<Fields, IndexError> {
     let field = |name: &str| schema.get_field(name).map_err(|_| IndexError::Meta(format!("field {name} missing")));
     Ok(Fields {
         id: field("id")?,
+        search_text: field("search_text")?,
         title: field("title")?,
         filename: field("filename")?,
         path_or_url: field("path_or_url")?,
@@ -146,6 +151,11 @@ fn resolve_fields(schema: &Schema) -> Result<Fields, IndexError> {
 struct SearchView {
     searcher: Searcher,
     address_of: HashMap<u64, DocAddress>,
+}
+
+/// A committed point in time of one index (see [`KnowledgeIndex::snapshot`]).
+pub struct IndexSnapshot {
+    view: Arc<SearchView>,
 }
 
 /// Per-file summary for the info route.
@@ -177,7 +187,11 @@ pub struct KnowledgeIndex {
     fields: Fields,
     writer: Mutex<Option<IndexWriter>>,
     view: RwLock<Arc<SearchView>>,
-    vectors: RwLock<VectorMatrix>,
+    // Lock order: `vectors` before `graph`, everywhere.
+    vectors: Arc<RwLock<VectorMatrix>>,
+    graph: Arc<RwLock<Option<AnnGraph>>>,
+    graph_building: Arc<AtomicBool>,
+    ann_min_vectors: AtomicUsize,
     meta: Mutex<IndexMeta>,
     next_vec_id: AtomicU64,
     search_count: AtomicU64,
@@ -218,7 +232,7 @@ impl KnowledgeIndex {
     }
 
     fn from_parts(dir: &Path, index: Index, meta: IndexMeta) -> Result<Self, IndexError> {
-        index.tokenizers().register(MIXED_ANALYZER, mixed_analyzer());
+        index.tokenizers().register(MIXED_ANALYZER, keyword_analyzer());
         let fields = resolve_fields(&index.schema())?;
         let reader = index.reader_builder().reload_policy(ReloadPolicy::Manual).try_into()?;
         let view = build_view(&reader)?;
@@ -240,19 +254,24 @@ impl KnowledgeIndex {
             }
         }
         let next_vec_id = max_vec_id.map_or(0, |max| max + 1);
-        Ok(Self {
+        let index = Self {
             dir: dir.to_path_buf(),
             index,
             reader,
             fields,
             writer: Mutex::new(None),
             view: RwLock::new(Arc::new(view)),
-            vectors: RwLock::new(vectors),
+            vectors: Arc::new(RwLock::new(vectors)),
+            graph: Arc::new(RwLock::new(None)),
+            graph_building: Arc::new(AtomicBool::new(false)),
+            ann_min_vectors: AtomicUsize::new(ANN_MIN_VECTORS),
             search_count: AtomicU64::new(meta.total_search_count),
             hit_count: AtomicU64::new(meta.hit_count),
             meta: Mutex::new(meta),
             next_vec_id: AtomicU64::new(next_vec_id),
-        })
+        };
+        index.maintain_graph();
+        Ok(index)
     }
 
     pub fn meta(&self) -> IndexMeta {
@@ -302,14 +321,20 @@ impl KnowledgeIndex {
         self.next_vec_id.store(first_vec_id + chunks.len() as u64, Ordering::SeqCst);
         self.refresh_view()?;
         {
-            let mut vectors = self.vectors.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut vectors = write(&self.vectors);
             for vec_id in replaced {
                 vectors.remove(vec_id);
             }
-            for (vec_id, vector) in added {
-                vectors.insert(vec_id, vector);
+            for (vec_id, vector) in &added {
+                vectors.insert(*vec_id, vector);
+            }
+            if let Some(graph) = write(&self.graph).as_mut() {
+                for (vec_id, vector) in &added {
+                    graph.insert(*vec_id, vector);
+                }
             }
         }
+        self.maintain_graph();
         self.touch()?;
         Ok(chunks.len())
     }
@@ -331,11 +356,12 @@ impl KnowledgeIndex {
         }
         self.refresh_view()?;
         {
-            let mut vectors = self.vectors.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+            let mut vectors = write(&self.vectors);
             for vec_id in &removed {
                 vectors.remove(*vec_id);
             }
         }
+        self.maintain_graph();
         self.touch()?;
         Ok(removed.len())
     }
@@ -364,6 +390,7 @@ impl KnowledgeIndex {
         let fields = self.fields;
         let mut document = TantivyDocument::default();
         document.add_text(fields.id, &chunk.id);
+        document.add_text(fields.search_text, format!("{}\n{}", chunk.title, chunk.content));
         document.add_text(fields.title, &chunk.title);
         document.add_text(fields.filename, &chunk.filename);
         document.add_text(fields.path_or_url, &chunk.path_or_url);
@@ -414,36 +441,67 @@ impl KnowledgeIndex {
         }
     }
 
+    /// A committed point in time to search: keyword and vector hits taken from one snapshot refer to the
+    /// same documents, so they can be fused by address before any document is read.
+    pub fn snapshot(&self) -> IndexSnapshot {
+        IndexSnapshot { view: self.current_view() }
+    }
+
     /// BM25 over title and content; the query is plain text (operators are not interpreted).
-    pub fn search_keywords(&self, query: &str, limit: usize) -> Result<Vec<(f32, Chunk)>, IndexError> {
-        let view = self.current_view();
-        let mut parser = QueryParser::for_index(&self.index, vec![self.fields.title, self.fields.content]);
-        parser.set_field_boost(self.fields.title, 1.0);
+    pub fn keyword_hits(
+        &self,
+        snapshot: &IndexSnapshot,
+        query: &str,
+        limit: usize,
+    ) -> Result<Vec<(f32, DocAddress)>, IndexError> {
+        let parser = QueryParser::for_index(&self.index, vec![self.fields.search_text]);
         let plain: String =
             query.chars().map(|character| if character.is_alphanumeric() { character } else { ' ' }).collect();
         let (parsed, _ignored) = parser.parse_query_lenient(&plain);
-        let top = view.searcher.search(&parsed, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
-        let mut hits = Vec::with_capacity(top.len());
-        for (score, address) in top {
-            hits.push((score, self.chunk_at(&view.searcher, address)?));
-        }
-        self.record_search(hits.len());
-        Ok(hits)
+        let top = snapshot.view.searcher.search(&parsed, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
+        self.record_search(top.len());
+        Ok(top)
     }
 
-    /// Cosine similarity over the stored vectors (exact).
-    pub fn search_vector(&self, query: &[f32], limit: usize) -> Result<Vec<(f32, Chunk)>, IndexError> {
-        let view = self.current_view();
-        let nearest = self.vectors.read().unwrap_or_else(|poisoned| poisoned.into_inner()).search(query, limit);
-        let mut hits = Vec::with_capacity(nearest.len());
-        for hit in nearest {
-            // A vector whose chunk is not in this view was changed by a concurrent commit: skip it.
-            if let Some(address) = view.address_of.get(&hit.vec_id) {
-                hits.push((hit.similarity, self.chunk_at(&view.searcher, *address)?));
+    /// Cosine similarity to the stored vectors (exact scan, or the graph for large indices).
+    pub fn vector_hits(&self, snapshot: &IndexSnapshot, query: &[f32], limit: usize) -> Vec<(f32, DocAddress)> {
+        let nearest = {
+            let vectors = read(&self.vectors);
+            match read(&self.graph).as_ref() {
+                Some(graph) => graph
+                    .search(query, limit, &|vec_id| vectors.contains(vec_id))
+                    .into_iter()
+                    .map(|(vec_id, similarity)| super::vectors::VectorHit { vec_id, similarity })
+                    .collect(),
+                None => vectors.search(query, limit),
             }
-        }
+        };
+        // A vector whose chunk is not in this snapshot was changed by a concurrent commit: skip it.
+        let hits: Vec<(f32, DocAddress)> = nearest
+            .into_iter()
+            .filter_map(|hit| snapshot.view.address_of.get(&hit.vec_id).map(|address| (hit.similarity, *address)))
+            .collect();
         self.record_search(hits.len());
-        Ok(hits)
+        hits
+    }
+
+    /// The chunk at an address of a snapshot.
+    pub fn chunk(&self, snapshot: &IndexSnapshot, address: DocAddress) -> Result<Chunk, IndexError> {
+        self.chunk_at(&snapshot.view.searcher, address)
+    }
+
+    /// Keyword search with the chunks read (tests and tools; the service fuses addresses first).
+    pub fn search_keywords(&self, query: &str, limit: usize) -> Result<Vec<(f32, Chunk)>, IndexError> {
+        let snapshot = self.snapshot();
+        let hits = self.keyword_hits(&snapshot, query, limit)?;
+        hits.into_iter().map(|(score, address)| Ok((score, self.chunk(&snapshot, address)?))).collect()
+    }
+
+    /// Vector search with the chunks read.
+    pub fn search_vector(&self, query: &[f32], limit: usize) -> Result<Vec<(f32, Chunk)>, IndexError> {
+        let snapshot = self.snapshot();
+        let hits = self.vector_hits(&snapshot, query, limit);
+        hits.into_iter().map(|(score, address)| Ok((score, self.chunk(&snapshot, address)?))).collect()
     }
 
     fn chunk_at(&self, searcher: &Searcher, address: DocAddress) -> Result<Chunk, IndexError> {
@@ -574,7 +632,72 @@ impl KnowledgeIndex {
     }
 
     pub fn vector_count(&self) -> usize {
-        self.vectors.read().unwrap_or_else(|poisoned| poisoned.into_inner()).len()
+        read(&self.vectors).len()
+    }
+
+    /// Whether semantic search currently walks a graph (large index) rather than scanning.
+    pub fn uses_graph(&self) -> bool {
+        read(&self.graph).is_some()
+    }
+
+    /// Sets how many vectors an index needs before it gets a graph (`usize::MAX`: always exact).
+    pub fn set_ann_min_vectors(&self, minimum: usize) {
+        self.ann_min_vectors.store(minimum, Ordering::SeqCst);
+        self.maintain_graph();
+    }
+
+    /// Blocks until a graph being built in the background is ready (benchmarks, tests).
+    pub fn wait_for_graph(&self) {
+        while self.graph_building.load(Ordering::SeqCst) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// Drops the graph of an index that became small, and (re)builds it in the background for one that
+    /// is large and has none, or whose graph holds too many deleted vectors. Searches stay exact
+    /// meanwhile; vectors added during the build are inserted before the graph is switched on.
+    fn maintain_graph(&self) {
+        let live = read(&self.vectors).len();
+        let minimum = self.ann_min_vectors.load(Ordering::SeqCst);
+        if live < minimum {
+            if read(&self.graph).is_some() {
+                *write(&self.graph) = None;
+            }
+            return;
+        }
+        let stale = read(&self.graph).as_ref().is_some_and(|graph| graph.inserted() > live + live / 3);
+        if read(&self.graph).is_some() && !stale {
+            return;
+        }
+        if self.graph_building.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let vectors = self.vectors.clone();
+        let graph_slot = self.graph.clone();
+        let building = self.graph_building.clone();
+        let name = self.dir.display().to_string();
+        let spawned = std::thread::Builder::new().name("nexent-ann-build".into()).spawn(move || {
+            let started = std::time::Instant::now();
+            let snapshot = read(&vectors).live_rows();
+            let known: HashSet<u64> = snapshot.iter().map(|(vec_id, _)| *vec_id).collect();
+            let mut graph = AnnGraph::build(&snapshot);
+            {
+                let matrix = read(&vectors);
+                let mut slot = write(&graph_slot);
+                for (vec_id, vector) in matrix.live_rows() {
+                    if !known.contains(&vec_id) {
+                        graph.insert(vec_id, &vector);
+                    }
+                }
+                *slot = Some(graph);
+            }
+            building.store(false, Ordering::SeqCst);
+            tracing::info!(index = %name, vectors = snapshot.len(), seconds = started.elapsed().as_secs_f64(), "vector graph built");
+        });
+        if let Err(error) = spawned {
+            tracing::error!(%error, "cannot start the vector graph builder; search stays exact");
+            self.graph_building.store(false, Ordering::SeqCst);
+        }
     }
 }
 
@@ -610,6 +733,84 @@ fn folder_size(dir: &Path) -> u64 {
         .sum()
 }
 
+fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunk(id: &str, path: &str, content: &str) -> Chunk {
+        Chunk {
+            id: id.into(),
+            title: path.into(),
+            filename: path.into(),
+            path_or_url: path.into(),
+            content: content.into(),
+            file_size: 10,
+            ..Chunk::default()
+        }
+    }
+
+    fn axis(dimension: usize, hot: usize) -> Vec<f32> {
+        let mut vector = vec![0.0; dimension];
+        vector[hot] = 1.0;
+        vector
+    }
+
+    #[test]
+    fn adds_replaces_deletes_and_reopens_with_its_vectors() -> Result<(), IndexError> {
+        let dir = tempfile::tempdir()?;
+        let index = KnowledgeIndex::create(dir.path(), "kb", "model", 4)?;
+        index.add_chunks(&[
+            (chunk("t_0", "a.txt", "the quick brown fox"), axis(4, 0)),
+            (chunk("t_1", "a.txt", "jumps over the lazy dog"), axis(4, 1)),
+            (chunk("u_0", "b.txt", "lorem ipsum dolor"), axis(4, 2)),
+        ])?;
+        assert_eq!(index.search_keywords("foxes", 5)?.first().map(|(_, chunk)| chunk.id.clone()), Some("t_0".into()));
+        assert_eq!(index.search_vector(&axis(4, 2), 1)?[0].1.id, "u_0");
+
+        // The same id again replaces the chunk (and its vector) instead of adding a second one.
+        index.add_chunks(&[(chunk("t_0", "a.txt", "a new text about otters"), axis(4, 3))])?;
+        assert_eq!(index.chunk_ids()?.len(), 3);
+        assert_eq!(index.vector_count(), 3);
+        assert!(index.search_keywords("fox", 5)?.is_empty());
+        assert_eq!(index.search_vector(&axis(4, 3), 1)?[0].1.content, "a new text about otters");
+
+        assert_eq!(index.delete_path("a.txt")?, 2);
+        assert_eq!(index.delete_path("a.txt")?, 0);
+        let (stats, files) = index.stats_and_files(5)?;
+        assert_eq!((stats.doc_count, stats.chunk_count), (1, 1));
+        assert_eq!(files[0].path_or_url, "b.txt");
+        assert_eq!(files[0].chunks.len(), 1);
+        drop(index);
+
+        let reopened = KnowledgeIndex::open(dir.path())?;
+        assert_eq!(reopened.vector_count(), 1);
+        assert_eq!(reopened.search_vector(&axis(4, 2), 3)?.len(), 1);
+        reopened.add_chunks(&[(chunk("v_0", "c.txt", "fresh"), axis(4, 0))])?;
+        assert_eq!(reopened.chunk_ids()?, ["u_0".to_owned(), "v_0".to_owned()].into_iter().collect());
+        Ok(())
+    }
+
+    #[test]
+    fn keyword_queries_with_operators_are_plain_text() -> Result<(), IndexError> {
+        let dir = tempfile::tempdir()?;
+        let index = KnowledgeIndex::create(dir.path(), "kb", "model", 2)?;
+        index.add_chunks(&[(chunk("a", "a", "title: colon (parens) AND \"quotes\""), vec![1.0, 0.0])])?;
+        for query in ["title:", "(parens", "\"quotes", "AND OR NOT", "*", "a:b:c"] {
+            index.search_keywords(query, 3)?;
+        }
+        assert_eq!(index.search_keywords("parens\"", 3)?.len(), 1);
+        Ok(())
+    }
 }

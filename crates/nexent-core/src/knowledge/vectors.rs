@@ -46,6 +46,20 @@ impl VectorMatrix {
         self.len() == 0
     }
 
+    pub fn contains(&self, vec_id: u64) -> bool {
+        self.row_of.contains_key(&vec_id)
+    }
+
+    /// A copy of every live row, for building a graph off the lock.
+    pub fn live_rows(&self) -> Vec<(u64, Vec<f32>)> {
+        self.vec_ids
+            .iter()
+            .enumerate()
+            .filter(|(row, _)| self.alive[*row])
+            .map(|(row, vec_id)| (*vec_id, self.data[row * self.dimension..(row + 1) * self.dimension].to_vec()))
+            .collect()
+    }
+
     /// Adds (or replaces) a vector. The caller guarantees the dimension (checked at the API boundary).
     pub fn insert(&mut self, vec_id: u64, vector: &[f32]) {
         debug_assert_eq!(vector.len(), self.dimension);

@@ -1,0 +1,287 @@
+//! Scale benchmark: indexing throughput and search latency per mode at 10k and 100k chunks, beside a
+//! peer embedded engine (LanceDB, from PyPI) run on the same texts, vectors and queries in the same run.
+//!
+//! Corpus: sentences of the three collections in `../shared/data`, two consecutive sentences per chunk;
+//! 10k real chunks are embedded with the local MiniLM model. The 100k corpus is synthesised from them:
+//! chunk `i` joins two real chunks' texts, and its vector is the normalised sum of their vectors (the
+//! embedding of a concatenation is close to that). Queries are SciFact's 300 claims, embedded for real.
+//! Latency excludes embedding the query, which is reported on its own.
+//!
+//! `cargo run --release -p nexent-bench --bin bench-scale -- --data ../shared/data --models models/files --out FILE`
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context;
+use nexent_core::knowledge::embedder::normalise;
+use nexent_core::knowledge::{Chunk, Embedder, Fusion, KnowledgeBase, KnowledgeIndex, SearchMode, SearchRequest};
+use nexent_engines::onnx_embedder::{OnnxEmbedder, OnnxEmbedderConfig};
+use serde_json::{Value, json};
+
+const REAL_CHUNKS: usize = 10_000;
+const LARGE_CHUNKS: usize = 100_000;
+
+fn argument(arguments: &[String], flag: &str) -> Option<String> {
+    arguments.iter().position(|argument| argument == flag).and_then(|index| arguments.get(index + 1)).cloned()
+}
+
+fn sentences(data: &Path) -> anyhow::Result<Vec<String>> {
+    let mut sentences = Vec::new();
+    for collection in ["scifact", "cranfield", "cisi"] {
+        let text = std::fs::read_to_string(data.join(collection).join("corpus.jsonl"))?;
+        for line in text.lines() {
+            let document: Value = serde_json::from_str(line)?;
+            let body = document.get("text").and_then(Value::as_str).unwrap_or("");
+            sentences.extend(body.split(". ").map(str::trim).filter(|sentence| sentence.len() > 20).map(str::to_owned));
+        }
+    }
+    Ok(sentences)
+}
+
+fn percentile(sorted: &[f64], fraction: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    sorted[((sorted.len() as f64 * fraction) as usize).min(sorted.len() - 1)]
+}
+
+fn chunk(id: usize, text: String) -> Chunk {
+    Chunk {
+        id: format!("c{id}"),
+        title: String::new(),
+        filename: format!("doc{}.txt", id / 20),
+        path_or_url: format!("/corpus/doc{}.txt", id / 20),
+        source_type: "file".into(),
+        content: text,
+        ..Chunk::default()
+    }
+}
+
+struct Latency {
+    mode: &'static str,
+    p50: f64,
+    p99: f64,
+}
+
+async fn measure_searches(
+    knowledge: &KnowledgeBase,
+    name: &str,
+    queries: &[String],
+) -> anyhow::Result<(Vec<Latency>, Vec<f64>)> {
+    let modes: [(&'static str, SearchMode); 3] = [
+        ("accurate", SearchMode::Accurate),
+        ("semantic", SearchMode::Semantic),
+        ("hybrid", SearchMode::Hybrid { weight_accurate: 0.3, fusion: Fusion::WeightedMax }),
+    ];
+    let mut results = Vec::new();
+    let mut embedding = Vec::new();
+    for (mode_name, mode) in modes {
+        let mut latencies = Vec::new();
+        for (round, query) in queries.iter().enumerate() {
+            let outcome = knowledge
+                .search(SearchRequest { index_names: vec![name.to_owned()], query: query.clone(), top_k: 10, mode })
+                .await?;
+            // The first few queries warm caches; they are not counted.
+            if round >= 10 {
+                latencies.push(outcome.query_time_ms - outcome.embedding_time_ms);
+            }
+            if outcome.embedding_time_ms > 0.0 {
+                embedding.push(outcome.embedding_time_ms);
+            }
+        }
+        latencies.sort_by(f64::total_cmp);
+        results.push(Latency { mode: mode_name, p50: percentile(&latencies, 0.5), p99: percentile(&latencies, 0.99) });
+    }
+    embedding.sort_by(f64::total_cmp);
+    Ok((results, embedding))
+}
+
+/// Runs the LanceDB peer on the exported corpus; its JSON answer, or why it could not run.
+fn run_peer(python: &Path, script: &Path, export: &Path) -> Result<Value, String> {
+    let output = std::process::Command::new(python)
+        .arg(script)
+        .arg(export)
+        .output()
+        .map_err(|error| format!("cannot start {}: {error}", python.display()))?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or("failed").to_owned());
+    }
+    serde_json::from_slice(&output.stdout).map_err(|error| format!("peer output is not JSON: {error}"))
+}
+
+fn write_export(
+    dir: &Path,
+    chunks: &[Chunk],
+    vectors: &[Vec<f32>],
+    queries: &[String],
+    query_vectors: &[Vec<f32>],
+) -> anyhow::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let texts: String =
+        chunks.iter().map(|chunk| json!({"id": chunk.id, "text": chunk.content}).to_string() + "\n").collect();
+    std::fs::write(dir.join("chunks.jsonl"), texts)?;
+    let raw: Vec<u8> = vectors.iter().flatten().flat_map(|value| value.to_le_bytes()).collect();
+    std::fs::write(dir.join("vectors.f32"), raw)?;
+    std::fs::write(dir.join("queries.json"), serde_json::to_string(queries)?)?;
+    let raw: Vec<u8> = query_vectors.iter().flatten().flat_map(|value| value.to_le_bytes()).collect();
+    std::fs::write(dir.join("query_vectors.f32"), raw)?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let arguments: Vec<String> = std::env::args().collect();
+    let data = PathBuf::from(argument(&arguments, "--data").unwrap_or_else(|| "../shared/data".into()));
+    let models = PathBuf::from(argument(&arguments, "--models").unwrap_or_else(|| "models/files".into()));
+    let python = argument(&arguments, "--peer-python").map(PathBuf::from);
+    let out = argument(&arguments, "--out");
+    let threads = std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1);
+    let embedder = Arc::new(OnnxEmbedder::load(OnnxEmbedderConfig {
+        model_dir: models.join("all-MiniLM-L6-v2-int8"),
+        runtime_library: models.join("onnxruntime/libonnxruntime.so.1.31.1"),
+        model_name: "all-MiniLM-L6-v2".into(),
+        threads,
+    })?);
+
+    let pool = sentences(&data)?;
+    anyhow::ensure!(pool.len() >= REAL_CHUNKS * 2, "only {} sentences", pool.len());
+    let real: Vec<Chunk> =
+        (0..REAL_CHUNKS).map(|i| chunk(i, format!("{}. {}.", pool[2 * i], pool[2 * i + 1]))).collect();
+    let started = Instant::now();
+    let real_vectors = embedder.embed(real.iter().map(|chunk| chunk.content.clone()).collect()).await?;
+    let embed_rate = REAL_CHUNKS as f64 / started.elapsed().as_secs_f64();
+
+    let mut large = real.clone();
+    let mut large_vectors = real_vectors.clone();
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    while large.len() < LARGE_CHUNKS {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        let (first, second) = ((state % REAL_CHUNKS as u64) as usize, ((state >> 20) % REAL_CHUNKS as u64) as usize);
+        let id = large.len();
+        large.push(chunk(id, format!("{} {}", real[first].content, real[second].content)));
+        let mut vector: Vec<f32> = real_vectors[first].iter().zip(&real_vectors[second]).map(|(a, b)| a + b).collect();
+        normalise(&mut vector);
+        large_vectors.push(vector);
+    }
+
+    let queries: Vec<String> = std::fs::read_to_string(data.join("scifact/queries.jsonl"))?
+        .lines()
+        .filter_map(|line| serde_json::from_str::<Value>(line).ok())
+        .filter_map(|query| query.get("text").and_then(Value::as_str).map(str::to_owned))
+        .collect();
+    let query_vectors = embedder.embed(queries.clone()).await?;
+
+    let mut report = String::from("# Scale benchmark\n\n");
+    report.push_str(&format!(
+        "{} cores. Chunks of two sentences from SciFact, Cranfield and CISI; 10k embedded for real with MiniLM \
+         ({embed_rate:.0} chunks/s, {threads} threads); the 100k corpus adds 90k chunks that join two real chunks (text \
+         concatenated, vector = normalised sum). 300 SciFact claims as queries, top_k 10, first 10 per mode not \
+         counted. Latency excludes embedding the query.\n\n",
+        threads
+    ));
+    report.push_str("| corpus | engine | index build (chunks/s, vectors given) | accurate p50 / p99 ms | semantic p50 / p99 ms | hybrid p50 / p99 ms |\n|---|---|---|---|---|---|\n");
+    let mut notes = Vec::new();
+    for (label, corpus, vectors) in [("10k", &real, &real_vectors), ("100k", &large, &large_vectors)] {
+        for exact in [true, false] {
+            if exact && label == "10k" {
+                continue; // 10k is below the graph threshold: it is always exact.
+            }
+            let dir = tempfile::tempdir()?;
+            let name = "scale";
+            let started = Instant::now();
+            let graph_seconds;
+            {
+                let index = KnowledgeIndex::create(&dir.path().join(name), name, "all-MiniLM-L6-v2", 384)?;
+                index.set_ann_min_vectors(if exact {
+                    usize::MAX
+                } else {
+                    nexent_core::knowledge::ann::ANN_MIN_VECTORS
+                });
+                let pairs: Vec<(Chunk, Vec<f32>)> = corpus.iter().cloned().zip(vectors.iter().cloned()).collect();
+                for batch in pairs.chunks(5000) {
+                    index.add_chunks(batch)?;
+                }
+                let graph_started = Instant::now();
+                index.wait_for_graph();
+                graph_seconds = graph_started.elapsed().as_secs_f64();
+            }
+            let build_rate = corpus.len() as f64 / started.elapsed().as_secs_f64();
+            let open_started = Instant::now();
+            let knowledge = KnowledgeBase::open(dir.path(), embedder.clone())?;
+            let open_seconds = open_started.elapsed().as_secs_f64();
+            if !exact {
+                // Opening builds the graph again in the background: wait for it before measuring.
+                knowledge.wait_for_graphs();
+            }
+            let (latencies, embedding) = measure_searches(&knowledge, name, &queries).await?;
+            let engine = if label == "10k" {
+                "nexent (exact)"
+            } else if exact {
+                "nexent, exact scan"
+            } else {
+                "nexent, HNSW"
+            };
+            let cell = |mode: &str| {
+                latencies
+                    .iter()
+                    .find(|latency| latency.mode == mode)
+                    .map(|latency| format!("{:.2} / {:.2}", latency.p50, latency.p99))
+                    .unwrap_or_default()
+            };
+            report.push_str(&format!(
+                "| {label} | {engine} | {build_rate:.0} | {} | {} | {} |\n",
+                cell("accurate"),
+                cell("semantic"),
+                cell("hybrid")
+            ));
+            notes.push(format!(
+                "{label} {engine}: open (vectors rebuilt from the index) {open_seconds:.1} s; after indexing, the graph \
+                 finished {graph_seconds:.1} s later; query embedding p50 {:.1} ms, p99 {:.1} ms.",
+                percentile(&embedding, 0.5),
+                percentile(&embedding, 0.99)
+            ));
+        }
+        if let Some(python) = &python {
+            let export = tempfile::tempdir()?;
+            write_export(export.path(), corpus, vectors, &queries, &query_vectors)?;
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/lancedb_peer.py");
+            match run_peer(python, &script, export.path()) {
+                Ok(peer) => {
+                    let pair = |key: &str| {
+                        format!(
+                            "{:.2} / {:.2}",
+                            peer[key]["p50"].as_f64().unwrap_or(f64::NAN),
+                            peer[key]["p99"].as_f64().unwrap_or(f64::NAN)
+                        )
+                    };
+                    report.push_str(&format!(
+                        "| {label} | LanceDB {} ({}) | {:.0} | {} | {} | {} |\n",
+                        peer["version"].as_str().unwrap_or("?"),
+                        peer["vector_index"].as_str().unwrap_or("?"),
+                        peer["build_rate"].as_f64().unwrap_or(f64::NAN),
+                        pair("fts"),
+                        pair("vector"),
+                        pair("hybrid")
+                    ));
+                }
+                Err(reason) => notes.push(format!("{label} LanceDB peer did not run: {reason}")),
+            }
+        }
+    }
+    report.push('\n');
+    for note in notes {
+        report.push_str(&format!("- {note}\n"));
+    }
+    report.push_str(
+        "\nGoal: hybrid p50 ≤ 5 ms and p99 ≤ 20 ms at 100k chunks on 2 cores, excluding the query embedding.\n",
+    );
+    print!("{report}");
+    if let Some(path) = out {
+        std::fs::write(&path, &report).with_context(|| format!("cannot write {path}"))?;
+        eprintln!("wrote {path}");
+    }
+    Ok(())
+}
