@@ -5,6 +5,8 @@ mod base;
 mod config_sync;
 mod conversation;
 mod durability;
+mod file_management;
+mod ingest;
 mod knowledge;
 mod proxy;
 mod security;

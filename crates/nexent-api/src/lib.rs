@@ -8,6 +8,8 @@ pub mod apps {
     pub mod base;
     pub mod config_sync;
     pub mod conversation;
+    pub mod data_process;
+    pub mod file_management;
     pub mod knowledge;
     pub mod proxy;
 }

@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
-use crate::apps::{base, config_sync, conversation, knowledge, proxy};
+use crate::apps::{base, config_sync, conversation, data_process, file_management, knowledge, proxy};
 use crate::security;
 
 #[derive(OpenApi)]
@@ -24,6 +24,8 @@ use crate::security;
         (name = "config", description = "Config Sync App"), (name = "agent", description = "Agent App"),
         (name = "proxy", description = "Image Proxy App"),
         (name = "knowledge", description = "Elasticsearch App (knowledge bases)"),
+        (name = "file", description = "File Management App"),
+        (name = "data_process", description = "Data Process App (ingestion tasks)"),
     )
 )]
 struct ApiDoc;
@@ -56,22 +58,52 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(knowledge::search_accurate))
         .routes(routes!(knowledge::search_semantic))
         .routes(routes!(knowledge::search_hybrid))
+        // File Management App
+        .routes(without_body_limit(routes!(file_management::upload_files, file_management::list_files)))
+        .routes(routes!(file_management::batch_urls))
+        .routes(routes!(file_management::file_url, file_management::delete_file))
+        .routes(routes!(file_management::download_file))
+        .routes(without_body_limit(routes!(file_management::upload_to_knowledge_base)))
+        // Data Process App
+        .routes(routes!(data_process::create_task, data_process::list_tasks))
+        .routes(routes!(data_process::create_tasks))
+        .routes(routes!(data_process::get_task))
+        .routes(routes!(data_process::task_details))
+        .routes(routes!(data_process::index_tasks))
+}
+
+/// Uploads stream to storage, which enforces its own per-file limit, so the JSON body limit must not
+/// apply to them.
+fn without_body_limit(
+    (schemas, paths, method_router): utoipa_axum::router::UtoipaMethodRouter<AppState>,
+) -> utoipa_axum::router::UtoipaMethodRouter<AppState> {
+    (schemas, paths, method_router.layer(axum::extract::DefaultBodyLimit::disable()))
 }
 
 /// The OpenAPI document, as `GET /api/openapi.json` serves it.
 pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    api_routes().into_openapi()
+    clean_wildcards(api_routes().into_openapi())
+}
+
+/// Axum's catch-all parameters (`{*object_name}`) are plain parameters (`{object_name}`) in OpenAPI.
+fn clean_wildcards(mut document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    let paths = std::mem::take(&mut document.paths.paths);
+    document.paths.paths = paths.into_iter().map(|(path, item)| (path.replace("{*", "{"), item)).collect();
+    document
 }
 
 /// The complete application: routes, docs, security, request spans, panic safety.
 pub fn build_router(state: AppState) -> Router {
     let (routes, openapi) = api_routes().split_for_parts();
+    let openapi = clean_wildcards(openapi);
     let security_policy: Arc<security::SecurityPolicy> = state.security.clone();
     let router = routes
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
         .route("/", get(|| async { axum::response::Redirect::temporary("/api/docs") }))
+        .route("/api/file/{*path}", axum::routing::options(file_management::file_options))
         .fallback(base::not_found)
         .method_not_allowed_fallback(base::method_not_allowed)
+        .layer(axum::extract::DefaultBodyLimit::max(crate::error::MAX_JSON_BODY_BYTES))
         .with_state(state);
     with_cross_cutting_layers(router, security_policy)
 }

@@ -119,6 +119,10 @@ fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
 /// Paths the token protects: the API, the OpenAI-compatible endpoints and MCP. The UI's static files
 /// stay readable so the page can load and ask for the token.
 fn path_needs_token(path: &str) -> bool {
+    // Signed download URLs carry their own proof (an HMAC with an expiry), so a browser can open them.
+    if path.starts_with("/api/file/download/") {
+        return false;
+    }
     path.starts_with("/api/") || path == "/api" || path.starts_with("/v1/") || path.starts_with("/mcp")
 }
 

@@ -16,3 +16,10 @@ pub fn format_local_datetime(millis: i64) -> String {
         .map(|utc| utc.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_default()
 }
+
+/// `YYYY-mm-ddTHH:MM:SS` in UTC.
+pub fn format_iso_utc(millis: i64) -> String {
+    chrono::DateTime::from_timestamp_millis(millis)
+        .map(|utc| utc.format("%Y-%m-%dT%H:%M:%S").to_string())
+        .unwrap_or_default()
+}

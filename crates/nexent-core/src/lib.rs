@@ -7,7 +7,9 @@
 //! - [`config_sync`]: Config Sync: Nexent's settings persisted as a dotenv file, environment overrides.
 //! - [`fetch`]: an HTTP fetcher that refuses private addresses (every redirect hop, after DNS resolution).
 //! - [`image_proxy`]: the Proxy App's logic: fetch or decode an image, verify it, return its bytes.
+//! - [`ingest`]: Data Process: the persistent task queue, parsers and chunking that feed knowledge bases.
 //! - [`knowledge`]: knowledge bases: a Tantivy keyword + vector index each; accurate, semantic, hybrid search.
+//! - [`storage`]: File Management's object storage (`object_store`), records, signed expiring URLs.
 //! - [`services`]: opens all of the above on a data dir, the one wiring point for every binary.
 
 pub mod clock;
@@ -16,5 +18,7 @@ pub mod conversation;
 pub mod db;
 pub mod fetch;
 pub mod image_proxy;
+pub mod ingest;
 pub mod knowledge;
 pub mod services;
+pub mod storage;

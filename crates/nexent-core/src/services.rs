@@ -8,8 +8,10 @@ use crate::conversation::ConversationStore;
 use crate::db::{DATABASE_FILE_NAME, DatabaseError, open_database};
 use crate::fetch::{FetchError, FetchPolicy, SafeFetcher};
 use crate::image_proxy::ImageProxy;
+use crate::ingest::{IngestError, IngestQueue};
 use crate::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
 use crate::knowledge::{KnowledgeBase, KnowledgeError};
+use crate::storage::{DEFAULT_MAX_UPLOAD_BYTES, FileStorage, StorageError, UrlSigner};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServicesError {
@@ -23,7 +25,14 @@ pub enum ServicesError {
     Fetcher(#[from] FetchError),
     #[error("cannot open the knowledge bases: {0}")]
     Knowledge(#[from] KnowledgeError),
+    #[error("cannot open file storage: {0}")]
+    Storage(#[from] StorageError),
+    #[error("cannot start the ingestion queue: {0}")]
+    Ingest(#[from] IngestError),
 }
+
+/// The folder under the data dir that holds stored files.
+pub const OBJECTS_DIR: &str = "objects";
 
 /// The folder under the data dir that holds one folder per knowledge base.
 pub const INDICES_DIR: &str = "indices";
@@ -33,6 +42,10 @@ pub struct ServicesOptions {
     pub fetch_policy: FetchPolicy,
     /// The embedding engine the binary loaded (or an [`UnavailableEmbedder`] saying why none could be).
     pub embedder: SharedEmbedder,
+    /// Largest file an upload may store.
+    pub max_upload_bytes: u64,
+    /// Ingestion workers (tasks processed at once).
+    pub ingest_workers: usize,
 }
 
 impl Default for ServicesOptions {
@@ -44,6 +57,8 @@ impl Default for ServicesOptions {
                 dimension: 384,
                 reason: "no embedding model was configured".into(),
             }),
+            max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            ingest_workers: 2,
         }
     }
 }
@@ -56,6 +71,8 @@ pub struct Services {
     pub config_sync: std::sync::Arc<ConfigSync>,
     pub image_proxy: ImageProxy,
     pub knowledge: std::sync::Arc<KnowledgeBase>,
+    pub storage: FileStorage,
+    pub ingest: IngestQueue,
 }
 
 impl Services {
@@ -63,19 +80,37 @@ impl Services {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| ServicesError::DataDir { path: data_dir.display().to_string(), source })?;
         let pool = open_database(&data_dir.join(DATABASE_FILE_NAME)).await?;
+        let storage = FileStorage::local(
+            &data_dir.join(OBJECTS_DIR),
+            pool.clone(),
+            UrlSigner::open(data_dir)?,
+            options.max_upload_bytes,
+        )?;
         let config_sync = ConfigSync::open(&data_dir.join(CONFIG_FILE_NAME))?;
         let fetcher = SafeFetcher::new(options.fetch_policy)?;
+        let ingest_pool = pool.clone();
         let indices_dir = data_dir.join(INDICES_DIR);
         let embedder = options.embedder;
         let knowledge = tokio::task::spawn_blocking(move || KnowledgeBase::open(&indices_dir, embedder))
             .await
             .map_err(|error| KnowledgeError::Join(error.to_string()))??;
+        let knowledge = std::sync::Arc::new(knowledge);
+        let ingest = IngestQueue::new(
+            ingest_pool,
+            knowledge.clone(),
+            storage.clone(),
+            fetcher.clone(),
+            vec![data_dir.to_path_buf()],
+        );
+        ingest.start(options.ingest_workers).await?;
         Ok(Self {
             data_dir: data_dir.to_path_buf(),
             conversations: ConversationStore::new(pool),
             config_sync: std::sync::Arc::new(config_sync),
             image_proxy: ImageProxy::new(fetcher),
-            knowledge: std::sync::Arc::new(knowledge),
+            knowledge,
+            storage,
+            ingest,
         })
     }
 }

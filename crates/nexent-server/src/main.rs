@@ -65,9 +65,17 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let fetch_policy = FetchPolicy { allow_private_targets: settings.allow_private_fetch, ..FetchPolicy::default() };
     let engine_settings = settings.clone();
     let embedder = tokio::task::spawn_blocking(move || engines::load_embedder(&engine_settings)).await?;
-    let services = Services::open(&settings.data_dir, ServicesOptions { fetch_policy, embedder })
-        .await
-        .with_context(|| format!("cannot open the data dir {}", settings.data_dir.display()))?;
+    let services = Services::open(
+        &settings.data_dir,
+        ServicesOptions {
+            fetch_policy,
+            embedder,
+            max_upload_bytes: settings.max_upload_bytes,
+            ingest_workers: settings.ingest_workers,
+        },
+    )
+    .await
+    .with_context(|| format!("cannot open the data dir {}", settings.data_dir.display()))?;
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(settings.host, settings.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;

@@ -42,6 +42,12 @@ pub struct ServeArgs {
     /// Threads the local embedding model may use.
     #[arg(long, env = "NEXENT_EMBED_THREADS")]
     pub embed_threads: Option<usize>,
+    /// Largest file an upload may store, in bytes (default 100 MB).
+    #[arg(long, env = "NEXENT_MAX_UPLOAD_BYTES")]
+    pub max_upload_bytes: Option<u64>,
+    /// Ingestion tasks processed at once (default 2).
+    #[arg(long, env = "NEXENT_INGEST_WORKERS")]
+    pub ingest_workers: Option<usize>,
 }
 
 /// `config.toml` in the data dir.
@@ -58,6 +64,8 @@ pub struct ConfigFile {
     pub allow_private_fetch: Option<bool>,
     pub models_dir: Option<PathBuf>,
     pub embed_threads: Option<usize>,
+    pub max_upload_bytes: Option<u64>,
+    pub ingest_workers: Option<usize>,
     /// A `tracing` filter such as `info` or `nexent_api=debug`; `NEXENT_LOG` overrides it.
     pub log: Option<String>,
 }
@@ -85,6 +93,8 @@ pub struct Settings {
     pub allow_private_fetch: bool,
     pub models_dir: PathBuf,
     pub embed_threads: usize,
+    pub max_upload_bytes: u64,
+    pub ingest_workers: usize,
     pub log_filter: Option<String>,
 }
 
@@ -138,6 +148,11 @@ impl Settings {
             allow_private_fetch: args.allow_private_fetch.or(file.allow_private_fetch).unwrap_or(false),
             models_dir,
             embed_threads,
+            max_upload_bytes: args
+                .max_upload_bytes
+                .or(file.max_upload_bytes)
+                .unwrap_or(nexent_core::storage::DEFAULT_MAX_UPLOAD_BYTES),
+            ingest_workers: args.ingest_workers.or(file.ingest_workers).unwrap_or(2).clamp(1, 64),
             log_filter: file.log,
         })
     }

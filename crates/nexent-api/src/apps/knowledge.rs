@@ -141,9 +141,39 @@ pub async fn index_info(
 ) -> Result<Json<Value>, ApiError> {
     let chunks_per_file = if query.include_chunks { CHUNKS_PER_FILE } else { 0 };
     let (stats, files) = state.services.knowledge.stats_and_files(&index_name, chunks_per_file).await?;
-    let files_json = query
-        .include_files
-        .then(|| Value::Array(files.iter().map(|file| file_json(file, query.include_chunks)).collect()));
+    let files_json = if query.include_files {
+        // Files still being ingested (or whose ingestion failed) come first, with their live status;
+        // a file being re-ingested shows its task's status.
+        let tasks = state.services.ingest.unfinished_for_index(&index_name).await?;
+        let mut latest_task: std::collections::HashMap<&str, &nexent_core::ingest::Task> =
+            std::collections::HashMap::new();
+        for task in &tasks {
+            latest_task.entry(task.path_or_url()).or_insert(task);
+        }
+        let indexed: std::collections::HashSet<&str> = files.iter().map(|file| file.path_or_url.as_str()).collect();
+        let mut entries: Vec<Value> = tasks
+            .iter()
+            .filter(|task| !indexed.contains(task.path_or_url()))
+            .filter(|task| latest_task.get(task.path_or_url()).is_some_and(|latest| latest.task_id == task.task_id))
+            .map(|task| {
+                let mut entry = crate::apps::data_process::task_file_json(task);
+                entry["chunks"] = json!([]);
+                entry["chunks_count"] = json!(0);
+                entry["chunk_count"] = json!(0);
+                entry
+            })
+            .collect();
+        for file in &files {
+            let mut entry = file_json(file, query.include_chunks);
+            if let Some(task) = latest_task.get(file.path_or_url.as_str()).filter(|task| task.status.is_active()) {
+                entry["status"] = json!(task.status.as_str());
+            }
+            entries.push(entry);
+        }
+        Some(Value::Array(entries))
+    } else {
+        None
+    };
     Ok(Json(json!({
         "base_info": base_info_json(&stats),
         "search_performance": search_performance_json(&stats),

@@ -678,18 +678,25 @@ impl KnowledgeIndex {
         let name = self.dir.display().to_string();
         let spawned = std::thread::Builder::new().name("nexent-ann-build".into()).spawn(move || {
             let started = std::time::Instant::now();
-            let snapshot = read(&vectors).live_rows();
-            let known: HashSet<u64> = snapshot.iter().map(|(vec_id, _)| *vec_id).collect();
-            let mut graph = AnnGraph::build(&snapshot);
-            {
+            // Build from a snapshot on every core; vectors added meanwhile are few and inserted one by one,
+            // unless there are many (an index being filled), in which case the build starts over.
+            let mut snapshot;
+            loop {
+                snapshot = read(&vectors).live_rows();
+                let known: HashSet<u64> = snapshot.iter().map(|(vec_id, _)| *vec_id).collect();
+                let mut graph = AnnGraph::build(&snapshot);
                 let matrix = read(&vectors);
+                let missing: Vec<(u64, Vec<f32>)> =
+                    matrix.live_rows().into_iter().filter(|(vec_id, _)| !known.contains(vec_id)).collect();
+                if missing.len() > snapshot.len() / 10 {
+                    continue;
+                }
                 let mut slot = write(&graph_slot);
-                for (vec_id, vector) in matrix.live_rows() {
-                    if !known.contains(&vec_id) {
-                        graph.insert(vec_id, &vector);
-                    }
+                for (vec_id, vector) in &missing {
+                    graph.insert(*vec_id, vector);
                 }
                 *slot = Some(graph);
+                break;
             }
             building.store(false, Ordering::SeqCst);
             tracing::info!(index = %name, vectors = snapshot.len(), seconds = started.elapsed().as_secs_f64(), "vector graph built");

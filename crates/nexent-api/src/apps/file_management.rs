@@ -1,0 +1,438 @@
+//! File Management App (nexent-api.md §1.9, §6): store files, list them, hand out signed expiring URLs
+//! (which this server checks on `GET /api/file/download/{object_name}`), delete. Object names contain
+//! `/` and work in every route (Nexent's own could not serve them).
+
+use std::collections::HashMap;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Multipart, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use utoipa::IntoParams;
+
+use nexent_core::clock::now_millis;
+use nexent_core::storage::{DEFAULT_FOLDER, StorageError, StoredObject};
+
+use crate::AppState;
+use crate::error::{ApiError, ApiPath, ApiQuery, parse_json_body};
+
+/// Default lifetime of a signed URL, and the longest one may be (as S3 presigning).
+const DEFAULT_EXPIRES_SECONDS: i64 = 3600;
+const MAX_EXPIRES_SECONDS: i64 = 7 * 24 * 3600;
+
+impl From<StorageError> for ApiError {
+    fn from(error: StorageError) -> Self {
+        match error {
+            StorageError::InvalidName { .. } => ApiError::BadRequest(error.to_string()),
+            StorageError::NotFound(_) => ApiError::NotFound(error.to_string()),
+            StorageError::TooLarge { .. } => ApiError::PayloadTooLarge(error.to_string()),
+            StorageError::BadSignature => ApiError::Forbidden(error.to_string()),
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+fn expiry_seconds(values: &[Option<i64>]) -> Result<i64, ApiError> {
+    let seconds = values.iter().flatten().next().copied().unwrap_or(DEFAULT_EXPIRES_SECONDS);
+    if !(1..=MAX_EXPIRES_SECONDS).contains(&seconds) {
+        return Err(ApiError::validation(
+            "expires",
+            format!("expires must be between 1 and {MAX_EXPIRES_SECONDS} seconds, not {seconds}"),
+        ));
+    }
+    Ok(seconds)
+}
+
+/// A signed download URL on the host the client used (the security layer only lets our own names in).
+fn signed_url(state: &AppState, headers: &HeaderMap, object_name: &str, seconds: i64) -> String {
+    let expires_at = now_millis() / 1000 + seconds;
+    let signature = state.services.storage.signer().sign(object_name, expires_at);
+    let host = headers.get(header::HOST).and_then(|value| value.to_str().ok()).unwrap_or("127.0.0.1");
+    let encoded: Vec<String> = object_name.split('/').map(percent_encode_segment).collect();
+    format!("http://{host}/api/file/download/{}?expires={expires_at}&signature={signature}", encoded.join("/"))
+}
+
+fn percent_encode_segment(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|byte| match byte {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (byte as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
+fn iso_time(millis: i64) -> String {
+    nexent_core::clock::format_iso_utc(millis)
+}
+
+fn object_json(state: &AppState, headers: &HeaderMap, object: &StoredObject) -> Value {
+    json!({
+        "success": true,
+        "object_name": object.object_name,
+        "file_name": object.file_name,
+        "file_size": object.size,
+        "content_type": object.content_type,
+        "upload_time": iso_time(object.upload_time_ms),
+        "url": signed_url(state, headers, &object.object_name, DEFAULT_EXPIRES_SECONDS),
+    })
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct UploadQuery {
+    /// Folder (object-name prefix) to store into; a `folder` form field works too. Default `attachments`.
+    pub folder: Option<String>,
+}
+
+#[utoipa::path(post, path = "/api/file/storage", tag = "file", params(UploadQuery),
+    request_body(content_type = "multipart/form-data", description = "`files` (repeated), optional `folder`"),
+    responses((status = 200, description = "{message, success_count, failed_count, results: [...]}")))]
+pub async fn upload_files(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<UploadQuery>,
+    mut multipart: Multipart,
+) -> Result<Json<Value>, ApiError> {
+    let storage = &state.services.storage;
+    let mut folder = query.folder.unwrap_or_else(|| DEFAULT_FOLDER.to_owned());
+    let mut results: Vec<(Option<StoredObject>, Value)> = Vec::new();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(error) => return Err(ApiError::BadRequest(format!("Invalid multipart body: {error}"))),
+        };
+        match field.name() {
+            Some("folder") => {
+                let text = field.text().await.map_err(|error| ApiError::BadRequest(error.to_string()))?;
+                nexent_core::storage::validate_folder(&text)?;
+                folder = text;
+            }
+            Some("files" | "file") => {
+                let file_name = field.file_name().unwrap_or("unnamed").to_owned();
+                let body = field.map(|chunk| chunk.map_err(std::io::Error::other)).boxed();
+                match storage.upload(&folder, &file_name, body).await {
+                    Ok(object) => results.push((Some(object.clone()), object_json(&state, &headers, &object))),
+                    Err(
+                        error
+                        @ (StorageError::TooLarge { .. } | StorageError::InvalidName { .. } | StorageError::Io(_)),
+                    ) => {
+                        results.push((
+                            None,
+                            json!({ "success": false, "file_name": file_name, "error": error.to_string() }),
+                        ));
+                    }
+                    Err(other) => return Err(other.into()),
+                }
+            }
+            _ => {}
+        }
+    }
+    // A `folder` field sent after the files applies to them too: move what was stored before it arrived.
+    let folder = nexent_core::storage::validate_folder(&folder)?;
+    for (object, item) in results.iter_mut() {
+        if let Some(stored) = object
+            && !stored.object_name.starts_with(&format!("{folder}/"))
+        {
+            let moved = storage.move_to_folder(stored, &folder).await?;
+            *item = object_json(&state, &headers, &moved);
+            *stored = moved;
+        }
+    }
+    let success_count = results.iter().filter(|(object, _)| object.is_some()).count();
+    let failed_count = results.len() - success_count;
+    Ok(Json(json!({
+        "message": format!("Processed {} files", results.len()),
+        "success_count": success_count,
+        "failed_count": failed_count,
+        "results": results.into_iter().map(|(_, item)| item).collect::<Vec<_>>(),
+    })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct ListFilesQuery {
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default = "default_limit")]
+    pub limit: usize,
+    #[serde(default = "yes")]
+    pub include_urls: bool,
+}
+
+fn default_limit() -> usize {
+    100
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[utoipa::path(get, path = "/api/file/storage", tag = "file", params(ListFilesQuery),
+    responses((status = 200, description = "{total, files: [{key, size, last_modified, content_type, url?}]}")))]
+pub async fn list_files(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<ListFilesQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let objects = state.services.storage.list(&query.prefix, query.limit.min(10_000)).await?;
+    let files: Vec<Value> = objects
+        .iter()
+        .map(|object| {
+            let mut item = json!({
+                "key": object.object_name,
+                "size": object.size,
+                "last_modified": iso_time(object.upload_time_ms),
+                "content_type": object.content_type,
+            });
+            if query.include_urls {
+                item["url"] = json!(signed_url(&state, &headers, &object.object_name, DEFAULT_EXPIRES_SECONDS));
+            }
+            item
+        })
+        .collect();
+    Ok(Json(json!({ "total": files.len(), "files": files })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct FileUrlQuery {
+    /// Redirect (307) to the signed URL instead of returning it.
+    #[serde(default)]
+    pub download: bool,
+    /// Lifetime of the URL in seconds (default 3600).
+    pub expires: Option<i64>,
+    pub expires_in: Option<i64>,
+}
+
+#[utoipa::path(get, path = "/api/file/storage/{*object_name}", tag = "file",
+    params(("object_name" = String, Path, description = "may contain '/'"), FileUrlQuery),
+    responses((status = 200, description = "{success, object_name, expires_in, url}"), (status = 307, description = "download=true"),
+              (status = 404, description = "no such file")))]
+pub async fn file_url(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiPath(object_name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<FileUrlQuery>,
+) -> Result<Response, ApiError> {
+    let seconds = expiry_seconds(&[query.expires, query.expires_in])?;
+    state.services.storage.describe(&object_name).await?;
+    let url = signed_url(&state, &headers, &object_name, seconds);
+    if query.download {
+        return Ok(Redirect::temporary(&url).into_response());
+    }
+    Ok(Json(
+        json!({ "success": true, "object_name": object_name, "expires_in": seconds, "expires": seconds, "url": url }),
+    )
+    .into_response())
+}
+
+#[utoipa::path(delete, path = "/api/file/storage/{*object_name}", tag = "file",
+    params(("object_name" = String, Path, description = "may contain '/'")),
+    responses((status = 200, description = "{success, message}"), (status = 400, description = "invalid name")))]
+pub async fn delete_file(
+    State(state): State<AppState>,
+    ApiPath(object_name): ApiPath<String>,
+) -> Result<Json<Value>, ApiError> {
+    state.services.storage.delete(&object_name).await?;
+    Ok(Json(json!({ "success": true, "message": format!("File {object_name} successfully deleted") })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct BatchUrlsQuery {
+    pub expires: Option<i64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct BatchUrlsBody {
+    object_names: Option<Vec<String>>,
+    expires: Option<i64>,
+    expires_in: Option<i64>,
+}
+
+#[utoipa::path(post, path = "/api/file/storage/batch-urls", tag = "file", params(BatchUrlsQuery),
+    request_body(content = Object, description = r#"{"object_names": [...], "expires"?: seconds}"#),
+    responses((status = 200, description = "{total, success_count, failed_count, results, urls}"),
+              (status = 400, description = "no object_names array")))]
+pub async fn batch_urls(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    ApiQuery(query): ApiQuery<BatchUrlsQuery>,
+    body: Bytes,
+) -> Result<Json<Value>, ApiError> {
+    let body: BatchUrlsBody = parse_json_body(&body)?;
+    let names =
+        body.object_names.ok_or_else(|| ApiError::BadRequest("Request body must contain object_names array".into()))?;
+    let seconds = expiry_seconds(&[query.expires, body.expires, body.expires_in])?;
+    let mut results = Vec::with_capacity(names.len());
+    let mut errors: HashMap<&str, String> = HashMap::new();
+    for name in &names {
+        match state.services.storage.describe(name).await {
+            Ok(_) => results.push(json!({ "object_name": name, "success": true, "url": signed_url(&state, &headers, name, seconds), "error": null })),
+            Err(error @ (StorageError::NotFound(_) | StorageError::InvalidName { .. })) => {
+                errors.insert(name, error.to_string());
+                results.push(json!({ "object_name": name, "success": false, "url": null, "error": error.to_string() }));
+            }
+            Err(other) => return Err(other.into()),
+        }
+    }
+    let success_count = results.len() - errors.len();
+    Ok(Json(json!({
+        "total": results.len(),
+        "success_count": success_count,
+        "failed_count": errors.len(),
+        "expires_in": seconds,
+        "results": results,
+        "urls": results,
+    })))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+pub struct DownloadQuery {
+    pub expires: Option<i64>,
+    pub signature: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/file/download/{*object_name}", tag = "file",
+    params(("object_name" = String, Path, description = "may contain '/'"), DownloadQuery),
+    responses((status = 200, description = "the file's bytes"), (status = 403, description = "bad or expired signature"),
+              (status = 404, description = "no such file")))]
+pub async fn download_file(
+    State(state): State<AppState>,
+    ApiPath(object_name): ApiPath<String>,
+    ApiQuery(query): ApiQuery<DownloadQuery>,
+) -> Result<Response, ApiError> {
+    let (Some(expires), Some(signature)) = (query.expires, query.signature) else {
+        return Err(StorageError::BadSignature.into());
+    };
+    let storage = &state.services.storage;
+    storage.signer().verify(&object_name, expires, &signature)?;
+    let download = storage.download(&object_name).await?;
+    let disposition = format!(
+        "inline; filename=\"{}\"; filename*=UTF-8''{}",
+        download.object.file_name.replace(['"', '\\', '\r', '\n'], "_"),
+        percent_encode_segment(&download.object.file_name)
+    );
+    let body = Body::from_stream(download.body.map(|chunk| chunk.map_err(std::io::Error::other)));
+    Ok((
+        StatusCode::OK,
+        [
+            (header::CONTENT_TYPE, download.object.content_type.clone()),
+            (header::CONTENT_LENGTH, download.object.size.to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+            (header::HeaderName::from_static("x-content-type-options"), "nosniff".to_owned()),
+            (header::CACHE_CONTROL, "private, max-age=0".to_owned()),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// Nexent answered every OPTIONS under /api/file with this (its clients may probe it).
+pub async fn file_options() -> Json<Value> {
+    Json(json!({ "detail": "OK" }))
+}
+
+#[utoipa::path(post, path = "/api/file/upload", tag = "file",
+    request_body(content_type = "multipart/form-data", description = "`file` (repeated), `index_name`, optional `chunking_strategy`"),
+    responses((status = 201, description = r#"{"message","uploaded_files","process_tasks": {"task_id"} | {"task_ids"}}"#),
+              (status = 400, description = r#"{"error":"No valid files uploaded","errors":[...]}"#)))]
+pub async fn upload_to_knowledge_base(
+    State(state): State<AppState>,
+    mut multipart: Multipart,
+) -> Result<Response, ApiError> {
+    use nexent_core::ingest::{TaskRequest, parse};
+    let storage = &state.services.storage;
+    let mut index_name: Option<String> = None;
+    let mut chunking_strategy: Option<String> = None;
+    let mut stored: Vec<StoredObject> = Vec::new();
+    let mut errors: Vec<String> = Vec::new();
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(error) => return Err(ApiError::BadRequest(format!("Invalid multipart body: {error}"))),
+        };
+        match field.name() {
+            Some("index_name") => {
+                index_name = Some(field.text().await.map_err(|error| ApiError::BadRequest(error.to_string()))?)
+            }
+            Some("chunking_strategy") => {
+                chunking_strategy = Some(field.text().await.map_err(|error| ApiError::BadRequest(error.to_string()))?)
+            }
+            Some("file" | "files") => {
+                let file_name = field.file_name().unwrap_or("unnamed").to_owned();
+                if !parse::is_allowed(&file_name) {
+                    errors.push(format!("File type not allowed: {file_name}"));
+                    continue;
+                }
+                let body = field.map(|chunk| chunk.map_err(std::io::Error::other)).boxed();
+                match storage.upload("knowledge", &file_name, body).await {
+                    Ok(object) => stored.push(object),
+                    Err(error @ (StorageError::TooLarge { .. } | StorageError::Io(_))) => {
+                        errors.push(error.to_string())
+                    }
+                    Err(other) => return Err(other.into()),
+                }
+            }
+            _ => {}
+        }
+    }
+    let uploaded_names: Vec<String> = stored.iter().map(|object| object.file_name.clone()).collect();
+    let discard = |stored: Vec<StoredObject>| async move {
+        for object in stored {
+            let _ = state.services.storage.delete(&object.object_name).await;
+        }
+    };
+    let Some(index_name) = index_name.filter(|name| !name.trim().is_empty()) else {
+        discard(stored).await;
+        return Err(ApiError::validation("index_name", "Field required: index_name"));
+    };
+    if stored.is_empty() {
+        return Ok((
+            StatusCode::BAD_REQUEST,
+            Json(json!({ "error": "No valid files uploaded", "errors": errors, "message": "No valid files uploaded" })),
+        )
+            .into_response());
+    }
+    let requests: Vec<TaskRequest> = stored
+        .iter()
+        .map(|object| TaskRequest {
+            source: object.object_name.clone(),
+            source_type: "file".into(),
+            index_name: index_name.clone(),
+            chunking_strategy: chunking_strategy.clone(),
+            file_name: Some(object.file_name.clone()),
+        })
+        .collect();
+    let task_ids = match state.services.ingest.submit_batch(requests).await {
+        Ok(ids) => ids,
+        Err(error) => {
+            let names = uploaded_names.clone();
+            let api_error: ApiError = error.into();
+            discard(stored).await;
+            if let ApiError::BadRequest(message) = api_error {
+                return Ok((
+                    StatusCode::BAD_REQUEST,
+                    Json(json!({ "error": message, "message": message, "files": names })),
+                )
+                    .into_response());
+            }
+            return Err(api_error);
+        }
+    };
+    let process_tasks =
+        if task_ids.len() == 1 { json!({ "task_id": task_ids[0] }) } else { json!({ "task_ids": task_ids }) };
+    Ok((
+        StatusCode::CREATED,
+        Json(json!({
+            "message": "Files uploaded and processed successfully",
+            "uploaded_files": uploaded_names,
+            "process_tasks": process_tasks,
+            "errors": errors,
+        })),
+    )
+        .into_response())
+}

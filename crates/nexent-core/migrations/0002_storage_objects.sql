@@ -1,0 +1,8 @@
+-- File Management (nexent-api.md §1.9, §6.1): what object storage does not keep itself.
+CREATE TABLE storage_object (
+    object_name  TEXT PRIMARY KEY,
+    file_name    TEXT    NOT NULL,
+    size         INTEGER NOT NULL,
+    content_type TEXT    NOT NULL,
+    upload_time  INTEGER NOT NULL
+);

@@ -1,0 +1,482 @@
+//! Data Process: a persistent queue of ingestion tasks in SQLite (nexent-api.md §1.4, §3.4). A task
+//! reads its source (a stored object, a local file, a URL through the SSRF-safe fetcher, or inline
+//! text), parses it, chunks it and indexes the chunks into a knowledge base.
+//!
+//! Responsibilities and thread model:
+//! 1. `submit` records a task as WAITING and wakes the workers; it never does the work itself.
+//! 2. A fixed number of worker tasks (tokio) claim WAITING tasks one at a time with a single UPDATE, so
+//!    no task runs twice. Parsing and chunking run on the blocking pool; embedding runs on the embedder's
+//!    engine thread; the index commit runs on the blocking pool.
+//! 3. Every state change is written before the next step starts. On start-up, tasks caught in PROCESSING
+//!    or FORWARDING by a crash are put back to WAITING (at most [`MAX_ATTEMPTS`] times, then FAILED with
+//!    the reason). Re-running is safe: chunk ids are `{task_id}_{i}` and indexing replaces same-id chunks,
+//!    so nothing is indexed twice.
+
+pub mod chunking;
+pub mod parse;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use serde_json::{Value, json};
+use sqlx::{Row, SqlitePool};
+use tokio::sync::Notify;
+
+use crate::clock::now_millis;
+use crate::fetch::SafeFetcher;
+use crate::knowledge::chunk::{Chunk, DEFAULT_PROCESS_SOURCE, now_iso};
+use crate::knowledge::{KnowledgeBase, validate_index_name};
+use crate::storage::FileStorage;
+use chunking::{ChunkingStrategy, chunk_elements};
+
+/// A task interrupted this many times by crashes is failed instead of retried once more.
+pub const MAX_ATTEMPTS: i64 = 3;
+/// Largest source a task reads (text, file or URL).
+pub const MAX_SOURCE_BYTES: u64 = 200 * 1024 * 1024;
+/// Chunks kept with a task for `GET /api/tasks/{id}/details`.
+const RESULT_PREVIEW_CHUNKS: usize = 50;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("Task with ID {0} not found")]
+    NotFound(String),
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TaskStatus {
+    Waiting,
+    Processing,
+    Forwarding,
+    Completed,
+    Failed,
+}
+
+impl TaskStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskStatus::Waiting => "WAITING",
+            TaskStatus::Processing => "PROCESSING",
+            TaskStatus::Forwarding => "FORWARDING",
+            TaskStatus::Completed => "COMPLETED",
+            TaskStatus::Failed => "FAILED",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "PROCESSING" => TaskStatus::Processing,
+            "FORWARDING" => TaskStatus::Forwarding,
+            "COMPLETED" => TaskStatus::Completed,
+            "FAILED" => TaskStatus::Failed,
+            _ => TaskStatus::Waiting,
+        }
+    }
+
+    pub fn is_active(self) -> bool {
+        matches!(self, TaskStatus::Waiting | TaskStatus::Processing | TaskStatus::Forwarding)
+    }
+}
+
+/// What a client asks to ingest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TaskRequest {
+    pub source: String,
+    pub source_type: String,
+    pub index_name: String,
+    pub chunking_strategy: Option<String>,
+    /// Shown as the file's name (defaults to the last segment of the source).
+    pub file_name: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Task {
+    pub task_id: String,
+    pub source: String,
+    pub source_type: String,
+    pub index_name: String,
+    pub chunking_strategy: Option<String>,
+    pub file_name: String,
+    pub file_size: Option<i64>,
+    pub status: TaskStatus,
+    pub error: Option<String>,
+    pub chunk_count: Option<i64>,
+    pub result_preview: Option<Value>,
+    pub created_at_ms: i64,
+    pub updated_at_ms: i64,
+}
+
+impl Task {
+    /// Where the task's chunks say they come from: the stored object, path or URL; for inline text, its
+    /// file name (the text itself would make a poor identifier).
+    pub fn path_or_url(&self) -> &str {
+        if self.source_type == "text" { &self.file_name } else { &self.source }
+    }
+}
+
+#[derive(Clone)]
+pub struct IngestQueue {
+    inner: Arc<QueueInner>,
+}
+
+struct QueueInner {
+    pool: SqlitePool,
+    knowledge: Arc<KnowledgeBase>,
+    storage: FileStorage,
+    fetcher: SafeFetcher,
+    /// Local folders a `file` source may name besides stored objects (the data dir, watched folders).
+    allowed_roots: Vec<PathBuf>,
+    wake: Notify,
+}
+
+impl IngestQueue {
+    pub fn new(
+        pool: SqlitePool,
+        knowledge: Arc<KnowledgeBase>,
+        storage: FileStorage,
+        fetcher: SafeFetcher,
+        allowed_roots: Vec<PathBuf>,
+    ) -> Self {
+        let allowed_roots = allowed_roots.into_iter().filter_map(|root| root.canonicalize().ok()).collect();
+        Self { inner: Arc::new(QueueInner { pool, knowledge, storage, fetcher, allowed_roots, wake: Notify::new() }) }
+    }
+
+    /// Puts tasks a crash interrupted back in the queue (or fails them after too many attempts), then
+    /// starts `workers` workers.
+    pub async fn start(&self, workers: usize) -> Result<(), IngestError> {
+        let now = now_millis();
+        sqlx::query(
+            "UPDATE ingest_task SET status = 'FAILED', updated_at = ?,
+                 error = 'interrupted ' || attempts || ' times by a restart; giving up'
+             WHERE status IN ('PROCESSING', 'FORWARDING') AND attempts >= ?",
+        )
+        .bind(now)
+        .bind(MAX_ATTEMPTS)
+        .execute(&self.inner.pool)
+        .await?;
+        let resumed = sqlx::query(
+            "UPDATE ingest_task SET status = 'WAITING', updated_at = ? WHERE status IN ('PROCESSING', 'FORWARDING')",
+        )
+        .bind(now)
+        .execute(&self.inner.pool)
+        .await?;
+        if resumed.rows_affected() > 0 {
+            tracing::info!(tasks = resumed.rows_affected(), "resuming tasks interrupted by a restart");
+        }
+        for worker in 0..workers.max(1) {
+            let queue = self.clone();
+            tokio::spawn(async move { queue.work(worker).await });
+        }
+        self.inner.wake.notify_waiters();
+        Ok(())
+    }
+
+    pub async fn submit(&self, request: TaskRequest) -> Result<String, IngestError> {
+        let ids = self.submit_batch(vec![request]).await?;
+        Ok(ids.into_iter().next().unwrap_or_default())
+    }
+
+    /// Records every task (all or none) and wakes the workers.
+    pub async fn submit_batch(&self, requests: Vec<TaskRequest>) -> Result<Vec<String>, IngestError> {
+        for request in &requests {
+            validate_request(request)?;
+        }
+        // The knowledge base exists from its first upload on, so failed files can be shown in it.
+        for request in &requests {
+            if !self.inner.knowledge.exists(&request.index_name) {
+                self.inner
+                    .knowledge
+                    .create_index(&request.index_name, None)
+                    .await
+                    .map_err(|error| IngestError::InvalidRequest(error.to_string()))?;
+            }
+        }
+        let now = now_millis();
+        let mut transaction = self.inner.pool.begin().await?;
+        let mut ids = Vec::with_capacity(requests.len());
+        for request in requests {
+            let task_id = uuid::Uuid::new_v4().to_string();
+            let file_name = request.file_name.clone().unwrap_or_else(|| default_file_name(&request));
+            sqlx::query(
+                "INSERT INTO ingest_task (task_id, source, source_type, index_name, chunking_strategy, file_name,
+                                          status, created_at, updated_at)
+                 VALUES (?, ?, ?, ?, ?, ?, 'WAITING', ?, ?)",
+            )
+            .bind(&task_id)
+            .bind(&request.source)
+            .bind(&request.source_type)
+            .bind(&request.index_name)
+            .bind(&request.chunking_strategy)
+            .bind(&file_name)
+            .bind(now)
+            .bind(now)
+            .execute(&mut *transaction)
+            .await?;
+            ids.push(task_id);
+        }
+        transaction.commit().await?;
+        for _ in 0..ids.len() {
+            self.inner.wake.notify_one();
+        }
+        Ok(ids)
+    }
+
+    pub async fn get(&self, task_id: &str) -> Result<Task, IngestError> {
+        let row = sqlx::query("SELECT * FROM ingest_task WHERE task_id = ?")
+            .bind(task_id)
+            .fetch_optional(&self.inner.pool)
+            .await?;
+        row.as_ref().map(task_from_row).ok_or_else(|| IngestError::NotFound(task_id.to_owned()))
+    }
+
+    pub async fn list(&self) -> Result<Vec<Task>, IngestError> {
+        let rows =
+            sqlx::query("SELECT * FROM ingest_task ORDER BY created_at DESC").fetch_all(&self.inner.pool).await?;
+        Ok(rows.iter().map(task_from_row).collect())
+    }
+
+    /// Tasks of one index that are not completed (waiting, running or failed), newest first.
+    pub async fn unfinished_for_index(&self, index_name: &str) -> Result<Vec<Task>, IngestError> {
+        let rows = sqlx::query(
+            "SELECT * FROM ingest_task WHERE index_name = ? AND status != 'COMPLETED' ORDER BY created_at DESC",
+        )
+        .bind(index_name)
+        .fetch_all(&self.inner.pool)
+        .await?;
+        Ok(rows.iter().map(task_from_row).collect())
+    }
+
+    async fn work(&self, worker: usize) {
+        loop {
+            match self.claim().await {
+                Ok(Some(task)) => {
+                    tracing::info!(worker, task = %task.task_id, index = %task.index_name, file = %task.file_name, "processing task");
+                    let outcome = self.run(&task).await;
+                    let recorded = match outcome {
+                        Ok((chunk_count, preview)) => self.finish(&task.task_id, chunk_count, preview).await,
+                        Err(reason) => {
+                            tracing::warn!(task = %task.task_id, %reason, "task failed");
+                            self.fail(&task.task_id, &reason).await
+                        }
+                    };
+                    if let Err(error) = recorded {
+                        tracing::error!(%error, task = %task.task_id, "cannot record the task's outcome");
+                    }
+                }
+                Ok(None) => {
+                    // Sleep until a submit wakes us, or poll now and then in case a wake-up was missed.
+                    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.inner.wake.notified()).await;
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot claim a task");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
+            }
+        }
+    }
+
+    /// Takes the oldest waiting task in one statement, so two workers can never take the same one.
+    async fn claim(&self) -> Result<Option<Task>, IngestError> {
+        let row = sqlx::query(
+            "UPDATE ingest_task SET status = 'PROCESSING', attempts = attempts + 1, updated_at = ?
+             WHERE task_id = (SELECT task_id FROM ingest_task WHERE status = 'WAITING' ORDER BY created_at, task_id LIMIT 1)
+             RETURNING *",
+        )
+        .bind(now_millis())
+        .fetch_optional(&self.inner.pool)
+        .await?;
+        Ok(row.as_ref().map(task_from_row))
+    }
+
+    async fn set_status(&self, task_id: &str, status: TaskStatus) -> Result<(), IngestError> {
+        sqlx::query("UPDATE ingest_task SET status = ?, updated_at = ? WHERE task_id = ?")
+            .bind(status.as_str())
+            .bind(now_millis())
+            .bind(task_id)
+            .execute(&self.inner.pool)
+            .await?;
+        Ok(())
+    }
+
+    async fn finish(&self, task_id: &str, chunk_count: usize, preview: Value) -> Result<(), IngestError> {
+        sqlx::query(
+            "UPDATE ingest_task SET status = 'COMPLETED', chunk_count = ?, result_preview = ?, error = NULL, updated_at = ?
+             WHERE task_id = ?",
+        )
+        .bind(chunk_count as i64)
+        .bind(preview.to_string())
+        .bind(now_millis())
+        .bind(task_id)
+        .execute(&self.inner.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn fail(&self, task_id: &str, reason: &str) -> Result<(), IngestError> {
+        sqlx::query("UPDATE ingest_task SET status = 'FAILED', error = ?, updated_at = ? WHERE task_id = ?")
+            .bind(reason)
+            .bind(now_millis())
+            .bind(task_id)
+            .execute(&self.inner.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Runs one task to its chunks in the index; an error is the reason the task failed.
+    async fn run(&self, task: &Task) -> Result<(usize, Value), String> {
+        let bytes = self.read_source(task).await?;
+        sqlx::query("UPDATE ingest_task SET file_size = ? WHERE task_id = ?")
+            .bind(bytes.len() as i64)
+            .bind(&task.task_id)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|error| error.to_string())?;
+        let strategy = ChunkingStrategy::parse(task.chunking_strategy.as_deref())?;
+        let file_name = task.file_name.clone();
+        let parse_name = if task.source_type == "text" && parse::extension_of(&file_name).is_empty() {
+            format!("{file_name}.txt")
+        } else {
+            file_name.clone()
+        };
+        let pieces = tokio::task::spawn_blocking(move || {
+            parse::parse_document(&parse_name, &bytes).map(|elements| chunk_elements(&elements, strategy))
+        })
+        .await
+        .map_err(|error| format!("the parser stopped: {error}"))?
+        .map_err(|error| error.to_string())?;
+        self.set_status(&task.task_id, TaskStatus::Forwarding).await.map_err(|error| error.to_string())?;
+
+        let now = now_iso();
+        let knowledge = &self.inner.knowledge;
+        if !knowledge.exists(&task.index_name) {
+            knowledge.create_index(&task.index_name, None).await.map_err(|error| error.to_string())?;
+        }
+        let model = knowledge.embedder().model_name().to_owned();
+        let chunks: Vec<Chunk> = pieces
+            .iter()
+            .enumerate()
+            .map(|(position, piece)| Chunk {
+                id: format!("{}_{position}", task.task_id),
+                title: piece.heading_path.last().cloned().unwrap_or_else(|| file_name.clone()),
+                filename: file_name.clone(),
+                path_or_url: task.path_or_url().to_owned(),
+                source_type: task.source_type.clone(),
+                language: "null".into(),
+                author: "null".into(),
+                date: now.clone(),
+                content: piece.text.clone(),
+                process_source: DEFAULT_PROCESS_SOURCE.into(),
+                embedding_model_name: model.clone(),
+                file_size: 0,
+                create_time: now.clone(),
+                languages: Vec::new(),
+            })
+            .collect();
+        let file_size = self.get(&task.task_id).await.ok().and_then(|task| task.file_size).unwrap_or(0).max(0) as u64;
+        let chunks: Vec<Chunk> = chunks.into_iter().map(|chunk| Chunk { file_size, ..chunk }).collect();
+        let preview: Vec<Value> = chunks
+            .iter()
+            .take(RESULT_PREVIEW_CHUNKS)
+            .map(|chunk| json!({ "text": chunk.content, "metadata": { "filename": chunk.filename, "title": chunk.title }, "source": chunk.path_or_url, "source_type": chunk.source_type }))
+            .collect();
+        // Re-ingesting a file replaces what an earlier task indexed from it.
+        knowledge.delete_path(&task.index_name, task.path_or_url()).await.map_err(|error| error.to_string())?;
+        let indexed = knowledge.add_chunks(&task.index_name, chunks).await.map_err(|error| error.to_string())?;
+        Ok((indexed, Value::Array(preview)))
+    }
+
+    async fn read_source(&self, task: &Task) -> Result<Vec<u8>, String> {
+        match task.source_type.as_str() {
+            "text" => Ok(task.source.clone().into_bytes()),
+            "url" => self
+                .inner
+                .fetcher
+                .get(&task.source, "*/*")
+                .await
+                .map(|body| body.bytes)
+                .map_err(|error| format!("cannot fetch {}: {error}", task.source)),
+            _ => {
+                if let Ok(download) = self.inner.storage.download(&task.source).await {
+                    let mut bytes = Vec::new();
+                    let mut body = download.body;
+                    while let Some(chunk) = body.next().await {
+                        let chunk = chunk.map_err(|error| error.to_string())?;
+                        if bytes.len() as u64 + chunk.len() as u64 > MAX_SOURCE_BYTES {
+                            return Err(format!("the file is larger than {MAX_SOURCE_BYTES} bytes"));
+                        }
+                        bytes.extend_from_slice(&chunk);
+                    }
+                    return Ok(bytes);
+                }
+                // Not a stored object: a local path, allowed only inside the permitted folders.
+                let path = PathBuf::from(&task.source).canonicalize().map_err(|error| {
+                    format!("{} is neither a stored file nor a readable path: {error}", task.source)
+                })?;
+                if !self.inner.allowed_roots.iter().any(|root| path.starts_with(root)) {
+                    return Err(format!("{} is outside the folders this server may read", task.source));
+                }
+                let metadata = tokio::fs::metadata(&path)
+                    .await
+                    .map_err(|error| format!("cannot read {}: {error}", task.source))?;
+                if metadata.len() > MAX_SOURCE_BYTES {
+                    return Err(format!("the file is larger than {MAX_SOURCE_BYTES} bytes"));
+                }
+                tokio::fs::read(&path).await.map_err(|error| format!("cannot read {}: {error}", task.source))
+            }
+        }
+    }
+}
+
+fn validate_request(request: &TaskRequest) -> Result<(), IngestError> {
+    if !matches!(request.source_type.as_str(), "file" | "url" | "text") {
+        return Err(IngestError::InvalidRequest(format!(
+            "source_type must be file, url or text, not {:?}",
+            request.source_type
+        )));
+    }
+    if request.source.trim().is_empty() {
+        return Err(IngestError::InvalidRequest("source cannot be empty".into()));
+    }
+    validate_index_name(&request.index_name).map_err(|error| IngestError::InvalidRequest(error.to_string()))?;
+    ChunkingStrategy::parse(request.chunking_strategy.as_deref()).map_err(IngestError::InvalidRequest)?;
+    if request.source_type == "file"
+        && !parse::is_allowed(&request.file_name.clone().unwrap_or_else(|| default_file_name(request)))
+    {
+        return Err(IngestError::InvalidRequest(format!(
+            "File type not allowed: {}",
+            request.file_name.clone().unwrap_or_else(|| default_file_name(request))
+        )));
+    }
+    Ok(())
+}
+
+fn default_file_name(request: &TaskRequest) -> String {
+    match request.source_type.as_str() {
+        "text" => "text".to_owned(),
+        _ => request.source.trim_end_matches('/').rsplit(['/', '\\']).next().unwrap_or(&request.source).to_owned(),
+    }
+}
+
+fn task_from_row(row: &sqlx::sqlite::SqliteRow) -> Task {
+    Task {
+        task_id: row.get("task_id"),
+        source: row.get("source"),
+        source_type: row.get("source_type"),
+        index_name: row.get("index_name"),
+        chunking_strategy: row.get("chunking_strategy"),
+        file_name: row.get("file_name"),
+        file_size: row.get("file_size"),
+        status: TaskStatus::parse(&row.get::<String, _>("status")),
+        error: row.get("error"),
+        chunk_count: row.get("chunk_count"),
+        result_preview: row
+            .get::<Option<String>, _>("result_preview")
+            .and_then(|text| serde_json::from_str(&text).ok()),
+        created_at_ms: row.get("created_at"),
+        updated_at_ms: row.get("updated_at"),
+    }
+}
