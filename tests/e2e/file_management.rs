@@ -42,7 +42,7 @@ async fn upload_list_url_download_delete_round_trip() -> anyhow::Result<()> {
 
     let (status, listed) = server.get_json("/api/file/storage?prefix=attachments/").await?;
     assert_eq!(status, 200);
-    assert_eq!(listed["total"], 2);
+    assert_eq!(listed["total"], 2, "{listed}");
     assert!(listed["files"][0]["url"].is_string() && listed["files"][0]["key"].is_string());
     let (_, without_urls) = server.get_json("/api/file/storage?include_urls=false&limit=1").await?;
     assert_eq!(without_urls["total"], 1);

@@ -155,6 +155,17 @@ async fn text_tasks_in_a_batch_and_chunking_strategies() -> anyhow::Result<()> {
     assert_eq!(sections["chunk_count"], 2, "by_title: one chunk per section: {sections}");
     let (_, all) = server.get_json("/api/tasks").await?;
     assert_eq!(all["tasks"].as_array().map(Vec::len), Some(2));
+
+    // Two unnamed texts get names of their own: the second does not replace the first.
+    for text in ["Alpha note about the Osprey valve.", "Beta note about the Kestrel pump."] {
+        let (_, created) = server
+            .post_json("/api/tasks", &json!({"source": text, "source_type": "text", "index_name": "unnamed"}))
+            .await?;
+        let task = wait_for_task(&server, created["task_id"].as_str().expect("id")).await?;
+        assert_eq!(task["status"], "completed", "{task}");
+    }
+    let (_, info) = server.get_json("/api/indices/unnamed/info").await?;
+    assert_eq!(info["base_info"]["chunk_count"], 2, "{}", info["base_info"]);
     Ok(())
 }
 

@@ -199,8 +199,13 @@ impl IngestQueue {
         let mut transaction = self.inner.pool.begin().await?;
         let mut ids = Vec::with_capacity(requests.len());
         for request in requests {
-            let task_id = uuid::Uuid::new_v4().to_string();
-            let file_name = request.file_name.clone().unwrap_or_else(|| default_file_name(&request));
+            let task_id = new_task_id();
+            // Unnamed inline texts get a name of their own, so re-ingestion never replaces another text.
+            let file_name = match (&request.file_name, request.source_type.as_str()) {
+                (Some(name), _) => name.clone(),
+                (None, "text") => format!("text-{task_id}.txt"),
+                (None, _) => default_file_name(&request),
+            };
             sqlx::query(
                 "INSERT INTO ingest_task (task_id, source, source_type, index_name, chunking_strategy, file_name,
                                           status, created_at, updated_at)
@@ -383,9 +388,11 @@ impl IngestQueue {
             .take(RESULT_PREVIEW_CHUNKS)
             .map(|chunk| json!({ "text": chunk.content, "metadata": { "filename": chunk.filename, "title": chunk.title }, "source": chunk.path_or_url, "source_type": chunk.source_type }))
             .collect();
-        // Re-ingesting a file replaces what an earlier task indexed from it.
-        knowledge.delete_path(&task.index_name, task.path_or_url()).await.map_err(|error| error.to_string())?;
-        let indexed = knowledge.add_chunks(&task.index_name, chunks).await.map_err(|error| error.to_string())?;
+        // Re-ingesting a file replaces what an earlier task indexed from it, in the same commit.
+        let indexed = knowledge
+            .replace_path_chunks(&task.index_name, task.path_or_url(), chunks)
+            .await
+            .map_err(|error| error.to_string())?;
         Ok((indexed, Value::Array(preview)))
     }
 
@@ -429,6 +436,11 @@ impl IngestQueue {
             }
         }
     }
+}
+
+/// A fresh task id (also used for documents indexed without one).
+pub fn new_task_id() -> String {
+    uuid::Uuid::new_v4().to_string()
 }
 
 fn validate_request(request: &TaskRequest) -> Result<(), IngestError> {

@@ -111,6 +111,8 @@ pub struct KnowledgeBase {
     root: PathBuf,
     embedder: SharedEmbedder,
     indices: RwLock<BTreeMap<String, Arc<KnowledgeIndex>>>,
+    /// Serialises creations and deletions, so two requests can never build one folder at once.
+    lifecycle: tokio::sync::Mutex<()>,
 }
 
 impl KnowledgeBase {
@@ -136,7 +138,12 @@ impl KnowledgeBase {
                 Err(error) => tracing::error!(index = %name, %error, "cannot open index; leaving it untouched"),
             }
         }
-        Ok(Self { root: root.to_path_buf(), embedder, indices: RwLock::new(indices) })
+        Ok(Self {
+            root: root.to_path_buf(),
+            embedder,
+            indices: RwLock::new(indices),
+            lifecycle: tokio::sync::Mutex::new(()),
+        })
     }
 
     pub fn embedder(&self) -> &SharedEmbedder {
@@ -160,6 +167,7 @@ impl KnowledgeBase {
     /// Creates an index; creating one that exists is a success that changes nothing.
     pub async fn create_index(&self, name: &str, embedding_dim: Option<i64>) -> Result<CreateOutcome, KnowledgeError> {
         validate_index_name(name)?;
+        let _creating = self.lifecycle.lock().await;
         if let Ok(existing) = self.get(name) {
             return Ok(CreateOutcome { embedding_dim: existing.meta().embedding_dim, created: false });
         }
@@ -189,6 +197,7 @@ impl KnowledgeBase {
 
     pub async fn delete_index(&self, name: &str) -> Result<(), KnowledgeError> {
         validate_index_name(name)?;
+        let _deleting = self.lifecycle.lock().await;
         let removed = self
             .indices
             .write()
@@ -230,17 +239,39 @@ impl KnowledgeBase {
         if chunks.is_empty() {
             return Ok(0);
         }
+        let pairs = self.embed_chunks(name, &index, chunks).await?;
+        blocking(move || Ok(index.add_chunks(&pairs)?)).await
+    }
+
+    /// Embeds `chunks` and, in one commit, removes every chunk of `path_or_url` and adds them.
+    pub async fn replace_path_chunks(
+        &self,
+        name: &str,
+        path_or_url: &str,
+        chunks: Vec<Chunk>,
+    ) -> Result<usize, KnowledgeError> {
+        let index = self.get(name)?;
+        let pairs = self.embed_chunks(name, &index, chunks).await?;
+        let path = path_or_url.to_owned();
+        blocking(move || Ok(index.replace_path(&path, &pairs)?)).await
+    }
+
+    async fn embed_chunks(
+        &self,
+        name: &str,
+        index: &KnowledgeIndex,
+        chunks: Vec<Chunk>,
+    ) -> Result<Vec<(Chunk, Vec<f32>)>, KnowledgeError> {
         if let Some(position) = chunks.iter().position(|chunk| embedding_text(chunk).trim().is_empty()) {
             return Err(KnowledgeError::EmptyDocument { index: position });
         }
         let expected = index.meta().embedding_dim;
         let texts: Vec<String> = chunks.iter().map(embedding_text).collect();
-        let vectors = self.embedder.embed(texts).await?;
+        let vectors = if texts.is_empty() { Vec::new() } else { self.embedder.embed(texts).await? };
         if let Some(vector) = vectors.iter().find(|vector| vector.len() != expected) {
             return Err(KnowledgeError::DimensionMismatch { index: name.to_owned(), expected, actual: vector.len() });
         }
-        let pairs: Vec<(Chunk, Vec<f32>)> = chunks.into_iter().zip(vectors).collect();
-        blocking(move || Ok(index.add_chunks(&pairs)?)).await
+        Ok(chunks.into_iter().zip(vectors).collect())
     }
 
     pub async fn delete_path(&self, name: &str, path_or_url: &str) -> Result<usize, KnowledgeError> {

@@ -100,7 +100,9 @@ impl Services {
             knowledge.clone(),
             storage.clone(),
             fetcher.clone(),
-            vec![data_dir.to_path_buf()],
+            // Stored objects only, for now: the data dir also holds secrets and the database. Watched
+            // folders will add their roots here.
+            Vec::new(),
         );
         ingest.start(options.ingest_workers).await?;
         Ok(Self {

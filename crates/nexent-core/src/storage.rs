@@ -187,10 +187,12 @@ impl UrlSigner {
         if expires_at < now_millis() / 1000 {
             return Err(StorageError::BadSignature);
         }
-        let bytes: Option<Vec<u8>> = (signature.len() == 64)
-            .then(|| (0..64).step_by(2).map(|at| u8::from_str_radix(&signature[at..at + 2], 16).ok()).collect())
-            .flatten();
-        let bytes = bytes.ok_or(StorageError::BadSignature)?;
+        // Exactly the 64 lowercase hex digits `sign` writes: no other spelling of the same bytes passes.
+        if signature.len() != 64 || !signature.bytes().all(|byte| matches!(byte, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(StorageError::BadSignature);
+        }
+        let bytes: Vec<u8> =
+            (0..64).step_by(2).filter_map(|at| u8::from_str_radix(&signature[at..at + 2], 16).ok()).collect();
         self.mac(object_name, expires_at).verify_slice(&bytes).map_err(|_| StorageError::BadSignature)
     }
 }
@@ -427,6 +429,10 @@ mod tests {
         let mut tampered = signature.clone().into_bytes();
         tampered[10] = if tampered[10] == b'0' { b'1' } else { b'0' };
         assert!(signer.verify("a/b.txt", expires, &String::from_utf8(tampered).expect("hex")).is_err());
+        assert!(signer.verify("a/b.txt", expires, &signature.to_uppercase()).is_err(), "one spelling only");
+        let multibyte = format!("a\u{e9}{}", "a".repeat(61));
+        assert_eq!(multibyte.len(), 64);
+        assert!(signer.verify("a/b.txt", expires, &multibyte).is_err(), "no panic on non-ASCII");
         let past = now_millis() / 1000 - 1;
         assert!(signer.verify("a/b.txt", past, &signer.sign("a/b.txt", past)).is_err());
         // The secret persists: a reopened signer accepts the same signature.

@@ -20,6 +20,33 @@ use nexent_core::storage::{DEFAULT_FOLDER, StorageError, StoredObject};
 use crate::AppState;
 use crate::error::{ApiError, ApiPath, ApiQuery, parse_json_body};
 
+/// Longest value of a plain (non-file) multipart field such as `folder` or `index_name`.
+const MAX_TEXT_FIELD_BYTES: usize = 4096;
+
+/// Reads a small text field of a multipart body, refusing one that is too long before buffering it.
+async fn small_text_field(mut field: axum::extract::multipart::Field<'_>) -> Result<String, ApiError> {
+    let name = field.name().unwrap_or("field").to_owned();
+    let mut bytes = Vec::new();
+    while let Some(chunk) =
+        field.chunk().await.map_err(|error| ApiError::BadRequest(format!("Invalid multipart body: {error}")))?
+    {
+        if bytes.len() + chunk.len() > MAX_TEXT_FIELD_BYTES {
+            return Err(ApiError::BadRequest(format!("The {name} field is longer than {MAX_TEXT_FIELD_BYTES} bytes")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    String::from_utf8(bytes).map_err(|_| ApiError::BadRequest(format!("The {name} field is not UTF-8 text")))
+}
+
+/// Deletes objects stored by a request that then failed, so a failure leaves nothing behind.
+async fn discard_objects(state: &AppState, objects: impl IntoIterator<Item = StoredObject>) {
+    for object in objects {
+        if let Err(error) = state.services.storage.delete(&object.object_name).await {
+            tracing::warn!(%error, object = %object.object_name, "cannot remove an object of a failed upload");
+        }
+    }
+}
+
 /// Default lifetime of a signed URL, and the longest one may be (as S3 presigning).
 const DEFAULT_EXPIRES_SECONDS: i64 = 3600;
 const MAX_EXPIRES_SECONDS: i64 = 7 * 24 * 3600;
@@ -100,48 +127,56 @@ pub async fn upload_files(
     let storage = &state.services.storage;
     let mut folder = query.folder.unwrap_or_else(|| DEFAULT_FOLDER.to_owned());
     let mut results: Vec<(Option<StoredObject>, Value)> = Vec::new();
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(error) => return Err(ApiError::BadRequest(format!("Invalid multipart body: {error}"))),
-        };
-        match field.name() {
-            Some("folder") => {
-                let text = field.text().await.map_err(|error| ApiError::BadRequest(error.to_string()))?;
-                nexent_core::storage::validate_folder(&text)?;
-                folder = text;
-            }
-            Some("files" | "file") => {
-                let file_name = field.file_name().unwrap_or("unnamed").to_owned();
-                let body = field.map(|chunk| chunk.map_err(std::io::Error::other)).boxed();
-                match storage.upload(&folder, &file_name, body).await {
-                    Ok(object) => results.push((Some(object.clone()), object_json(&state, &headers, &object))),
-                    Err(
-                        error
-                        @ (StorageError::TooLarge { .. } | StorageError::InvalidName { .. } | StorageError::Io(_)),
-                    ) => {
-                        results.push((
-                            None,
-                            json!({ "success": false, "file_name": file_name, "error": error.to_string() }),
-                        ));
-                    }
-                    Err(other) => return Err(other.into()),
-                }
-            }
-            _ => {}
-        }
-    }
-    // A `folder` field sent after the files applies to them too: move what was stored before it arrived.
-    let folder = nexent_core::storage::validate_folder(&folder)?;
-    for (object, item) in results.iter_mut() {
-        if let Some(stored) = object
-            && !stored.object_name.starts_with(&format!("{folder}/"))
+    let outcome: Result<(), ApiError> = async {
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|error| ApiError::BadRequest(format!("Invalid multipart body: {error}")))?
         {
-            let moved = storage.move_to_folder(stored, &folder).await?;
-            *item = object_json(&state, &headers, &moved);
-            *stored = moved;
+            match field.name() {
+                Some("folder") => {
+                    let text = small_text_field(field).await?;
+                    nexent_core::storage::validate_folder(&text)?;
+                    folder = text;
+                }
+                Some("files" | "file") => {
+                    let file_name = field.file_name().unwrap_or("unnamed").to_owned();
+                    let body = field.map(|chunk| chunk.map_err(std::io::Error::other)).boxed();
+                    match storage.upload(&folder, &file_name, body).await {
+                        Ok(object) => results.push((Some(object.clone()), object_json(&state, &headers, &object))),
+                        Err(
+                            error @ (StorageError::TooLarge { .. }
+                            | StorageError::InvalidName { .. }
+                            | StorageError::Io(_)),
+                        ) => {
+                            results.push((
+                                None,
+                                json!({ "success": false, "file_name": file_name, "error": error.to_string() }),
+                            ));
+                        }
+                        Err(other) => return Err(other.into()),
+                    }
+                }
+                _ => {}
+            }
         }
+        // A `folder` field sent after the files applies to them too: move what was stored before it.
+        let folder = nexent_core::storage::validate_folder(&folder)?;
+        for (object, item) in results.iter_mut() {
+            if let Some(stored) = object
+                && !stored.object_name.starts_with(&format!("{folder}/"))
+            {
+                let moved = storage.move_to_folder(stored, &folder).await?;
+                *item = object_json(&state, &headers, &moved);
+                *stored = moved;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(error) = outcome {
+        discard_objects(&state, results.into_iter().filter_map(|(object, _)| object)).await;
+        return Err(error);
     }
     let success_count = results.iter().filter(|(object, _)| object.is_some()).count();
     let failed_count = results.len() - success_count;
@@ -310,8 +345,27 @@ pub async fn download_file(
     let storage = &state.services.storage;
     storage.signer().verify(&object_name, expires, &signature)?;
     let download = storage.download(&object_name).await?;
+    // Only inert types open in the browser; anything that could run script (HTML, SVG, XML, ...) on
+    // this origin is downloaded instead, and the sandbox policy forbids script either way.
+    let inline = matches!(
+        download.object.content_type.as_str(),
+        "text/plain"
+            | "text/markdown"
+            | "text/csv"
+            | "application/pdf"
+            | "application/json"
+            | "image/png"
+            | "image/jpeg"
+            | "image/gif"
+            | "image/webp"
+            | "image/bmp"
+            | "audio/mpeg"
+            | "audio/wav"
+            | "video/mp4"
+    );
     let disposition = format!(
-        "inline; filename=\"{}\"; filename*=UTF-8''{}",
+        "{}; filename=\"{}\"; filename*=UTF-8''{}",
+        if inline { "inline" } else { "attachment" },
         download.object.file_name.replace(['"', '\\', '\r', '\n'], "_"),
         percent_encode_segment(&download.object.file_name)
     );
@@ -324,6 +378,7 @@ pub async fn download_file(
             (header::CONTENT_DISPOSITION, disposition),
             (header::HeaderName::from_static("x-content-type-options"), "nosniff".to_owned()),
             (header::CACHE_CONTROL, "private, max-age=0".to_owned()),
+            (header::CONTENT_SECURITY_POLICY, "sandbox; default-src 'none'".to_owned()),
         ],
         body,
     )
@@ -349,45 +404,43 @@ pub async fn upload_to_knowledge_base(
     let mut chunking_strategy: Option<String> = None;
     let mut stored: Vec<StoredObject> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(field)) => field,
-            Ok(None) => break,
-            Err(error) => return Err(ApiError::BadRequest(format!("Invalid multipart body: {error}"))),
-        };
-        match field.name() {
-            Some("index_name") => {
-                index_name = Some(field.text().await.map_err(|error| ApiError::BadRequest(error.to_string()))?)
-            }
-            Some("chunking_strategy") => {
-                chunking_strategy = Some(field.text().await.map_err(|error| ApiError::BadRequest(error.to_string()))?)
-            }
-            Some("file" | "files") => {
-                let file_name = field.file_name().unwrap_or("unnamed").to_owned();
-                if !parse::is_allowed(&file_name) {
-                    errors.push(format!("File type not allowed: {file_name}"));
-                    continue;
-                }
-                let body = field.map(|chunk| chunk.map_err(std::io::Error::other)).boxed();
-                match storage.upload("knowledge", &file_name, body).await {
-                    Ok(object) => stored.push(object),
-                    Err(error @ (StorageError::TooLarge { .. } | StorageError::Io(_))) => {
-                        errors.push(error.to_string())
+    let outcome: Result<(), ApiError> = async {
+        while let Some(field) = multipart
+            .next_field()
+            .await
+            .map_err(|error| ApiError::BadRequest(format!("Invalid multipart body: {error}")))?
+        {
+            match field.name() {
+                Some("index_name") => index_name = Some(small_text_field(field).await?),
+                Some("chunking_strategy") => chunking_strategy = Some(small_text_field(field).await?),
+                Some("file" | "files") => {
+                    let file_name = field.file_name().unwrap_or("unnamed").to_owned();
+                    if !parse::is_allowed(&file_name) {
+                        errors.push(format!("File type not allowed: {file_name}"));
+                        continue;
                     }
-                    Err(other) => return Err(other.into()),
+                    let body = field.map(|chunk| chunk.map_err(std::io::Error::other)).boxed();
+                    match storage.upload("knowledge", &file_name, body).await {
+                        Ok(object) => stored.push(object),
+                        Err(error @ (StorageError::TooLarge { .. } | StorageError::Io(_))) => {
+                            errors.push(error.to_string())
+                        }
+                        Err(other) => return Err(other.into()),
+                    }
                 }
+                _ => {}
             }
-            _ => {}
         }
+        Ok(())
+    }
+    .await;
+    if let Err(error) = outcome {
+        discard_objects(&state, stored).await;
+        return Err(error);
     }
     let uploaded_names: Vec<String> = stored.iter().map(|object| object.file_name.clone()).collect();
-    let discard = |stored: Vec<StoredObject>| async move {
-        for object in stored {
-            let _ = state.services.storage.delete(&object.object_name).await;
-        }
-    };
     let Some(index_name) = index_name.filter(|name| !name.trim().is_empty()) else {
-        discard(stored).await;
+        discard_objects(&state, stored).await;
         return Err(ApiError::validation("index_name", "Field required: index_name"));
     };
     if stored.is_empty() {
@@ -412,7 +465,7 @@ pub async fn upload_to_knowledge_base(
         Err(error) => {
             let names = uploaded_names.clone();
             let api_error: ApiError = error.into();
-            discard(stored).await;
+            discard_objects(&state, stored).await;
             if let ApiError::BadRequest(message) = api_error {
                 return Ok((
                     StatusCode::BAD_REQUEST,

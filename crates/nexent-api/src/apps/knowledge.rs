@@ -286,7 +286,7 @@ pub async fn index_documents(
         }
         .into());
     }
-    let task_id = request.task_id.unwrap_or_else(|| format!("doc{}", nexent_core::clock::now_millis()));
+    let task_id = request.task_id.unwrap_or_else(nexent_core::ingest::new_task_id);
     let model_name = query.embedding_model_name.unwrap_or_else(|| knowledge.embedder().model_name().to_owned());
     let now = now_iso();
     let chunks: Vec<Chunk> = request
@@ -432,9 +432,12 @@ pub async fn search_hybrid(
 ) -> Result<Json<Value>, ApiError> {
     let fusion = match body.fusion.as_deref() {
         None | Some("weighted") | Some("max") => Fusion::WeightedMax,
+        Some("minmax") => Fusion::WeightedMinMax,
         Some("rrf") => Fusion::ReciprocalRank { k: body.rrf_k.unwrap_or(60.0).max(0.0) },
         Some(other) => {
-            return Err(ApiError::BadRequest(format!("fusion must be \"weighted\" or \"rrf\", not {other:?}")));
+            return Err(ApiError::BadRequest(format!(
+                "fusion must be \"weighted\", \"minmax\" or \"rrf\", not {other:?}"
+            )));
         }
     };
     if !(0.0..=1.0).contains(&body.weight_accurate) {

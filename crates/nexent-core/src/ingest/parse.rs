@@ -37,9 +37,9 @@ pub const ALLOWED_EXTENSIONS: [&str; 45] = [
     "php", "rb", "swift", "ts", "go", "csv", "json", "odt", "ods", "rs", "markdown", "h", "sh",
 ];
 
-const PLAIN_TEXT: [&str; 22] = [
+const PLAIN_TEXT: [&str; 21] = [
     "txt", "log", "org", "rst", "js", "py", "java", "cpp", "cc", "cxx", "c", "cs", "php", "rb", "swift", "ts", "go",
-    "rs", "h", "sh", "text", "csv",
+    "rs", "h", "sh", "text",
 ];
 
 pub fn extension_of(file_name: &str) -> String {
@@ -64,6 +64,7 @@ pub fn parse_document(file_name: &str, bytes: &[u8]) -> Result<Vec<Element>, Par
         "md" | "markdown" => markdown(text_of(bytes)?),
         "html" | "htm" => html(text_of(bytes)?),
         "tsv" => delimited(text_of(bytes)?, '\t'),
+        "csv" => delimited(text_of(bytes)?, ','),
         "json" => json(text_of(bytes)?)?,
         "xml" => vec![Element { text: strip_tags(text_of(bytes)?), ..Element::default() }],
         other if PLAIN_TEXT.contains(&other) => paragraphs(text_of(bytes)?),
@@ -134,8 +135,11 @@ fn markdown(text: &str) -> Vec<Element> {
 }
 
 fn delimited(text: &str, separator: char) -> Vec<Element> {
-    let rows: Vec<String> =
-        text.lines().filter(|line| !line.trim().is_empty()).map(|line| line.replace(separator, " | ")).collect();
+    let rows: Vec<String> = text
+        .lines()
+        .filter(|line| !line.trim().is_empty())
+        .map(|line| split_row(line, separator).join(" | "))
+        .collect();
     // Rows in groups, each group headed by the header row, so every chunk can be read on its own.
     let header = rows.first().cloned().unwrap_or_default();
     rows.iter()
@@ -153,6 +157,27 @@ fn delimited(text: &str, separator: char) -> Vec<Element> {
         .into_iter()
         .chain(if rows.len() == 1 { vec![Element { text: header.clone(), ..Element::default() }] } else { vec![] })
         .collect()
+}
+
+/// Splits one row at `separator`, honouring double-quoted fields (`"a, b"` and `""` escapes).
+fn split_row(line: &str, separator: char) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(character) = chars.next() {
+        match character {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            c if c == separator && !quoted => fields.push(std::mem::take(&mut field).trim().to_owned()),
+            c => field.push(c),
+        }
+    }
+    fields.push(field.trim().to_owned());
+    fields
 }
 
 fn json(text: &str) -> Result<Vec<Element>, ParseError> {
@@ -247,11 +272,12 @@ pub fn strip_tags(text: &str) -> String {
             output.push(character);
             continue;
         }
-        let tag_end = text[at..].find('>').map(|end| at + end).unwrap_or(text.len() - 1);
+        let tag_end = text[at..].find('>').map(|end| at + end).unwrap_or(text.len());
         let tag = &lower[at + 1..tag_end.max(at + 1)];
         let name: String = tag.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
         let skip_to = if (name == "script" || name == "style") && !tag.starts_with('/') {
-            lower[tag_end..].find(&format!("</{name}")).map(|end| tag_end + end).unwrap_or(text.len())
+            let closing = lower[tag_end..].find(&format!("</{name}")).map(|end| tag_end + end).unwrap_or(text.len());
+            lower[closing..].find('>').map(|end| closing + end).unwrap_or(text.len())
         } else {
             tag_end
         };
@@ -319,7 +345,16 @@ mod tests {
             texts.contains(&"Title") && texts.contains(&"Hello & welcome") && texts.contains(&"Second"),
             "{texts:?}"
         );
-        assert!(!texts.iter().any(|t| t.contains("var x") || t.contains("p{}")), "{texts:?}");
+        assert!(
+            !texts
+                .iter()
+                .any(|t| t.contains("var x") || t.contains("p{}") || t.contains("/script") || t.contains("/style")),
+            "{texts:?}"
+        );
+        // Unclosed tags at the end of multibyte text do not panic.
+        for text in ["\u{2039}\u{e9}", "<b \u{65e5}\u{672c}", "<", "a<"] {
+            let _ = strip_tags(text);
+        }
     }
 
     #[test]
@@ -339,5 +374,7 @@ mod tests {
         );
         let table = parse_document("t.tsv", b"name\tweight\nZorblax\t12\n").expect("tsv");
         assert_eq!(table[0].text, "name | weight\nZorblax | 12");
+        let csv = parse_document("t.csv", b"name,note\nZorblax,\"heavy, 12 kg\"\n").expect("csv");
+        assert_eq!(csv[0].text, "name | note\nZorblax | heavy, 12 kg");
     }
 }

@@ -292,6 +292,15 @@ impl KnowledgeIndex {
     /// Adds chunks with their vectors in one commit, replacing chunks with the same ids.
     /// Returns how many were indexed. On any error nothing is changed.
     pub fn add_chunks(&self, chunks: &[(Chunk, Vec<f32>)]) -> Result<usize, IndexError> {
+        self.commit_chunks(None, chunks)
+    }
+
+    /// In one commit, deletes every chunk of `path_or_url` and adds `chunks` (re-ingesting a file).
+    pub fn replace_path(&self, path_or_url: &str, chunks: &[(Chunk, Vec<f32>)]) -> Result<usize, IndexError> {
+        self.commit_chunks(Some(path_or_url), chunks)
+    }
+
+    fn commit_chunks(&self, replace_path: Option<&str>, chunks: &[(Chunk, Vec<f32>)]) -> Result<usize, IndexError> {
         let mut writer_slot = lock(&self.writer);
         let writer = self.writer_in(&mut writer_slot)?;
         let view = self.current_view();
@@ -299,6 +308,11 @@ impl KnowledgeIndex {
         let mut added = Vec::with_capacity(chunks.len());
         let first_vec_id = self.next_vec_id.load(Ordering::SeqCst);
         let attempt = (|| -> Result<(), IndexError> {
+            if let Some(path) = replace_path {
+                let term = Term::from_field_text(self.fields.path_or_url, path);
+                replaced.extend(self.vec_ids_matching(&view.searcher, &term)?);
+                writer.delete_term(term);
+            }
             for (offset, (chunk, vector)) in chunks.iter().enumerate() {
                 let id_term = Term::from_field_text(self.fields.id, &chunk.id);
                 replaced.extend(self.vec_ids_matching(&view.searcher, &id_term)?);

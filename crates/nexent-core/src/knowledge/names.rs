@@ -18,8 +18,9 @@ pub fn validate_index_name(name: &str) -> Result<(), InvalidIndexName> {
     if name.is_empty() {
         return invalid("it is empty");
     }
-    if name.chars().count() > MAX_INDEX_NAME_CHARS {
-        return invalid("it is longer than 128 characters");
+    // A name becomes a folder name, which Linux limits to 255 bytes.
+    if name.chars().count() > MAX_INDEX_NAME_CHARS || name.len() > 255 {
+        return invalid("it is longer than 128 characters (or 255 bytes)");
     }
     if name == "." || name == ".." || name.contains("..") {
         return invalid("it may not contain '..'");
@@ -98,6 +99,7 @@ mod tests {
             "x*",
             "a:b",
             &"x".repeat(129),
+            &"\u{4e2d}".repeat(100),
         ] {
             assert!(validate_index_name(name).is_err(), "{name:?}");
         }
