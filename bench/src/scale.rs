@@ -64,11 +64,12 @@ struct Latency {
     p99: f64,
 }
 
+/// Latencies per mode, query-embedding times, and the ids the semantic mode returned per query.
 async fn measure_searches(
     knowledge: &KnowledgeBase,
     name: &str,
     queries: &[String],
-) -> anyhow::Result<(Vec<Latency>, Vec<f64>)> {
+) -> anyhow::Result<(Vec<Latency>, Vec<f64>, Vec<Vec<String>>)> {
     let modes: [(&'static str, SearchMode); 3] = [
         ("accurate", SearchMode::Accurate),
         ("semantic", SearchMode::Semantic),
@@ -76,6 +77,7 @@ async fn measure_searches(
     ];
     let mut results = Vec::new();
     let mut embedding = Vec::new();
+    let mut semantic_ids = Vec::new();
     for (mode_name, mode) in modes {
         let mut latencies = Vec::new();
         for (round, query) in queries.iter().enumerate() {
@@ -89,12 +91,15 @@ async fn measure_searches(
             if outcome.embedding_time_ms > 0.0 {
                 embedding.push(outcome.embedding_time_ms);
             }
+            if mode_name == "semantic" {
+                semantic_ids.push(outcome.hits.iter().map(|hit| hit.chunk.id.clone()).collect());
+            }
         }
         latencies.sort_by(f64::total_cmp);
         results.push(Latency { mode: mode_name, p50: percentile(&latencies, 0.5), p99: percentile(&latencies, 0.99) });
     }
     embedding.sort_by(f64::total_cmp);
-    Ok((results, embedding))
+    Ok((results, embedding, semantic_ids))
 }
 
 /// Runs the LanceDB peer on the exported corpus; its JSON answer, or why it could not run.
@@ -184,6 +189,7 @@ async fn main() -> anyhow::Result<()> {
     ));
     report.push_str("| corpus | engine | index build (chunks/s, vectors given) | accurate p50 / p99 ms | semantic p50 / p99 ms | hybrid p50 / p99 ms |\n|---|---|---|---|---|---|\n");
     let mut notes = Vec::new();
+    let mut exact_answers: Vec<Vec<String>> = Vec::new();
     for (label, corpus, vectors) in [("10k", &real, &real_vectors), ("100k", &large, &large_vectors)] {
         for exact in [true, false] {
             if exact && label == "10k" {
@@ -216,7 +222,22 @@ async fn main() -> anyhow::Result<()> {
                 // Opening builds the graph again in the background: wait for it before measuring.
                 knowledge.wait_for_graphs();
             }
-            let (latencies, embedding) = measure_searches(&knowledge, name, &queries).await?;
+            let (latencies, embedding, semantic_ids) = measure_searches(&knowledge, name, &queries).await?;
+            if label == "100k" && exact {
+                exact_answers = semantic_ids.clone();
+            }
+            if label == "100k" && !exact && !exact_answers.is_empty() {
+                let found: usize = semantic_ids
+                    .iter()
+                    .zip(&exact_answers)
+                    .map(|(approximate, truth)| approximate.iter().filter(|id| truth.contains(id)).count())
+                    .sum();
+                let total: usize = exact_answers.iter().map(Vec::len).sum();
+                notes.push(format!(
+                    "100k HNSW recall@10 against the exact scan on the same queries: {:.3}",
+                    found as f64 / total.max(1) as f64
+                ));
+            }
             let engine = if label == "10k" {
                 "nexent (exact)"
             } else if exact {

@@ -12,7 +12,7 @@ pub const ANN_MIN_VECTORS: usize = 20_000;
 const MAX_CONNECTIONS: usize = 16;
 const MAX_LAYERS: usize = 16;
 const EF_CONSTRUCTION: usize = 128;
-const EF_SEARCH_MIN: usize = 96;
+const EF_SEARCH_MIN: usize = 64;
 
 /// Cosine distance of unit vectors, clamped so rounding never makes it negative.
 #[derive(Debug, Default, Clone, Copy)]
@@ -51,7 +51,8 @@ impl AnnGraph {
     /// The `limit` nearest live vectors as `(vec_id, cosine similarity)`, best first.
     pub fn search(&self, query: &[f32], limit: usize, is_live: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
         let filter = |id: &usize| is_live(*id as u64);
-        let ef = limit.max(EF_SEARCH_MIN).saturating_mul(2).min(4096);
+        // The candidate list: at least EF_SEARCH_MIN, and a little wider than what is asked for.
+        let ef = (limit + limit / 2).max(EF_SEARCH_MIN).min(4096);
         self.graph
             .search_filter(query, limit, ef, Some(&filter))
             .into_iter()
