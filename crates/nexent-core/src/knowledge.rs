@@ -336,27 +336,48 @@ impl KnowledgeBase {
             };
             // Hits are (index position, score, address); documents are read only for the final top_k.
             let snapshots: Vec<_> = indices.iter().map(|(_, index)| index.snapshot()).collect();
-            let mut keyword_hits: Vec<(usize, f32, DocAddress)> = Vec::new();
-            let mut vector_hits: Vec<(usize, f32, DocAddress)> = Vec::new();
-            for (position, (_, index)) in indices.iter().enumerate() {
-                let snapshot = &snapshots[position];
+            // Hybrid runs its keyword and vector lists side by side on a second thread: they share nothing
+            // but the snapshot, and each takes a few milliseconds on a large index.
+            let keyword_list = || -> Result<Vec<(usize, f32, DocAddress)>, KnowledgeError> {
+                let mut hits = Vec::new();
                 if !matches!(mode, SearchMode::Semantic) {
-                    for (score, address) in index.keyword_hits(snapshot, &query, depth)? {
-                        keyword_hits.push((position, score, address));
+                    for (position, (_, index)) in indices.iter().enumerate() {
+                        for (score, address) in index.keyword_hits(&snapshots[position], &query, depth)? {
+                            hits.push((position, score, address));
+                        }
                     }
                 }
+                Ok(hits)
+            };
+            let vector_list = || -> Vec<(usize, f32, DocAddress)> {
+                let mut hits = Vec::new();
                 if let Some(vector) = &query_vector {
-                    for (similarity, address) in index.vector_hits(snapshot, vector, depth) {
-                        // Semantic search answers Elasticsearch's cosine score, which Nexent's clients know:
-                        // (1 + cos) / 2. Fusion works on the cosine itself, whose spread is twice as wide.
-                        let score = match mode {
-                            SearchMode::Semantic => (1.0 + similarity) / 2.0,
-                            _ => similarity,
-                        };
-                        vector_hits.push((position, score, address));
+                    for (position, (_, index)) in indices.iter().enumerate() {
+                        for (similarity, address) in index.vector_hits(&snapshots[position], vector, depth) {
+                            // Semantic search answers Elasticsearch's cosine score, which Nexent's clients know:
+                            // (1 + cos) / 2. Fusion works on the cosine itself, whose spread is twice as wide.
+                            let score = match mode {
+                                SearchMode::Semantic => (1.0 + similarity) / 2.0,
+                                _ => similarity,
+                            };
+                            hits.push((position, score, address));
+                        }
                     }
                 }
-            }
+                hits
+            };
+            let (keyword_result, vector_result) = if matches!(mode, SearchMode::Hybrid { .. }) {
+                std::thread::scope(|scope| {
+                    let vectors = scope.spawn(vector_list);
+                    let keywords = keyword_list();
+                    let vectors = vectors.join().map_err(|_| KnowledgeError::Join("the vector search panicked".into()));
+                    (keywords, vectors)
+                })
+            } else {
+                (keyword_list(), Ok(vector_list()))
+            };
+            let mut keyword_hits = keyword_result?;
+            let mut vector_hits = vector_result?;
             let by_score =
                 |left: &(usize, f32, DocAddress), right: &(usize, f32, DocAddress)| right.1.total_cmp(&left.1);
             keyword_hits.sort_by(by_score);

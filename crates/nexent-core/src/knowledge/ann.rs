@@ -52,7 +52,7 @@ impl AnnGraph {
     pub fn search(&self, query: &[f32], limit: usize, is_live: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
         let filter = |id: &usize| is_live(*id as u64);
         // The candidate list: at least EF_SEARCH_MIN, and a little wider than what is asked for.
-        let ef = (limit + limit / 2).max(EF_SEARCH_MIN).min(4096);
+        let ef = (limit + limit / 2).clamp(EF_SEARCH_MIN, 4096);
         self.graph
             .search_filter(query, limit, ef, Some(&filter))
             .into_iter()
