@@ -7,13 +7,14 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use nexent_core::knowledge::{Chunk, Fusion, KnowledgeBase, SearchMode, SearchRequest};
-use nexent_engines::onnx_embedder::{OnnxEmbedder, OnnxEmbedderConfig};
 use serde_json::Value;
+
+mod common;
+use common::{argument, percentile};
 
 struct Collection {
     name: String,
@@ -71,23 +72,12 @@ fn recall_at(ranked: &[String], relevant: &HashMap<String, f64>, k: usize) -> f6
     relevant.keys().filter(|doc| top.contains(doc)).count() as f64 / relevant.len().max(1) as f64
 }
 
-fn percentile(sorted: &[f64], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 * fraction) as usize).min(sorted.len() - 1)]
-}
-
 struct ModeResult {
     label: String,
     ndcg10: f64,
     recall100: f64,
     p50_ms: f64,
     p99_ms: f64,
-}
-
-fn argument(arguments: &[String], flag: &str) -> Option<String> {
-    arguments.iter().position(|argument| argument == flag).and_then(|index| arguments.get(index + 1)).cloned()
 }
 
 #[tokio::main]
@@ -97,13 +87,8 @@ async fn main() -> anyhow::Result<()> {
     let models = PathBuf::from(argument(&arguments, "--models").unwrap_or_else(|| "models/files".into()));
     let names = argument(&arguments, "--collections").unwrap_or_else(|| "scifact,cranfield,cisi".into());
     let out = argument(&arguments, "--out");
-    let threads = std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1);
-    let embedder = Arc::new(OnnxEmbedder::load(OnnxEmbedderConfig {
-        model_dir: models.join("all-MiniLM-L6-v2-int8"),
-        runtime_library: models.join("onnxruntime/libonnxruntime.so.1.31.1"),
-        model_name: "all-MiniLM-L6-v2".into(),
-        threads,
-    })?);
+    let threads = common::cores();
+    let embedder = common::local_embedder(&models)?;
 
     let mut report = String::from("# Retrieval benchmark\n\n");
     report.push_str(&format!(

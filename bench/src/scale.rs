@@ -10,21 +10,18 @@
 //! `cargo run --release -p nexent-bench --bin bench-scale -- --data ../shared/data --models models/files --out FILE`
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context;
 use nexent_core::knowledge::embedder::normalise;
 use nexent_core::knowledge::{Chunk, Embedder, Fusion, KnowledgeBase, KnowledgeIndex, SearchMode, SearchRequest};
-use nexent_engines::onnx_embedder::{OnnxEmbedder, OnnxEmbedderConfig};
 use serde_json::{Value, json};
+
+mod common;
+use common::{argument, percentile};
 
 const REAL_CHUNKS: usize = 10_000;
 const LARGE_CHUNKS: usize = 100_000;
-
-fn argument(arguments: &[String], flag: &str) -> Option<String> {
-    arguments.iter().position(|argument| argument == flag).and_then(|index| arguments.get(index + 1)).cloned()
-}
 
 fn sentences(data: &Path) -> anyhow::Result<Vec<String>> {
     let mut sentences = Vec::new();
@@ -37,13 +34,6 @@ fn sentences(data: &Path) -> anyhow::Result<Vec<String>> {
         }
     }
     Ok(sentences)
-}
-
-fn percentile(sorted: &[f64], fraction: f64) -> f64 {
-    if sorted.is_empty() {
-        return f64::NAN;
-    }
-    sorted[((sorted.len() as f64 * fraction) as usize).min(sorted.len() - 1)]
 }
 
 fn chunk(id: usize, text: String) -> Chunk {
@@ -141,13 +131,8 @@ async fn main() -> anyhow::Result<()> {
     let models = PathBuf::from(argument(&arguments, "--models").unwrap_or_else(|| "models/files".into()));
     let python = argument(&arguments, "--peer-python").map(PathBuf::from);
     let out = argument(&arguments, "--out");
-    let threads = std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1);
-    let embedder = Arc::new(OnnxEmbedder::load(OnnxEmbedderConfig {
-        model_dir: models.join("all-MiniLM-L6-v2-int8"),
-        runtime_library: models.join("onnxruntime/libonnxruntime.so.1.31.1"),
-        model_name: "all-MiniLM-L6-v2".into(),
-        threads,
-    })?);
+    let threads = common::cores();
+    let embedder = common::local_embedder(&models)?;
 
     let pool = sentences(&data)?;
     anyhow::ensure!(pool.len() >= REAL_CHUNKS * 2, "only {} sentences", pool.len());

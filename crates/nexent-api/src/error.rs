@@ -91,6 +91,11 @@ impl From<ConversationError> for ApiError {
     }
 }
 
+/// `#[serde(default = "crate::error::default_true")]`: for query flags that are on unless turned off.
+pub fn default_true() -> bool {
+    true
+}
+
 /// A JSON body, parsed whatever the Content-Type says (Nexent's clients are not always careful), with
 /// an empty body read as `{}`. Malformed or mistyped bodies are 422 with a readable message.
 pub struct ApiJson<T>(pub T);

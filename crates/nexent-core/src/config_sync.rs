@@ -11,6 +11,8 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::RwLock;
 
+use crate::sync::{read, write};
+
 /// The dotenv file's name inside the data dir.
 pub const CONFIG_FILE_NAME: &str = ".env";
 
@@ -125,7 +127,7 @@ impl ConfigSync {
             Err(source) => return Err(ConfigSyncError::Read { path: self.path.display().to_string(), source }),
         };
         let parsed = parse_dotenv(&text);
-        *self.file_values.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = parsed;
+        *write(&self.file_values) = parsed;
         Ok(())
     }
 
@@ -134,7 +136,7 @@ impl ConfigSync {
         if let Ok(value) = std::env::var(key) {
             return Some(value);
         }
-        self.file_values.read().unwrap_or_else(|poisoned| poisoned.into_inner()).get(key).cloned()
+        read(&self.file_values).get(key).cloned()
     }
 
     fn get_or(&self, key: &str, default: &str) -> String {
@@ -147,7 +149,7 @@ impl ConfigSync {
 
     /// Sets several variables at once and rewrites the file atomically.
     pub fn set_many(&self, updates: &[(String, String)]) -> Result<(), ConfigSyncError> {
-        let mut values = self.file_values.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut values = write(&self.file_values);
         let mut next = values.clone();
         for (key, value) in updates {
             next.insert(key.clone(), value.clone());

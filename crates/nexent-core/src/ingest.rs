@@ -187,25 +187,18 @@ impl IngestQueue {
         }
         // The knowledge base exists from its first upload on, so failed files can be shown in it.
         for request in &requests {
-            if !self.inner.knowledge.exists(&request.index_name) {
-                self.inner
-                    .knowledge
-                    .create_index(&request.index_name, None)
-                    .await
-                    .map_err(|error| IngestError::InvalidRequest(error.to_string()))?;
-            }
+            self.inner
+                .knowledge
+                .create_index(&request.index_name, None)
+                .await
+                .map_err(|error| IngestError::InvalidRequest(error.to_string()))?;
         }
         let now = now_millis();
         let mut transaction = self.inner.pool.begin().await?;
         let mut ids = Vec::with_capacity(requests.len());
         for request in requests {
             let task_id = new_task_id();
-            // Unnamed inline texts get a name of their own, so re-ingestion never replaces another text.
-            let file_name = match (&request.file_name, request.source_type.as_str()) {
-                (Some(name), _) => name.clone(),
-                (None, "text") => format!("text-{task_id}.txt"),
-                (None, _) => default_file_name(&request),
-            };
+            let file_name = file_name_of(&request, &task_id);
             sqlx::query(
                 "INSERT INTO ingest_task (task_id, source, source_type, index_name, chunking_strategy, file_name,
                                           status, created_at, updated_at)
@@ -334,8 +327,9 @@ impl IngestQueue {
     /// Runs one task to its chunks in the index; an error is the reason the task failed.
     async fn run(&self, task: &Task) -> Result<(usize, Value), String> {
         let bytes = self.read_source(task).await?;
+        let file_size = bytes.len() as u64;
         sqlx::query("UPDATE ingest_task SET file_size = ? WHERE task_id = ?")
-            .bind(bytes.len() as i64)
+            .bind(file_size as i64)
             .bind(&task.task_id)
             .execute(&self.inner.pool)
             .await
@@ -357,9 +351,8 @@ impl IngestQueue {
 
         let now = now_iso();
         let knowledge = &self.inner.knowledge;
-        if !knowledge.exists(&task.index_name) {
-            knowledge.create_index(&task.index_name, None).await.map_err(|error| error.to_string())?;
-        }
+        // Creating is idempotent; the index may have been deleted since the task was submitted.
+        knowledge.create_index(&task.index_name, None).await.map_err(|error| error.to_string())?;
         let model = knowledge.embedder().model_name().to_owned();
         let chunks: Vec<Chunk> = pieces
             .iter()
@@ -376,13 +369,11 @@ impl IngestQueue {
                 content: piece.text.clone(),
                 process_source: DEFAULT_PROCESS_SOURCE.into(),
                 embedding_model_name: model.clone(),
-                file_size: 0,
+                file_size,
                 create_time: now.clone(),
                 languages: Vec::new(),
             })
             .collect();
-        let file_size = self.get(&task.task_id).await.ok().and_then(|task| task.file_size).unwrap_or(0).max(0) as u64;
-        let chunks: Vec<Chunk> = chunks.into_iter().map(|chunk| Chunk { file_size, ..chunk }).collect();
         let preview: Vec<Value> = chunks
             .iter()
             .take(RESULT_PREVIEW_CHUNKS)
@@ -455,21 +446,24 @@ fn validate_request(request: &TaskRequest) -> Result<(), IngestError> {
     }
     validate_index_name(&request.index_name).map_err(|error| IngestError::InvalidRequest(error.to_string()))?;
     ChunkingStrategy::parse(request.chunking_strategy.as_deref()).map_err(IngestError::InvalidRequest)?;
-    if request.source_type == "file"
-        && !parse::is_allowed(&request.file_name.clone().unwrap_or_else(|| default_file_name(request)))
-    {
-        return Err(IngestError::InvalidRequest(format!(
-            "File type not allowed: {}",
-            request.file_name.clone().unwrap_or_else(|| default_file_name(request))
-        )));
+    if request.source_type == "file" {
+        let file_name = file_name_of(request, "");
+        if !parse::is_allowed(&file_name) {
+            return Err(IngestError::InvalidRequest(format!("File type not allowed: {file_name}")));
+        }
     }
     Ok(())
 }
 
-fn default_file_name(request: &TaskRequest) -> String {
-    match request.source_type.as_str() {
-        "text" => "text".to_owned(),
-        _ => request.source.trim_end_matches('/').rsplit(['/', '\\']).next().unwrap_or(&request.source).to_owned(),
+/// The name a task's document is shown under: the client's, else the source's last path segment. An
+/// unnamed inline text gets one of its own, so re-ingestion never replaces another text.
+fn file_name_of(request: &TaskRequest, task_id: &str) -> String {
+    match (&request.file_name, request.source_type.as_str()) {
+        (Some(name), _) => name.clone(),
+        (None, "text") => format!("text-{task_id}.txt"),
+        (None, _) => {
+            request.source.trim_end_matches('/').rsplit(['/', '\\']).next().unwrap_or(&request.source).to_owned()
+        }
     }
 }
 

@@ -30,6 +30,8 @@ pub use index::{IndexError, IndexMeta, IndexSnapshot, IndexStats, IndexedFile, K
 pub use names::{InvalidIndexName, validate_index_name};
 use tantivy::DocAddress;
 
+use crate::sync::{read, write};
+
 /// Largest `top_k` a search accepts.
 pub const MAX_TOP_K: usize = 1000;
 /// Hybrid search looks this much deeper than `top_k` in each list before fusing, so a document ranked
@@ -152,16 +154,7 @@ impl KnowledgeBase {
 
     fn get(&self, name: &str) -> Result<Arc<KnowledgeIndex>, KnowledgeError> {
         validate_index_name(name)?;
-        self.indices
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .get(name)
-            .cloned()
-            .ok_or_else(|| KnowledgeError::IndexNotFound(name.to_owned()))
-    }
-
-    pub fn exists(&self, name: &str) -> bool {
-        self.get(name).is_ok()
+        read(&self.indices).get(name).cloned().ok_or_else(|| KnowledgeError::IndexNotFound(name.to_owned()))
     }
 
     /// Creates an index; creating one that exists is a success that changes nothing.
@@ -186,7 +179,7 @@ impl KnowledgeBase {
             Ok(KnowledgeIndex::create(&dir, &index_name, &model, dimension)?)
         })
         .await?;
-        let mut indices = self.indices.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut indices = write(&self.indices);
         // Two concurrent creations: the first one wins, the second sees it and changes nothing.
         if let Some(existing) = indices.get(name) {
             return Ok(CreateOutcome { embedding_dim: existing.meta().embedding_dim, created: false });
@@ -198,12 +191,8 @@ impl KnowledgeBase {
     pub async fn delete_index(&self, name: &str) -> Result<(), KnowledgeError> {
         validate_index_name(name)?;
         let _deleting = self.lifecycle.lock().await;
-        let removed = self
-            .indices
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .remove(name)
-            .ok_or_else(|| KnowledgeError::IndexNotFound(name.to_owned()))?;
+        let removed =
+            write(&self.indices).remove(name).ok_or_else(|| KnowledgeError::IndexNotFound(name.to_owned()))?;
         let dir = removed.dir().to_path_buf();
         drop(removed);
         blocking(move || {
@@ -215,13 +204,7 @@ impl KnowledgeBase {
 
     /// Names matching an Elasticsearch-style pattern (`*` wildcards, comma-separated), sorted.
     pub fn list_indices(&self, pattern: &str) -> Vec<String> {
-        self.indices
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .keys()
-            .filter(|name| names::matches_pattern(name, pattern))
-            .cloned()
-            .collect()
+        read(&self.indices).keys().filter(|name| names::matches_pattern(name, pattern)).cloned().collect()
     }
 
     pub async fn stats_and_files(
@@ -408,8 +391,7 @@ impl KnowledgeBase {
 
     /// Blocks until no index is building its vector graph (benchmarks and tests).
     pub fn wait_for_graphs(&self) {
-        let indices: Vec<Arc<KnowledgeIndex>> =
-            self.indices.read().unwrap_or_else(|poisoned| poisoned.into_inner()).values().cloned().collect();
+        let indices: Vec<Arc<KnowledgeIndex>> = read(&self.indices).values().cloned().collect();
         for index in indices {
             index.wait_for_graph();
         }
@@ -417,7 +399,7 @@ impl KnowledgeBase {
 
     /// Writes every index's counters to disk (on shutdown).
     pub fn flush(&self) {
-        for index in self.indices.read().unwrap_or_else(|poisoned| poisoned.into_inner()).values() {
+        for index in read(&self.indices).values() {
             if let Err(error) = index.flush_counters() {
                 tracing::warn!(%error, "cannot save index counters");
             }

@@ -22,3 +22,4 @@ pub mod ingest;
 pub mod knowledge;
 pub mod services;
 pub mod storage;
+pub mod sync;

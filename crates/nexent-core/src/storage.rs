@@ -364,9 +364,11 @@ impl FileStorage {
     /// Objects under `prefix` (a folder or name prefix), sorted by name, at most `limit`.
     pub async fn list(&self, prefix: &str, limit: usize) -> Result<Vec<StoredObject>, StorageError> {
         let prefix = prefix.trim_matches('/');
-        let folder = prefix.rsplit_once('/').map(|(folder, _)| folder).unwrap_or("");
-        let listing_root = if prefix.contains('/') || prefix.is_empty() { folder } else { "" };
-        let root = if listing_root.is_empty() { None } else { Some(validate_object_name(listing_root)?) };
+        // List from the prefix's folder (everything when it has none), then keep names that match.
+        let root = match prefix.rsplit_once('/') {
+            Some((folder, _)) => Some(validate_object_name(folder)?),
+            None => None,
+        };
         let mut metas: Vec<object_store::ObjectMeta> = Vec::new();
         let mut stream = self.store.list(root.as_ref());
         while let Some(meta) = stream.next().await {

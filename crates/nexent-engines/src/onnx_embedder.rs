@@ -32,6 +32,13 @@ pub enum OnnxEmbedderError {
     Tokenizer(String),
 }
 
+/// The default local model, its folder and the ONNX Runtime library, as `models/fetch.py embedding`
+/// lays them out under the models folder.
+pub const MINILM_MODEL_NAME: &str = "all-MiniLM-L6-v2";
+pub const MINILM_DIMENSION: usize = 384;
+const MINILM_DIR: &str = "all-MiniLM-L6-v2-int8";
+const ONNX_RUNTIME_LIBRARY: &str = "onnxruntime/libonnxruntime.so.1.31.1";
+
 /// Where the model's files are.
 #[derive(Debug, Clone)]
 pub struct OnnxEmbedderConfig {
@@ -41,6 +48,18 @@ pub struct OnnxEmbedderConfig {
     pub runtime_library: PathBuf,
     pub model_name: String,
     pub threads: usize,
+}
+
+impl OnnxEmbedderConfig {
+    /// all-MiniLM-L6-v2 (int8) from a models folder filled by `models/fetch.py`.
+    pub fn minilm(models_dir: &Path, threads: usize) -> Self {
+        Self {
+            model_dir: models_dir.join(MINILM_DIR),
+            runtime_library: models_dir.join(ONNX_RUNTIME_LIBRARY),
+            model_name: MINILM_MODEL_NAME.to_owned(),
+            threads,
+        }
+    }
 }
 
 struct Job {
@@ -245,22 +264,13 @@ impl Embedder for OnnxEmbedder {
 mod tests {
     use super::*;
 
-    fn models_dir() -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/files")
-    }
-
     /// The real model on the real runtime (fetched by `scripts/setup.sh`): the published reference values
     /// of all-MiniLM-L6-v2 for this sentence start 0.0677, 0.0635, 0.0487 (int8 stays within 0.01).
     #[tokio::test]
     async fn embeds_like_the_published_model() {
-        let dir = models_dir();
-        let embedder = OnnxEmbedder::load(OnnxEmbedderConfig {
-            model_dir: dir.join("all-MiniLM-L6-v2-int8"),
-            runtime_library: dir.join("onnxruntime/libonnxruntime.so.1.31.1"),
-            model_name: "all-MiniLM-L6-v2".into(),
-            threads: 1,
-        })
-        .expect("model files are fetched by scripts/setup.sh");
+        let models_dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/files");
+        let embedder = OnnxEmbedder::load(OnnxEmbedderConfig::minilm(&models_dir, 1))
+            .expect("model files are fetched by scripts/setup.sh");
         assert_eq!(embedder.dimension(), 384);
         let vectors = embedder
             .embed(vec!["This is an example sentence".into(), "Each sentence is converted".into(), String::new()])

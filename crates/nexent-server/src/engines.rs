@@ -6,16 +6,10 @@ use std::sync::Arc;
 
 use nexent_core::config_sync::{CONFIG_FILE_NAME, ConfigSync};
 use nexent_core::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
-use nexent_engines::onnx_embedder::{OnnxEmbedder, OnnxEmbedderConfig};
+use nexent_engines::onnx_embedder::{MINILM_DIMENSION, MINILM_MODEL_NAME, OnnxEmbedder, OnnxEmbedderConfig};
 use nexent_engines::remote_embedder::RemoteEmbedder;
 
 use crate::settings::Settings;
-
-/// The local embedding model and the ONNX Runtime library, as `models/fetch.py embedding` lays them out.
-pub const LOCAL_EMBEDDING_MODEL: &str = "all-MiniLM-L6-v2";
-const LOCAL_EMBEDDING_DIR: &str = "all-MiniLM-L6-v2-int8";
-const ONNX_RUNTIME_LIBRARY: &str = "onnxruntime/libonnxruntime.so.1.31.1";
-const LOCAL_EMBEDDING_DIMENSION: usize = 384;
 
 /// A remote OpenAI-compatible embedder when Config Sync names one (`EMBEDDING_MODEL_URL`, with
 /// `EMBEDDING_MODEL_NAME`, `EMBEDDING_API_KEY`, `EMBEDDING_DIMENSION`), else the local model.
@@ -23,20 +17,14 @@ pub fn load_embedder(settings: &Settings) -> SharedEmbedder {
     if let Some(remote) = remote_embedder_from_config(&settings.data_dir) {
         return remote;
     }
-    let config = OnnxEmbedderConfig {
-        model_dir: settings.models_dir.join(LOCAL_EMBEDDING_DIR),
-        runtime_library: settings.models_dir.join(ONNX_RUNTIME_LIBRARY),
-        model_name: LOCAL_EMBEDDING_MODEL.to_owned(),
-        threads: settings.embed_threads,
-    };
-    match OnnxEmbedder::load(config) {
+    match OnnxEmbedder::load(OnnxEmbedderConfig::minilm(&settings.models_dir, settings.embed_threads)) {
         Ok(embedder) => Arc::new(embedder),
         Err(error) => {
             let reason = format!("{error} (run `python3 models/fetch.py embedding` and pass --models-dir)");
             tracing::warn!(%reason, "no local embedding model; semantic search and indexing are unavailable");
             Arc::new(UnavailableEmbedder {
-                model_name: LOCAL_EMBEDDING_MODEL.to_owned(),
-                dimension: LOCAL_EMBEDDING_DIMENSION,
+                model_name: MINILM_MODEL_NAME.to_owned(),
+                dimension: MINILM_DIMENSION,
                 reason,
             })
         }

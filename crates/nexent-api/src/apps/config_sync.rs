@@ -147,12 +147,8 @@ impl From<GlobalConfigBody> for GlobalSettings {
               (status = 422, description = "malformed body")))]
 pub async fn save_config(State(state): State<AppState>, ApiJson(body): ApiJson<GlobalConfigBody>) -> Response {
     let config_sync = state.services.config_sync.clone();
-    let mut settings = config_sync.load();
-    let update: GlobalSettings = body.into();
-    settings.app = update.app;
-    settings.data = update.data;
-    // Only the roles the client sent are written; the others keep their saved values.
-    settings.models = update.models;
+    // `save` writes only the model roles the client sent; the others keep their saved values.
+    let settings: GlobalSettings = body.into();
     let saved = tokio::task::spawn_blocking(move || config_sync.save(&settings)).await;
     match saved {
         Ok(Ok(())) => Json(json!({ "message": "Configuration saved successfully", "status": "saved" })).into_response(),

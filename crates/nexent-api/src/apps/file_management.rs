@@ -2,19 +2,19 @@
 //! (which this server checks on `GET /api/file/download/{object_name}`), delete. Object names contain
 //! `/` and work in every route (Nexent's own could not serve them).
 
-use std::collections::HashMap;
-
 use axum::Json;
 use axum::body::{Body, Bytes};
+use axum::extract::multipart::Field;
 use axum::extract::{Multipart, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use futures::StreamExt;
+use futures::stream::BoxStream;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::IntoParams;
 
-use nexent_core::clock::now_millis;
+use nexent_core::clock::{format_iso_utc, now_millis};
 use nexent_core::storage::{DEFAULT_FOLDER, StorageError, StoredObject};
 
 use crate::AppState;
@@ -23,13 +23,26 @@ use crate::error::{ApiError, ApiPath, ApiQuery, parse_json_body};
 /// Longest value of a plain (non-file) multipart field such as `folder` or `index_name`.
 const MAX_TEXT_FIELD_BYTES: usize = 4096;
 
+fn multipart_error(error: axum::extract::multipart::MultipartError) -> ApiError {
+    ApiError::BadRequest(format!("Invalid multipart body: {error}"))
+}
+
+/// The next field of a multipart body.
+async fn next_field(multipart: &mut Multipart) -> Result<Option<Field<'_>>, ApiError> {
+    multipart.next_field().await.map_err(multipart_error)
+}
+
+/// A file field's original name and its bytes as a stream (never buffered whole).
+fn file_field(field: Field<'_>) -> (String, BoxStream<'_, Result<Bytes, std::io::Error>>) {
+    let file_name = field.file_name().unwrap_or("unnamed").to_owned();
+    (file_name, field.map(|chunk| chunk.map_err(std::io::Error::other)).boxed())
+}
+
 /// Reads a small text field of a multipart body, refusing one that is too long before buffering it.
-async fn small_text_field(mut field: axum::extract::multipart::Field<'_>) -> Result<String, ApiError> {
+async fn small_text_field(mut field: Field<'_>) -> Result<String, ApiError> {
     let name = field.name().unwrap_or("field").to_owned();
     let mut bytes = Vec::new();
-    while let Some(chunk) =
-        field.chunk().await.map_err(|error| ApiError::BadRequest(format!("Invalid multipart body: {error}")))?
-    {
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
         if bytes.len() + chunk.len() > MAX_TEXT_FIELD_BYTES {
             return Err(ApiError::BadRequest(format!("The {name} field is longer than {MAX_TEXT_FIELD_BYTES} bytes")));
         }
@@ -93,10 +106,6 @@ fn percent_encode_segment(segment: &str) -> String {
         .collect()
 }
 
-fn iso_time(millis: i64) -> String {
-    nexent_core::clock::format_iso_utc(millis)
-}
-
 fn object_json(state: &AppState, headers: &HeaderMap, object: &StoredObject) -> Value {
     json!({
         "success": true,
@@ -104,7 +113,7 @@ fn object_json(state: &AppState, headers: &HeaderMap, object: &StoredObject) -> 
         "file_name": object.file_name,
         "file_size": object.size,
         "content_type": object.content_type,
-        "upload_time": iso_time(object.upload_time_ms),
+        "upload_time": format_iso_utc(object.upload_time_ms),
         "url": signed_url(state, headers, &object.object_name, DEFAULT_EXPIRES_SECONDS),
     })
 }
@@ -128,11 +137,7 @@ pub async fn upload_files(
     let mut folder = query.folder.unwrap_or_else(|| DEFAULT_FOLDER.to_owned());
     let mut results: Vec<(Option<StoredObject>, Value)> = Vec::new();
     let outcome: Result<(), ApiError> = async {
-        while let Some(field) = multipart
-            .next_field()
-            .await
-            .map_err(|error| ApiError::BadRequest(format!("Invalid multipart body: {error}")))?
-        {
+        while let Some(field) = next_field(&mut multipart).await? {
             match field.name() {
                 Some("folder") => {
                     let text = small_text_field(field).await?;
@@ -140,8 +145,7 @@ pub async fn upload_files(
                     folder = text;
                 }
                 Some("files" | "file") => {
-                    let file_name = field.file_name().unwrap_or("unnamed").to_owned();
-                    let body = field.map(|chunk| chunk.map_err(std::io::Error::other)).boxed();
+                    let (file_name, body) = file_field(field);
                     match storage.upload(&folder, &file_name, body).await {
                         Ok(object) => results.push((Some(object.clone()), object_json(&state, &headers, &object))),
                         Err(
@@ -194,16 +198,12 @@ pub struct ListFilesQuery {
     pub prefix: String,
     #[serde(default = "default_limit")]
     pub limit: usize,
-    #[serde(default = "yes")]
+    #[serde(default = "crate::error::default_true")]
     pub include_urls: bool,
 }
 
 fn default_limit() -> usize {
     100
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[utoipa::path(get, path = "/api/file/storage", tag = "file", params(ListFilesQuery),
@@ -220,7 +220,7 @@ pub async fn list_files(
             let mut item = json!({
                 "key": object.object_name,
                 "size": object.size,
-                "last_modified": iso_time(object.upload_time_ms),
+                "last_modified": format_iso_utc(object.upload_time_ms),
                 "content_type": object.content_type,
             });
             if query.include_urls {
@@ -302,22 +302,21 @@ pub async fn batch_urls(
         body.object_names.ok_or_else(|| ApiError::BadRequest("Request body must contain object_names array".into()))?;
     let seconds = expiry_seconds(&[query.expires, body.expires, body.expires_in])?;
     let mut results = Vec::with_capacity(names.len());
-    let mut errors: HashMap<&str, String> = HashMap::new();
+    let mut failed_count = 0;
     for name in &names {
         match state.services.storage.describe(name).await {
             Ok(_) => results.push(json!({ "object_name": name, "success": true, "url": signed_url(&state, &headers, name, seconds), "error": null })),
             Err(error @ (StorageError::NotFound(_) | StorageError::InvalidName { .. })) => {
-                errors.insert(name, error.to_string());
+                failed_count += 1;
                 results.push(json!({ "object_name": name, "success": false, "url": null, "error": error.to_string() }));
             }
             Err(other) => return Err(other.into()),
         }
     }
-    let success_count = results.len() - errors.len();
     Ok(Json(json!({
         "total": results.len(),
-        "success_count": success_count,
-        "failed_count": errors.len(),
+        "success_count": results.len() - failed_count,
+        "failed_count": failed_count,
         "expires_in": seconds,
         "results": results,
         "urls": results,
@@ -405,21 +404,16 @@ pub async fn upload_to_knowledge_base(
     let mut stored: Vec<StoredObject> = Vec::new();
     let mut errors: Vec<String> = Vec::new();
     let outcome: Result<(), ApiError> = async {
-        while let Some(field) = multipart
-            .next_field()
-            .await
-            .map_err(|error| ApiError::BadRequest(format!("Invalid multipart body: {error}")))?
-        {
+        while let Some(field) = next_field(&mut multipart).await? {
             match field.name() {
                 Some("index_name") => index_name = Some(small_text_field(field).await?),
                 Some("chunking_strategy") => chunking_strategy = Some(small_text_field(field).await?),
                 Some("file" | "files") => {
-                    let file_name = field.file_name().unwrap_or("unnamed").to_owned();
+                    let (file_name, body) = file_field(field);
                     if !parse::is_allowed(&file_name) {
                         errors.push(format!("File type not allowed: {file_name}"));
                         continue;
                     }
-                    let body = field.map(|chunk| chunk.map_err(std::io::Error::other)).boxed();
                     match storage.upload("knowledge", &file_name, body).await {
                         Ok(object) => stored.push(object),
                         Err(error @ (StorageError::TooLarge { .. } | StorageError::Io(_))) => {
@@ -463,13 +457,12 @@ pub async fn upload_to_knowledge_base(
     let task_ids = match state.services.ingest.submit_batch(requests).await {
         Ok(ids) => ids,
         Err(error) => {
-            let names = uploaded_names.clone();
             let api_error: ApiError = error.into();
             discard_objects(&state, stored).await;
             if let ApiError::BadRequest(message) = api_error {
                 return Ok((
                     StatusCode::BAD_REQUEST,
-                    Json(json!({ "error": message, "message": message, "files": names })),
+                    Json(json!({ "error": message, "message": message, "files": uploaded_names })),
                 )
                     .into_response());
             }

@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
+use nexent_core::clock::format_local_datetime;
 use nexent_core::knowledge::chunk::{chunk_from_result, now_iso};
 use nexent_core::knowledge::{
     Chunk, Fusion, IndexStats, IndexedFile, KnowledgeError, SearchHit, SearchMode, SearchRequest,
@@ -121,14 +122,10 @@ pub async fn list_indices(
 
 #[derive(Debug, Deserialize, IntoParams)]
 pub struct IndexInfoQuery {
-    #[serde(default = "yes")]
+    #[serde(default = "crate::error::default_true")]
     pub include_files: bool,
     #[serde(default)]
     pub include_chunks: bool,
-}
-
-fn yes() -> bool {
-    true
 }
 
 #[utoipa::path(get, path = "/api/indices/{index_name}/info", tag = "knowledge",
@@ -191,8 +188,8 @@ fn base_info_json(stats: &IndexStats) -> Value {
         "process_source": stats.process_source,
         "embedding_model": stats.embedding_model,
         "embedding_dim": stats.meta.embedding_dim,
-        "creation_date": local_datetime(stats.meta.created_ms),
-        "update_date": local_datetime(stats.meta.updated_ms),
+        "creation_date": format_local_datetime(stats.meta.created_ms),
+        "update_date": format_local_datetime(stats.meta.updated_ms),
     })
 }
 
@@ -231,10 +228,6 @@ fn human_size(bytes: u64) -> String {
         size /= 1024.0;
     }
     format!("{size:.2} TB")
-}
-
-fn local_datetime(millis: i64) -> String {
-    nexent_core::clock::format_local_datetime(millis)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -95,12 +95,11 @@ fn markdown(text: &str) -> Vec<Element> {
     let mut elements = Vec::new();
     let mut headings: Vec<(usize, String)> = Vec::new();
     let mut paragraph = String::new();
-    let path = |headings: &[(usize, String)]| headings.iter().map(|(_, heading)| heading.clone()).collect::<Vec<_>>();
     let flush = |paragraph: &mut String, headings: &[(usize, String)], elements: &mut Vec<Element>| {
         if !paragraph.trim().is_empty() {
             elements.push(Element {
                 text: paragraph.trim().to_owned(),
-                heading_path: path(headings),
+                heading_path: heading_path(headings),
                 ..Element::default()
             });
         }
@@ -120,7 +119,7 @@ fn markdown(text: &str) -> Vec<Element> {
             elements.push(Element {
                 text: heading,
                 is_title: true,
-                heading_path: path(&headings),
+                heading_path: heading_path(&headings),
                 ..Element::default()
             });
         } else if line.trim().is_empty() && !in_code {
@@ -140,22 +139,13 @@ fn delimited(text: &str, separator: char) -> Vec<Element> {
         .filter(|line| !line.trim().is_empty())
         .map(|line| split_row(line, separator).join(" | "))
         .collect();
+    let Some((header, body)) = rows.split_first() else { return Vec::new() };
+    if body.is_empty() {
+        return vec![Element { text: header.clone(), ..Element::default() }];
+    }
     // Rows in groups, each group headed by the header row, so every chunk can be read on its own.
-    let header = rows.first().cloned().unwrap_or_default();
-    rows.iter()
-        .skip(1)
-        .collect::<Vec<_>>()
-        .chunks(20)
-        .map(|group| Element {
-            text: std::iter::once(header.as_str())
-                .chain(group.iter().map(|row| row.as_str()))
-                .collect::<Vec<_>>()
-                .join("\n"),
-            ..Element::default()
-        })
-        .collect::<Vec<_>>()
-        .into_iter()
-        .chain(if rows.len() == 1 { vec![Element { text: header.clone(), ..Element::default() }] } else { vec![] })
+    body.chunks(20)
+        .map(|group| Element { text: format!("{header}\n{}", group.join("\n")), ..Element::default() })
         .collect()
 }
 
@@ -206,23 +196,26 @@ fn flatten_json(prefix: &str, value: &serde_json::Value, lines: &mut Vec<String>
     }
 }
 
+/// The heading texts of a `(level, text)` stack, outermost first.
+fn heading_path(headings: &[(usize, String)]) -> Vec<String> {
+    headings.iter().map(|(_, heading)| heading.clone()).collect()
+}
+
 fn html(text: &str) -> Vec<Element> {
     // Headings become title elements; everything else is block text with tags removed.
     let mut elements = Vec::new();
-    let mut rest = text;
     let lower = text.to_ascii_lowercase();
     let mut offset = 0;
     let mut headings: Vec<(usize, String)> = Vec::new();
-    while let Some(start) = find_heading(&lower[offset..]).map(|(at, level)| (offset + at, level)) {
-        let (at, level) = start;
-        let before = &text[offset..at];
-        let body = strip_tags(before);
-        if !body.trim().is_empty() {
-            elements.extend(paragraphs(&body).into_iter().map(|mut element| {
-                element.heading_path = headings.iter().map(|(_, h)| h.clone()).collect();
-                element
-            }));
-        }
+    let push_body = |html: &str, headings: &[(usize, String)], elements: &mut Vec<Element>| {
+        elements.extend(
+            paragraphs(&strip_tags(html))
+                .into_iter()
+                .map(|element| Element { heading_path: heading_path(headings), ..element }),
+        );
+    };
+    while let Some((at, level)) = find_heading(&lower[offset..]).map(|(at, level)| (offset + at, level)) {
+        push_body(&text[offset..at], &headings, &mut elements);
         let close = format!("</h{level}");
         let end = lower[at..].find(&close).map(|found| at + found).unwrap_or(lower.len());
         let heading = strip_tags(&text[at..end]).trim().to_owned();
@@ -232,18 +225,13 @@ fn html(text: &str) -> Vec<Element> {
             elements.push(Element {
                 text: heading,
                 is_title: true,
-                heading_path: headings.iter().map(|(_, h)| h.clone()).collect(),
+                heading_path: heading_path(&headings),
                 ..Element::default()
             });
         }
         offset = lower[end..].find('>').map(|found| end + found + 1).unwrap_or(lower.len());
-        rest = &text[offset..];
     }
-    let body = strip_tags(rest);
-    elements.extend(paragraphs(&body).into_iter().map(|mut element| {
-        element.heading_path = headings.iter().map(|(_, h)| h.clone()).collect();
-        element
-    }));
+    push_body(&text[offset..], &headings, &mut elements);
     elements
 }
 

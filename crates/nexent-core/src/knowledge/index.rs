@@ -26,6 +26,7 @@ use super::ann::{ANN_MIN_VECTORS, AnnGraph};
 use super::chunk::Chunk;
 use super::vectors::{VectorMatrix, vector_from_bytes, vector_to_bytes};
 use crate::clock::now_millis;
+use crate::sync::{lock, read, write};
 
 const META_FILE: &str = "index.json";
 const TANTIVY_DIR: &str = "tantivy";
@@ -286,7 +287,7 @@ impl KnowledgeIndex {
     }
 
     fn current_view(&self) -> Arc<SearchView> {
-        self.view.read().unwrap_or_else(|poisoned| poisoned.into_inner()).clone()
+        read(&self.view).clone()
     }
 
     /// Adds chunks with their vectors in one commit, replacing chunks with the same ids.
@@ -426,26 +427,28 @@ impl KnowledgeIndex {
     fn refresh_view(&self) -> Result<(), IndexError> {
         self.reader.reload()?;
         let view = build_view(&self.reader)?;
-        *self.view.write().unwrap_or_else(|poisoned| poisoned.into_inner()) = Arc::new(view);
+        *write(&self.view) = Arc::new(view);
         Ok(())
     }
 
+    /// Marks the index as changed now and saves its metadata.
     fn touch(&self) -> Result<(), IndexError> {
-        let mut meta = lock(&self.meta);
-        meta.updated_ms = now_millis();
-        meta.total_search_count = self.search_count.load(Ordering::Relaxed);
-        meta.hit_count = self.hit_count.load(Ordering::Relaxed);
-        write_meta(&self.dir, &meta)?;
-        Ok(())
+        self.save_meta(Some(now_millis()))
     }
 
     /// Persists the search counters (called on shutdown and periodically by the service).
     pub fn flush_counters(&self) -> Result<(), IndexError> {
+        self.save_meta(None)
+    }
+
+    fn save_meta(&self, updated_ms: Option<i64>) -> Result<(), IndexError> {
         let mut meta = lock(&self.meta);
+        if let Some(updated_ms) = updated_ms {
+            meta.updated_ms = updated_ms;
+        }
         meta.total_search_count = self.search_count.load(Ordering::Relaxed);
         meta.hit_count = self.hit_count.load(Ordering::Relaxed);
-        write_meta(&self.dir, &meta)?;
-        Ok(())
+        write_meta(&self.dir, &meta)
     }
 
     fn record_search(&self, hits: usize) {
@@ -674,13 +677,12 @@ impl KnowledgeIndex {
         let live = read(&self.vectors).len();
         let minimum = self.ann_min_vectors.load(Ordering::SeqCst);
         if live < minimum {
-            if read(&self.graph).is_some() {
-                *write(&self.graph) = None;
-            }
+            write(&self.graph).take();
             return;
         }
-        let stale = read(&self.graph).as_ref().is_some_and(|graph| graph.inserted() > live + live / 3);
-        if read(&self.graph).is_some() && !stale {
+        // A graph holding more than a third dead vectors is rebuilt; a healthy one is kept.
+        let healthy = read(&self.graph).as_ref().is_some_and(|graph| graph.inserted() <= live + live / 3);
+        if healthy {
             return;
         }
         if self.graph_building.swap(true, Ordering::SeqCst) {
@@ -752,18 +754,6 @@ fn folder_size(dir: &Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
-}
-
-fn read<T>(lock: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    lock.read().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn write<T>(lock: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    lock.write().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]
