@@ -1,40 +1,10 @@
 //! Data Process on the main port: uploads become tasks that parse, chunk and index documents; statuses
 //! are live in the index info; bad files fail with a reason; a crash loses and duplicates nothing.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use nexent_e2e::NexentServer;
-use reqwest::multipart::{Form, Part};
+use nexent_e2e::{NexentServer, top_hit, upload_to_kb, wait_for_task};
 use serde_json::{Value, json};
-
-async fn wait_for_task(server: &NexentServer, task_id: &str) -> anyhow::Result<Value> {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (status, task) = server.get_json(&format!("/api/tasks/{task_id}")).await?;
-        assert_eq!(status, 200, "{task}");
-        if matches!(task["status"].as_str(), Some("completed" | "failed")) {
-            return Ok(task);
-        }
-        anyhow::ensure!(Instant::now() < deadline, "task {task_id} did not finish: {task}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-async fn upload_to_kb(server: &NexentServer, index: &str, name: &str, bytes: &[u8]) -> anyhow::Result<(u16, Value)> {
-    let form = Form::new()
-        .part("file", Part::bytes(bytes.to_vec()).file_name(name.to_owned()))
-        .text("index_name", index.to_owned());
-    let response = server.client.post(server.url("/api/file/upload")).multipart(form).send().await?;
-    nexent_e2e::read_json(response).await
-}
-
-async fn top_hit(server: &NexentServer, index: &str, query: &str) -> anyhow::Result<Value> {
-    let (status, found) = server
-        .post_json("/api/indices/search/hybrid", &json!({"index_names": [index], "query": query, "top_k": 3}))
-        .await?;
-    assert_eq!(status, 200, "{found}");
-    Ok(found["results"][0].clone())
-}
 
 #[tokio::test]
 async fn every_text_format_is_ingested_and_found() -> anyhow::Result<()> {
@@ -83,7 +53,7 @@ async fn bad_files_fail_with_a_reason_and_the_server_keeps_serving() -> anyhow::
         ("binary.txt", &[0xffu8, 0xfe, 0x00, 0x81][..], "UTF-8"),
         ("empty.md", b"   \n", "no text"),
         ("broken.json", b"{\"a\": ", "parse"),
-        ("report.docx", b"PK\x03\x04 not really a docx", "cannot be parsed yet"),
+        ("report.docx", b"PK\x03\x04 not really a docx", "not a DOCX"),
     ] {
         let (status, answer) = upload_to_kb(&server, "kb", name, bytes).await?;
         assert_eq!(status, 201, "{answer}");

@@ -6,6 +6,7 @@ mod config_sync;
 mod conversation;
 mod durability;
 mod file_management;
+mod formats;
 mod ingest;
 mod knowledge;
 mod proxy;

@@ -255,6 +255,55 @@ fn send_signal(pid: u32, signal: libc::c_int) {
 
 /// Resident set size of a process in KiB, from /proc (Linux).
 pub fn rss_kib(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+/// The most resident memory a process has had since it started, in KiB.
+pub fn peak_rss_kib(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmHWM:")
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|line| line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+    status.lines().find_map(|line| line.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
+/// Polls a Data Process task until it is completed or failed (two minutes at most).
+pub async fn wait_for_task(server: &NexentServer, task_id: &str) -> anyhow::Result<serde_json::Value> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let (status, task) = server.get_json(&format!("/api/tasks/{task_id}")).await?;
+        anyhow::ensure!(status == 200, "task {task_id}: {status} {task}");
+        if matches!(task["status"].as_str(), Some("completed" | "failed")) {
+            return Ok(task);
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "task {task_id} did not finish: {task}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Uploads one file into a knowledge base through `/api/file/upload`.
+pub async fn upload_to_kb(
+    server: &NexentServer,
+    index: &str,
+    name: &str,
+    bytes: &[u8],
+) -> anyhow::Result<(u16, serde_json::Value)> {
+    let form = reqwest::multipart::Form::new()
+        .part("file", reqwest::multipart::Part::bytes(bytes.to_vec()).file_name(name.to_owned()))
+        .text("index_name", index.to_owned());
+    let response = server.client.post(server.url("/api/file/upload")).multipart(form).send().await?;
+    read_json(response).await
+}
+
+/// The best hybrid hit for `query` in `index`.
+pub async fn top_hit(server: &NexentServer, index: &str, query: &str) -> anyhow::Result<serde_json::Value> {
+    let (status, found) = server
+        .post_json(
+            "/api/indices/search/hybrid",
+            &serde_json::json!({"index_names": [index], "query": query, "top_k": 3}),
+        )
+        .await?;
+    anyhow::ensure!(status == 200, "search {query}: {status} {found}");
+    Ok(found["results"][0].clone())
 }

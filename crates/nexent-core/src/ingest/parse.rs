@@ -1,9 +1,23 @@
 //! Turning a file's bytes into text elements with metadata (title flag, heading path, page), by file
-//! extension. This first set covers the text formats: plain text and source code, Markdown, HTML, CSV/TSV,
-//! JSON and XML. Office, PDF, e-mail and e-book formats are refused with a clear reason until their
-//! parsers land, rather than indexed as garbage.
+//! extension: plain text and source code, Markdown, HTML, CSV/TSV, JSON, XML (`text`), PDF's text layer
+//! (`pdf`), DOCX, PPTX and ODT (`office`), XLSX, XLS and ODS (`sheet`), EML (`mail`), EPUB (`epub`) and RTF
+//! (`rtf`). All in-process Rust; ZIP containers are read with expansion limits (`archive`). A file that is not
+//! what its name says, or that a parser cannot read, fails with a reason rather than being indexed as garbage.
+
+mod archive;
+mod epub;
+mod mail;
+mod office;
+mod pdf;
+mod rtf;
+mod sheet;
+mod text;
+mod xml;
 
 use std::path::Path;
+
+pub use text::strip_tags;
+use text::{delimited, html, json, markdown, paragraphs, text_of};
 
 /// One piece of a parsed document.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -20,8 +34,14 @@ pub struct Element {
 pub enum ParseError {
     #[error("File type not allowed: {0}")]
     NotAllowed(String),
-    #[error("{0} files cannot be parsed yet")]
-    NotYetSupported(String),
+    #[error("{0} files cannot be parsed yet (an old binary format): save the file as {1} and upload that")]
+    NotYetSupported(String, &'static str),
+    #[error("images are described only by a vision model, and none is configured")]
+    NeedsVision,
+    #[error("the PDF has no text layer in its {0} page(s) (a scanned document?); OCR is not available yet")]
+    NoTextLayer(usize),
+    #[error("the file is too large to parse: {0}")]
+    TooLarge(String),
     #[error("the file is not valid UTF-8 text")]
     NotText,
     #[error("the file has no text to index")]
@@ -60,255 +80,38 @@ pub fn parse_document(file_name: &str, bytes: &[u8]) -> Result<Vec<Element>, Par
             format!(".{extension}")
         }));
     }
-    let elements = match extension.as_str() {
+    // A parser that panics on a hostile file has met a damaged file; the worker goes on.
+    let parsed = std::panic::catch_unwind(|| parse_as(&extension, bytes))
+        .unwrap_or_else(|_| Err(ParseError::Malformed(format!("the .{extension} file is damaged"))))?;
+    if parsed.iter().all(|element| element.text.trim().is_empty()) {
+        return Err(ParseError::Empty);
+    }
+    Ok(parsed)
+}
+
+fn parse_as(extension: &str, bytes: &[u8]) -> Result<Vec<Element>, ParseError> {
+    Ok(match extension {
         "md" | "markdown" => markdown(text_of(bytes)?),
         "html" | "htm" => html(text_of(bytes)?),
         "tsv" => delimited(text_of(bytes)?, '\t'),
         "csv" => delimited(text_of(bytes)?, ','),
         "json" => json(text_of(bytes)?)?,
         "xml" => vec![Element { text: strip_tags(text_of(bytes)?), ..Element::default() }],
+        "pdf" => pdf::pdf(bytes)?,
+        "docx" => office::docx(bytes)?,
+        "pptx" => office::pptx(bytes)?,
+        "odt" => office::odt(bytes)?,
+        "xlsx" | "xls" | "ods" => sheet::spreadsheet(bytes, extension)?,
+        "eml" => mail::eml(bytes)?,
+        "epub" => epub::epub(bytes)?,
+        "rtf" => rtf::rtf(bytes)?,
+        "png" | "jpg" | "jpeg" | "gif" => return Err(ParseError::NeedsVision),
+        "doc" => return Err(ParseError::NotYetSupported(".doc".into(), ".docx")),
+        "ppt" => return Err(ParseError::NotYetSupported(".ppt".into(), ".pptx")),
+        "msg" => return Err(ParseError::NotYetSupported(".msg".into(), ".eml")),
         other if PLAIN_TEXT.contains(&other) => paragraphs(text_of(bytes)?),
-        other => return Err(ParseError::NotYetSupported(format!(".{other}"))),
-    };
-    if elements.iter().all(|element| element.text.trim().is_empty()) {
-        return Err(ParseError::Empty);
-    }
-    Ok(elements)
-}
-
-fn text_of(bytes: &[u8]) -> Result<&str, ParseError> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    std::str::from_utf8(bytes).map_err(|_| ParseError::NotText)
-}
-
-/// Blank-line separated paragraphs.
-fn paragraphs(text: &str) -> Vec<Element> {
-    text.replace("\r\n", "\n")
-        .split("\n\n")
-        .map(str::trim)
-        .filter(|paragraph| !paragraph.is_empty())
-        .map(|paragraph| Element { text: paragraph.to_owned(), ..Element::default() })
-        .collect()
-}
-
-fn markdown(text: &str) -> Vec<Element> {
-    let mut elements = Vec::new();
-    let mut headings: Vec<(usize, String)> = Vec::new();
-    let mut paragraph = String::new();
-    let flush = |paragraph: &mut String, headings: &[(usize, String)], elements: &mut Vec<Element>| {
-        if !paragraph.trim().is_empty() {
-            elements.push(Element {
-                text: paragraph.trim().to_owned(),
-                heading_path: heading_path(headings),
-                ..Element::default()
-            });
-        }
-        paragraph.clear();
-    };
-    let mut in_code = false;
-    for line in text.replace("\r\n", "\n").lines() {
-        if line.trim_start().starts_with("```") {
-            in_code = !in_code;
-        }
-        let level = line.chars().take_while(|c| *c == '#').count();
-        if !in_code && (1..=6).contains(&level) && line[level..].starts_with(' ') {
-            flush(&mut paragraph, &headings, &mut elements);
-            let heading = line[level..].trim().to_owned();
-            headings.retain(|(existing, _)| *existing < level);
-            headings.push((level, heading.clone()));
-            elements.push(Element {
-                text: heading,
-                is_title: true,
-                heading_path: heading_path(&headings),
-                ..Element::default()
-            });
-        } else if line.trim().is_empty() && !in_code {
-            flush(&mut paragraph, &headings, &mut elements);
-        } else {
-            paragraph.push_str(line);
-            paragraph.push('\n');
-        }
-    }
-    flush(&mut paragraph, &headings, &mut elements);
-    elements
-}
-
-fn delimited(text: &str, separator: char) -> Vec<Element> {
-    let rows: Vec<String> = text
-        .lines()
-        .filter(|line| !line.trim().is_empty())
-        .map(|line| split_row(line, separator).join(" | "))
-        .collect();
-    let Some((header, body)) = rows.split_first() else { return Vec::new() };
-    if body.is_empty() {
-        return vec![Element { text: header.clone(), ..Element::default() }];
-    }
-    // Rows in groups, each group headed by the header row, so every chunk can be read on its own.
-    body.chunks(20)
-        .map(|group| Element { text: format!("{header}\n{}", group.join("\n")), ..Element::default() })
-        .collect()
-}
-
-/// Splits one row at `separator`, honouring double-quoted fields (`"a, b"` and `""` escapes).
-fn split_row(line: &str, separator: char) -> Vec<String> {
-    let mut fields = Vec::new();
-    let mut field = String::new();
-    let mut quoted = false;
-    let mut chars = line.chars().peekable();
-    while let Some(character) = chars.next() {
-        match character {
-            '"' if quoted && chars.peek() == Some(&'"') => {
-                field.push('"');
-                chars.next();
-            }
-            '"' => quoted = !quoted,
-            c if c == separator && !quoted => fields.push(std::mem::take(&mut field).trim().to_owned()),
-            c => field.push(c),
-        }
-    }
-    fields.push(field.trim().to_owned());
-    fields
-}
-
-fn json(text: &str) -> Result<Vec<Element>, ParseError> {
-    let value: serde_json::Value =
-        serde_json::from_str(text).map_err(|error| ParseError::Malformed(error.to_string()))?;
-    let mut lines = Vec::new();
-    flatten_json("", &value, &mut lines);
-    Ok(lines.chunks(30).map(|group| Element { text: group.join("\n"), ..Element::default() }).collect())
-}
-
-fn flatten_json(prefix: &str, value: &serde_json::Value, lines: &mut Vec<String>) {
-    match value {
-        serde_json::Value::Object(map) => {
-            for (key, child) in map {
-                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-                flatten_json(&path, child, lines);
-            }
-        }
-        serde_json::Value::Array(items) => {
-            for (index, child) in items.iter().enumerate() {
-                flatten_json(&format!("{prefix}[{index}]"), child, lines);
-            }
-        }
-        serde_json::Value::String(text) => lines.push(format!("{prefix}: {text}")),
-        other => lines.push(format!("{prefix}: {other}")),
-    }
-}
-
-/// The heading texts of a `(level, text)` stack, outermost first.
-fn heading_path(headings: &[(usize, String)]) -> Vec<String> {
-    headings.iter().map(|(_, heading)| heading.clone()).collect()
-}
-
-fn html(text: &str) -> Vec<Element> {
-    // Headings become title elements; everything else is block text with tags removed.
-    let mut elements = Vec::new();
-    let lower = text.to_ascii_lowercase();
-    let mut offset = 0;
-    let mut headings: Vec<(usize, String)> = Vec::new();
-    let push_body = |html: &str, headings: &[(usize, String)], elements: &mut Vec<Element>| {
-        elements.extend(
-            paragraphs(&strip_tags(html))
-                .into_iter()
-                .map(|element| Element { heading_path: heading_path(headings), ..element }),
-        );
-    };
-    while let Some((at, level)) = find_heading(&lower[offset..]).map(|(at, level)| (offset + at, level)) {
-        push_body(&text[offset..at], &headings, &mut elements);
-        let close = format!("</h{level}");
-        let end = lower[at..].find(&close).map(|found| at + found).unwrap_or(lower.len());
-        let heading = strip_tags(&text[at..end]).trim().to_owned();
-        headings.retain(|(existing, _)| *existing < level);
-        headings.push((level, heading.clone()));
-        if !heading.is_empty() {
-            elements.push(Element {
-                text: heading,
-                is_title: true,
-                heading_path: heading_path(&headings),
-                ..Element::default()
-            });
-        }
-        offset = lower[end..].find('>').map(|found| end + found + 1).unwrap_or(lower.len());
-    }
-    push_body(&text[offset..], &headings, &mut elements);
-    elements
-}
-
-fn find_heading(lower: &str) -> Option<(usize, usize)> {
-    let mut search = 0;
-    while let Some(found) = lower[search..].find("<h") {
-        let at = search + found;
-        let level =
-            lower.as_bytes().get(at + 2).copied().filter(u8::is_ascii_digit).map(|digit| (digit - b'0') as usize);
-        if let Some(level) = level.filter(|level| (1..=6).contains(level)) {
-            return Some((at, level));
-        }
-        search = at + 2;
-    }
-    None
-}
-
-/// Removes tags (and the contents of script/style), turns block ends into line breaks, decodes the
-/// common entities.
-pub fn strip_tags(text: &str) -> String {
-    let mut output = String::with_capacity(text.len());
-    let mut chars = text.char_indices().peekable();
-    let lower = text.to_ascii_lowercase();
-    while let Some((at, character)) = chars.next() {
-        if character != '<' {
-            output.push(character);
-            continue;
-        }
-        let tag_end = text[at..].find('>').map(|end| at + end).unwrap_or(text.len());
-        let tag = &lower[at + 1..tag_end.max(at + 1)];
-        let name: String = tag.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
-        let skip_to = if (name == "script" || name == "style") && !tag.starts_with('/') {
-            let closing = lower[tag_end..].find(&format!("</{name}")).map(|end| tag_end + end).unwrap_or(text.len());
-            lower[closing..].find('>').map(|end| closing + end).unwrap_or(text.len())
-        } else {
-            tag_end
-        };
-        if matches!(
-            name.as_str(),
-            "p" | "div"
-                | "br"
-                | "li"
-                | "tr"
-                | "section"
-                | "article"
-                | "table"
-                | "ul"
-                | "ol"
-                | "h1"
-                | "h2"
-                | "h3"
-                | "h4"
-                | "h5"
-                | "h6"
-        ) {
-            output.push_str("\n\n");
-        } else {
-            output.push(' ');
-        }
-        while chars.peek().is_some_and(|(next, _)| *next <= skip_to) {
-            chars.next();
-        }
-    }
-    let decoded = output
-        .replace("&nbsp;", " ")
-        .replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&#39;", "'")
-        .replace("&amp;", "&");
-    // Collapse runs of spaces within lines; keep paragraph breaks.
-    decoded
-        .split("\n\n")
-        .map(|block| block.split_whitespace().collect::<Vec<_>>().join(" "))
-        .filter(|block| !block.is_empty())
-        .collect::<Vec<_>>()
-        .join("\n\n")
+        other => return Err(ParseError::NotAllowed(format!(".{other}"))),
+    })
 }
 
 #[cfg(test)]
@@ -351,7 +154,10 @@ mod tests {
         assert_eq!(parse_document("x.txt", &[0xff, 0xfe, 0x00]), Err(ParseError::NotText));
         assert_eq!(parse_document("x.txt", b"   \n\n "), Err(ParseError::Empty));
         assert!(matches!(parse_document("x.json", b"{nope"), Err(ParseError::Malformed(_))));
-        assert_eq!(parse_document("x.docx", b"PK"), Err(ParseError::NotYetSupported(".docx".into())));
+        assert!(matches!(parse_document("x.docx", b"\x89PNG\r\n"), Err(ParseError::Malformed(_))));
+        assert!(matches!(parse_document("x.pdf", b"%PDF-1.4\n1 0 obj"), Err(ParseError::Malformed(_))));
+        assert_eq!(parse_document("x.doc", b"\xd0\xcf"), Err(ParseError::NotYetSupported(".doc".into(), ".docx")));
+        assert_eq!(parse_document("x.png", b"\x89PNG"), Err(ParseError::NeedsVision));
     }
 
     #[test]
@@ -364,5 +170,75 @@ mod tests {
         assert_eq!(table[0].text, "name | weight\nZorblax | 12");
         let csv = parse_document("t.csv", b"name,note\nZorblax,\"heavy, 12 kg\"\n").expect("csv");
         assert_eq!(csv[0].text, "name | note\nZorblax | heavy, 12 kg");
+    }
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/formats").join(name);
+        std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))
+    }
+
+    /// The committed fixtures (tests/fixtures/formats/make_fixtures.py wrote them with the usual libraries).
+    #[test]
+    fn every_binary_format_yields_its_unique_sentence() {
+        for (file, word) in [
+            ("report.pdf", "quorbinite"),
+            ("garden.docx", "zelkovaria"),
+            ("review.pptx", "frumbleberry"),
+            ("inventory.xlsx", "glimmerwort"),
+            ("parts.xls", "snorkelvane"),
+            ("birds.ods", "brambleflux"),
+            ("choir.odt", "vantablossom"),
+            ("meeting.eml", "plinkerton"),
+            ("dragon.epub", "drovenstone"),
+            ("bakery.rtf", "wobbletart"),
+        ] {
+            let elements = parse_document(file, &fixture(file)).unwrap_or_else(|error| panic!("{file}: {error}"));
+            assert!(elements.iter().any(|element| element.text.contains(word)), "{file}: {elements:#?}");
+        }
+    }
+
+    #[test]
+    fn binary_formats_keep_structure() {
+        let pdf = parse_document("report.pdf", &fixture("report.pdf")).expect("pdf");
+        let sentence = pdf.iter().find(|element| element.text.contains("quorbinite")).expect("sentence");
+        assert_eq!(sentence.page, Some(2));
+
+        let docx = parse_document("garden.docx", &fixture("garden.docx")).expect("docx");
+        let titles: Vec<&str> = docx.iter().filter(|e| e.is_title).map(|e| e.text.as_str()).collect();
+        assert_eq!(titles, ["Garden notes", "Spring"]);
+        let planted = docx.iter().find(|element| element.text.contains("zelkovaria")).expect("sentence");
+        assert_eq!(planted.heading_path, ["Garden notes", "Spring"]);
+        assert!(docx.iter().any(|element| element.text == "tulip | April"), "{docx:#?}");
+
+        let pptx = parse_document("review.pptx", &fixture("review.pptx")).expect("pptx");
+        let sales = pptx.iter().find(|element| element.text.contains("frumbleberry")).expect("sentence");
+        assert_eq!((sales.page, sales.heading_path.clone()), (Some(2), vec!["Sales".to_owned()]));
+
+        let xlsx = parse_document("inventory.xlsx", &fixture("inventory.xlsx")).expect("xlsx");
+        assert_eq!(xlsx[0].text, "item | count | note\nlamp | 3 | ordinary\nglimmerwort | 12 | rare herb");
+        assert_eq!(xlsx[0].heading_path, ["Inventory"]);
+
+        let odt = parse_document("choir.odt", &fixture("choir.odt")).expect("odt");
+        assert!(odt[0].is_title && odt[0].text == "Choir", "{odt:#?}");
+
+        let eml = parse_document("meeting.eml", &fixture("meeting.eml")).expect("eml");
+        assert!(eml[0].is_title && eml[0].text == "Meeting on Friday", "{eml:#?}");
+        assert!(eml[1].text.contains("From: Ada Lovelace <ada@example.org>") && eml[1].text.contains("agenda.txt"));
+
+        let epub = parse_document("dragon.epub", &fixture("dragon.epub")).expect("epub");
+        let dragon = epub.iter().find(|element| element.text.contains("drovenstone")).expect("sentence");
+        assert_eq!(dragon.heading_path, ["Chapter 2"]);
+
+        let rtf = parse_document("bakery.rtf", &fixture("bakery.rtf")).expect("rtf");
+        assert!(rtf.iter().any(|element| element.text.contains("caf\u{e9}")), "{rtf:#?}");
+    }
+
+    #[test]
+    fn hostile_files_fail_with_reasons() {
+        let reason = |file: &str| parse_document(file, &fixture(file)).expect_err(file);
+        assert!(matches!(reason("bad-truncated.pdf"), ParseError::Malformed(_)));
+        assert!(matches!(reason("bad-scanned.pdf"), ParseError::NoTextLayer(1)));
+        assert!(reason("bad-really-a-png.docx").to_string().contains("not a DOCX"));
+        assert!(matches!(reason("bad-zip-bomb.docx"), ParseError::TooLarge(_)));
     }
 }

@@ -1,0 +1,242 @@
+//! The text formats: plain text and source code, Markdown, HTML, CSV/TSV, JSON and XML.
+
+use super::{Element, ParseError};
+
+pub(super) fn text_of(bytes: &[u8]) -> Result<&str, ParseError> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    std::str::from_utf8(bytes).map_err(|_| ParseError::NotText)
+}
+
+/// Blank-line separated paragraphs.
+pub(super) fn paragraphs(text: &str) -> Vec<Element> {
+    text.replace("\r\n", "\n")
+        .split("\n\n")
+        .map(str::trim)
+        .filter(|paragraph| !paragraph.is_empty())
+        .map(|paragraph| Element { text: paragraph.to_owned(), ..Element::default() })
+        .collect()
+}
+
+pub(super) fn markdown(text: &str) -> Vec<Element> {
+    let mut elements = Vec::new();
+    let mut headings: Vec<(usize, String)> = Vec::new();
+    let mut paragraph = String::new();
+    let flush = |paragraph: &mut String, headings: &[(usize, String)], elements: &mut Vec<Element>| {
+        if !paragraph.trim().is_empty() {
+            elements.push(Element {
+                text: paragraph.trim().to_owned(),
+                heading_path: heading_path(headings),
+                ..Element::default()
+            });
+        }
+        paragraph.clear();
+    };
+    let mut in_code = false;
+    for line in text.replace("\r\n", "\n").lines() {
+        if line.trim_start().starts_with("```") {
+            in_code = !in_code;
+        }
+        let level = line.chars().take_while(|c| *c == '#').count();
+        if !in_code && (1..=6).contains(&level) && line[level..].starts_with(' ') {
+            flush(&mut paragraph, &headings, &mut elements);
+            let heading = line[level..].trim().to_owned();
+            headings.retain(|(existing, _)| *existing < level);
+            headings.push((level, heading.clone()));
+            elements.push(Element {
+                text: heading,
+                is_title: true,
+                heading_path: heading_path(&headings),
+                ..Element::default()
+            });
+        } else if line.trim().is_empty() && !in_code {
+            flush(&mut paragraph, &headings, &mut elements);
+        } else {
+            paragraph.push_str(line);
+            paragraph.push('\n');
+        }
+    }
+    flush(&mut paragraph, &headings, &mut elements);
+    elements
+}
+
+pub(super) fn delimited(text: &str, separator: char) -> Vec<Element> {
+    table(
+        text.lines()
+            .filter(|line| !line.trim().is_empty())
+            .map(|line| split_row(line, separator).join(" | "))
+            .collect(),
+    )
+}
+
+/// Rows of a table in groups, each group headed by the first row, so every chunk can be read on its own.
+pub(super) fn table(rows: Vec<String>) -> Vec<Element> {
+    let Some((header, body)) = rows.split_first() else { return Vec::new() };
+    if body.is_empty() {
+        return vec![Element { text: header.clone(), ..Element::default() }];
+    }
+    body.chunks(20)
+        .map(|group| Element { text: format!("{header}\n{}", group.join("\n")), ..Element::default() })
+        .collect()
+}
+
+/// Splits one row at `separator`, honouring double-quoted fields (`"a, b"` and `""` escapes).
+fn split_row(line: &str, separator: char) -> Vec<String> {
+    let mut fields = Vec::new();
+    let mut field = String::new();
+    let mut quoted = false;
+    let mut chars = line.chars().peekable();
+    while let Some(character) = chars.next() {
+        match character {
+            '"' if quoted && chars.peek() == Some(&'"') => {
+                field.push('"');
+                chars.next();
+            }
+            '"' => quoted = !quoted,
+            c if c == separator && !quoted => fields.push(std::mem::take(&mut field).trim().to_owned()),
+            c => field.push(c),
+        }
+    }
+    fields.push(field.trim().to_owned());
+    fields
+}
+
+pub(super) fn json(text: &str) -> Result<Vec<Element>, ParseError> {
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|error| ParseError::Malformed(error.to_string()))?;
+    let mut lines = Vec::new();
+    flatten_json("", &value, &mut lines);
+    Ok(lines.chunks(30).map(|group| Element { text: group.join("\n"), ..Element::default() }).collect())
+}
+
+fn flatten_json(prefix: &str, value: &serde_json::Value, lines: &mut Vec<String>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (key, child) in map {
+                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
+                flatten_json(&path, child, lines);
+            }
+        }
+        serde_json::Value::Array(items) => {
+            for (index, child) in items.iter().enumerate() {
+                flatten_json(&format!("{prefix}[{index}]"), child, lines);
+            }
+        }
+        serde_json::Value::String(text) => lines.push(format!("{prefix}: {text}")),
+        other => lines.push(format!("{prefix}: {other}")),
+    }
+}
+
+/// The heading texts of a `(level, text)` stack, outermost first.
+pub(super) fn heading_path(headings: &[(usize, String)]) -> Vec<String> {
+    headings.iter().map(|(_, heading)| heading.clone()).collect()
+}
+
+pub(super) fn html(text: &str) -> Vec<Element> {
+    // Headings become title elements; everything else is block text with tags removed.
+    let mut elements = Vec::new();
+    let lower = text.to_ascii_lowercase();
+    let mut offset = 0;
+    let mut headings: Vec<(usize, String)> = Vec::new();
+    let push_body = |html: &str, headings: &[(usize, String)], elements: &mut Vec<Element>| {
+        elements.extend(
+            paragraphs(&strip_tags(html))
+                .into_iter()
+                .map(|element| Element { heading_path: heading_path(headings), ..element }),
+        );
+    };
+    while let Some((at, level)) = find_heading(&lower[offset..]).map(|(at, level)| (offset + at, level)) {
+        push_body(&text[offset..at], &headings, &mut elements);
+        let close = format!("</h{level}");
+        let end = lower[at..].find(&close).map(|found| at + found).unwrap_or(lower.len());
+        let heading = strip_tags(&text[at..end]).trim().to_owned();
+        headings.retain(|(existing, _)| *existing < level);
+        headings.push((level, heading.clone()));
+        if !heading.is_empty() {
+            elements.push(Element {
+                text: heading,
+                is_title: true,
+                heading_path: heading_path(&headings),
+                ..Element::default()
+            });
+        }
+        offset = lower[end..].find('>').map(|found| end + found + 1).unwrap_or(lower.len());
+    }
+    push_body(&text[offset..], &headings, &mut elements);
+    elements
+}
+
+fn find_heading(lower: &str) -> Option<(usize, usize)> {
+    let mut search = 0;
+    while let Some(found) = lower[search..].find("<h") {
+        let at = search + found;
+        let level =
+            lower.as_bytes().get(at + 2).copied().filter(u8::is_ascii_digit).map(|digit| (digit - b'0') as usize);
+        if let Some(level) = level.filter(|level| (1..=6).contains(level)) {
+            return Some((at, level));
+        }
+        search = at + 2;
+    }
+    None
+}
+
+/// Removes tags (and the contents of script/style), turns block ends into line breaks, decodes the
+/// common entities.
+pub fn strip_tags(text: &str) -> String {
+    let mut output = String::with_capacity(text.len());
+    let mut chars = text.char_indices().peekable();
+    let lower = text.to_ascii_lowercase();
+    while let Some((at, character)) = chars.next() {
+        if character != '<' {
+            output.push(character);
+            continue;
+        }
+        let tag_end = text[at..].find('>').map(|end| at + end).unwrap_or(text.len());
+        let tag = &lower[at + 1..tag_end.max(at + 1)];
+        let name: String = tag.trim_start_matches('/').chars().take_while(|c| c.is_ascii_alphanumeric()).collect();
+        let skip_to = if (name == "script" || name == "style") && !tag.starts_with('/') {
+            let closing = lower[tag_end..].find(&format!("</{name}")).map(|end| tag_end + end).unwrap_or(text.len());
+            lower[closing..].find('>').map(|end| closing + end).unwrap_or(text.len())
+        } else {
+            tag_end
+        };
+        if matches!(
+            name.as_str(),
+            "p" | "div"
+                | "br"
+                | "li"
+                | "tr"
+                | "section"
+                | "article"
+                | "table"
+                | "ul"
+                | "ol"
+                | "h1"
+                | "h2"
+                | "h3"
+                | "h4"
+                | "h5"
+                | "h6"
+        ) {
+            output.push_str("\n\n");
+        } else {
+            output.push(' ');
+        }
+        while chars.peek().is_some_and(|(next, _)| *next <= skip_to) {
+            chars.next();
+        }
+    }
+    let decoded = output
+        .replace("&nbsp;", " ")
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&quot;", "\"")
+        .replace("&#39;", "'")
+        .replace("&amp;", "&");
+    // Collapse runs of spaces within lines; keep paragraph breaks.
+    decoded
+        .split("\n\n")
+        .map(|block| block.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|block| !block.is_empty())
+        .collect::<Vec<_>>()
+        .join("\n\n")
+}
