@@ -135,3 +135,47 @@ async fn bad_names_and_oversized_files_are_refused_without_leftovers() -> anyhow
     assert!((400..500).contains(&status), "{body}");
     Ok(())
 }
+
+/// The `data:` payloads of an SSE body, in order.
+fn sse_messages(body: &str) -> Vec<Value> {
+    body.split("\n\n")
+        .filter_map(|event| event.strip_prefix("data: "))
+        .map(|data| serde_json::from_str(data).unwrap_or_else(|error| panic!("{data}: {error}")))
+        .collect()
+}
+
+#[tokio::test]
+async fn preprocess_streams_each_files_real_text() -> anyhow::Result<()> {
+    let server = NexentServer::start()?;
+    let docx = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/formats/garden.docx"))?;
+    let form = Form::new()
+        .text("query", "What did the gardener plant?")
+        .part("files", Part::bytes(docx).file_name("garden.docx"))
+        .part("files", Part::bytes(b"\x89PNG\r\n".to_vec()).file_name("photo.png"))
+        .part("files", Part::bytes(b"not a pdf".to_vec()).file_name("broken.pdf"));
+    let response = server.client.post(server.url("/api/file/preprocess")).multipart(form).send().await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream");
+    let messages = sse_messages(&response.text().await?);
+    let types: Vec<&str> = messages.iter().map(|message| message["type"].as_str().unwrap_or("")).collect();
+    assert_eq!(types, ["progress", "file_processed", "progress", "error", "progress", "error", "complete"]);
+    assert_eq!(messages[0]["message"], "Parsing file 1/3: garden.docx");
+    assert_eq!(messages[2]["progress"], 33);
+    let description = messages[1]["description"].as_str().unwrap_or("");
+    assert!(
+        description.starts_with("File garden.docx content: ") && description.contains("zelkovaria"),
+        "{description}"
+    );
+    assert!(messages[3]["message"].as_str().unwrap_or("").contains("vision model"), "{}", messages[3]);
+    assert!(messages[5]["message"].as_str().unwrap_or("").starts_with("Error parsing file broken.pdf: "));
+    assert_eq!(
+        messages[6],
+        json!({"type": "complete", "progress": 100, "final_query": "What did the gardener plant?"})
+    );
+
+    let missing_query = Form::new().part("files", Part::bytes(b"x".to_vec()).file_name("a.txt"));
+    let response = server.client.post(server.url("/api/file/preprocess")).multipart(missing_query).send().await?;
+    let (status, body) = nexent_e2e::read_json(response).await?;
+    assert_eq!(status, 422, "{body}");
+    Ok(())
+}

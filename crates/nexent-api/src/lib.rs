@@ -16,6 +16,7 @@ pub mod apps {
 pub mod error;
 pub mod router;
 pub mod security;
+pub mod sse;
 
 use std::future::Future;
 use std::net::SocketAddr;

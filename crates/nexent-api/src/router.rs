@@ -64,6 +64,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(file_management::file_url, file_management::delete_file))
         .routes(routes!(file_management::download_file))
         .routes(without_body_limit(routes!(file_management::upload_to_knowledge_base)))
+        .routes(without_body_limit(routes!(file_management::preprocess_files)))
         // Data Process App
         .routes(routes!(data_process::create_task, data_process::list_tasks))
         .routes(routes!(data_process::create_tasks))
@@ -181,6 +182,7 @@ mod tests {
             "/api/config/load_config",
             "/api/proxy/image",
             "/api/agent/reload_config",
+            "/api/file/preprocess",
         ] {
             assert!(document.paths.paths.contains_key(path), "{path} missing from OpenAPI");
         }

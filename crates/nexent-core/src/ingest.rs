@@ -14,6 +14,7 @@
 
 pub mod chunking;
 pub mod parse;
+pub mod preprocess;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -482,3 +482,50 @@ pub async fn upload_to_knowledge_base(
     )
         .into_response())
 }
+
+/// Reads a file field into memory, refusing one larger than `limit` bytes before it is all buffered.
+async fn bounded_file_field(mut field: Field<'_>, limit: u64) -> Result<(String, Vec<u8>), ApiError> {
+    let file_name = field.file_name().unwrap_or("unnamed").to_owned();
+    let mut bytes = Vec::new();
+    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
+        if (bytes.len() + chunk.len()) as u64 > limit {
+            return Err(ApiError::PayloadTooLarge(format!("{file_name} is larger than {limit} bytes")));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok((file_name, bytes))
+}
+
+#[utoipa::path(post, path = "/api/file/preprocess", tag = "file",
+    request_body(content_type = "multipart/form-data", description = "`query` (required), `files` (repeated, required)"),
+    responses((status = 200, content_type = "text/event-stream",
+               description = r#"SSE `data: {"type":"progress"|"file_processed"|"error"|"complete", ...}` (§6.5); a file's description is its extracted text"#),
+              (status = 422, description = "`query` or `files` missing")))]
+pub async fn preprocess_files(State(state): State<AppState>, mut multipart: Multipart) -> Result<Response, ApiError> {
+    use nexent_core::ingest::preprocess::{Attachment, VisionModel, preprocess};
+    let limit = state.services.storage.max_upload_bytes;
+    let (mut query, mut attachments) = (None, Vec::new());
+    while let Some(field) = next_field(&mut multipart).await? {
+        match field.name() {
+            Some("query") => query = Some(small_text_field(field).await?),
+            Some("files" | "file") => {
+                let (file_name, bytes) = bounded_file_field(field, limit).await?;
+                attachments.push(Attachment { file_name, bytes });
+            }
+            _ => {}
+        }
+    }
+    let query = query.ok_or_else(|| ApiError::validation("query", "Field required: query"))?;
+    if attachments.is_empty() {
+        return Err(ApiError::validation("files", "Field required: files"));
+    }
+    let config = &state.services.config_sync;
+    let vision = config.get("VLM_MODEL_URL").filter(|url| !url.trim().is_empty()).map(|url| VisionModel {
+        url,
+        model_name: config.get("VLM_MODEL_NAME").unwrap_or_default(),
+        api_key: config.get("VLM_API_KEY"),
+    });
+    let (sender, receiver) = tokio::sync::mpsc::channel(8);
+    tokio::spawn(preprocess(attachments, query, vision, sender));
+    Ok(crate::sse::event_stream(receiver).into_response())
+}
