@@ -11,3 +11,4 @@ mod ingest;
 mod knowledge;
 mod proxy;
 mod security;
+mod watch;

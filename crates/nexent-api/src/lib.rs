@@ -12,6 +12,7 @@ pub mod apps {
     pub mod file_management;
     pub mod knowledge;
     pub mod proxy;
+    pub mod watched_folders;
 }
 pub mod error;
 pub mod router;

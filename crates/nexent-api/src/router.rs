@@ -13,7 +13,7 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
-use crate::apps::{base, config_sync, conversation, data_process, file_management, knowledge, proxy};
+use crate::apps::{base, config_sync, conversation, data_process, file_management, knowledge, proxy, watched_folders};
 use crate::security;
 
 #[derive(OpenApi)]
@@ -71,6 +71,9 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(data_process::get_task))
         .routes(routes!(data_process::task_details))
         .routes(routes!(data_process::index_tasks))
+        .routes(routes!(watched_folders::list_watched, watched_folders::watch_folder))
+        .routes(routes!(watched_folders::unwatch_folder))
+        .routes(routes!(watched_folders::sync_folder))
 }
 
 /// Uploads stream to storage, which enforces its own per-file limit, so the JSON body limit must not

@@ -129,8 +129,8 @@ struct QueueInner {
     knowledge: Arc<KnowledgeBase>,
     storage: FileStorage,
     fetcher: SafeFetcher,
-    /// Local folders a `file` source may name besides stored objects (the data dir, watched folders).
-    allowed_roots: Vec<PathBuf>,
+    /// Local folders a `file` source may name besides stored objects: the watched folders.
+    allowed_roots: std::sync::RwLock<Vec<PathBuf>>,
     wake: Notify,
 }
 
@@ -142,8 +142,21 @@ impl IngestQueue {
         fetcher: SafeFetcher,
         allowed_roots: Vec<PathBuf>,
     ) -> Self {
-        let allowed_roots = allowed_roots.into_iter().filter_map(|root| root.canonicalize().ok()).collect();
+        let allowed_roots =
+            std::sync::RwLock::new(allowed_roots.into_iter().filter_map(|root| root.canonicalize().ok()).collect());
         Self { inner: Arc::new(QueueInner { pool, knowledge, storage, fetcher, allowed_roots, wake: Notify::new() }) }
+    }
+
+    /// Lets `file` tasks read below `root` (a watched folder, already canonical).
+    pub fn allow_root(&self, root: PathBuf) {
+        let mut roots = crate::sync::write(&self.inner.allowed_roots);
+        if !roots.contains(&root) {
+            roots.push(root);
+        }
+    }
+
+    pub fn forbid_root(&self, root: &std::path::Path) {
+        crate::sync::write(&self.inner.allowed_roots).retain(|existing| existing != root);
     }
 
     /// Puts tasks a crash interrupted back in the queue (or fails them after too many attempts), then
@@ -415,7 +428,7 @@ impl IngestQueue {
                 let path = PathBuf::from(&task.source).canonicalize().map_err(|error| {
                     format!("{} is neither a stored file nor a readable path: {error}", task.source)
                 })?;
-                if !self.inner.allowed_roots.iter().any(|root| path.starts_with(root)) {
+                if !crate::sync::read(&self.inner.allowed_roots).iter().any(|root| path.starts_with(root)) {
                     return Err(format!("{} is outside the folders this server may read", task.source));
                 }
                 let metadata = tokio::fs::metadata(&path)

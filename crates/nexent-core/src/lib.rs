@@ -10,6 +10,7 @@
 //! - [`ingest`]: Data Process: the persistent task queue, parsers and chunking that feed knowledge bases.
 //! - [`knowledge`]: knowledge bases: a Tantivy keyword + vector index each; accurate, semantic, hybrid search.
 //! - [`storage`]: File Management's object storage (`object_store`), records, signed expiring URLs.
+//! - [`watch`]: watched folders: files kept ingested into a knowledge base, reconciled by content hash.
 //! - [`services`]: opens all of the above on a data dir, the one wiring point for every binary.
 
 pub mod clock;
@@ -23,3 +24,4 @@ pub mod knowledge;
 pub mod services;
 pub mod storage;
 pub mod sync;
+pub mod watch;

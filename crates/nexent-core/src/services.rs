@@ -12,6 +12,7 @@ use crate::ingest::{IngestError, IngestQueue};
 use crate::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
 use crate::knowledge::{KnowledgeBase, KnowledgeError};
 use crate::storage::{DEFAULT_MAX_UPLOAD_BYTES, FileStorage, StorageError, UrlSigner};
+use crate::watch::{FolderWatcher, WatchError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServicesError {
@@ -29,6 +30,8 @@ pub enum ServicesError {
     Storage(#[from] StorageError),
     #[error("cannot start the ingestion queue: {0}")]
     Ingest(#[from] IngestError),
+    #[error("cannot start the folder watcher: {0}")]
+    Watch(#[from] WatchError),
 }
 
 /// The folder under the data dir that holds stored files.
@@ -73,6 +76,7 @@ pub struct Services {
     pub knowledge: std::sync::Arc<KnowledgeBase>,
     pub storage: FileStorage,
     pub ingest: IngestQueue,
+    pub watcher: FolderWatcher,
 }
 
 impl Services {
@@ -100,11 +104,12 @@ impl Services {
             knowledge.clone(),
             storage.clone(),
             fetcher.clone(),
-            // Stored objects only, for now: the data dir also holds secrets and the database. Watched
-            // folders will add their roots here.
+            // Stored objects only: the data dir also holds secrets and the database. Watched folders
+            // add their roots as they are watched.
             Vec::new(),
         );
         ingest.start(options.ingest_workers).await?;
+        let watcher = FolderWatcher::start(pool.clone(), ingest.clone(), knowledge.clone(), data_dir).await?;
         Ok(Self {
             data_dir: data_dir.to_path_buf(),
             conversations: ConversationStore::new(pool),
@@ -113,6 +118,7 @@ impl Services {
             knowledge,
             storage,
             ingest,
+            watcher,
         })
     }
 }

@@ -26,15 +26,15 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Start the server (the default command).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the OpenAPI document as JSON.
     Openapi,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Serve(ServeArgs::default())) {
-        Command::Serve(args) => run_serve(args),
+    let result = match cli.command.unwrap_or_else(|| Command::Serve(Box::default())) {
+        Command::Serve(args) => run_serve(*args),
         Command::Openapi => print_openapi(),
     };
     match result {
@@ -76,6 +76,13 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     )
     .await
     .with_context(|| format!("cannot open the data dir {}", settings.data_dir.display()))?;
+    for spec in &settings.watch {
+        // A folder that is missing today (an unplugged drive) must not keep the server from starting.
+        let path = spec.path.to_string_lossy();
+        if let Err(error) = services.watcher.add(&path, &spec.index_name, spec.chunking_strategy.clone()).await {
+            tracing::warn!(%error, folder = %path, index = %spec.index_name, "cannot watch a configured folder");
+        }
+    }
     let listener = tokio::net::TcpListener::bind(SocketAddr::new(settings.host, settings.port))
         .await
         .with_context(|| format!("cannot listen on {}:{}", settings.host, settings.port))?;

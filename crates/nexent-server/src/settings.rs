@@ -48,6 +48,31 @@ pub struct ServeArgs {
     /// Ingestion tasks processed at once (default 2).
     #[arg(long, env = "NEXENT_INGEST_WORKERS")]
     pub ingest_workers: Option<usize>,
+    /// Keep a folder ingested into a knowledge base: `FOLDER=INDEX` (repeatable).
+    #[arg(long = "watch", value_name = "FOLDER=INDEX", value_parser = parse_watch)]
+    pub watch: Vec<WatchSpec>,
+}
+
+/// A folder to keep ingested, from `--watch` or `[[watch]]` in config.toml.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchSpec {
+    pub path: PathBuf,
+    pub index_name: String,
+    #[serde(default)]
+    pub chunking_strategy: Option<String>,
+}
+
+fn parse_watch(text: &str) -> Result<WatchSpec, String> {
+    let (path, index_name) = text.rsplit_once('=').ok_or_else(|| format!("expected FOLDER=INDEX, got {text:?}"))?;
+    if path.trim().is_empty() || index_name.trim().is_empty() {
+        return Err(format!("expected FOLDER=INDEX, got {text:?}"));
+    }
+    Ok(WatchSpec {
+        path: PathBuf::from(path.trim()),
+        index_name: index_name.trim().to_owned(),
+        chunking_strategy: None,
+    })
 }
 
 /// `config.toml` in the data dir.
@@ -66,6 +91,8 @@ pub struct ConfigFile {
     pub embed_threads: Option<usize>,
     pub max_upload_bytes: Option<u64>,
     pub ingest_workers: Option<usize>,
+    #[serde(default)]
+    pub watch: Vec<WatchSpec>,
     /// A `tracing` filter such as `info` or `nexent_api=debug`; `NEXENT_LOG` overrides it.
     pub log: Option<String>,
 }
@@ -95,6 +122,7 @@ pub struct Settings {
     pub embed_threads: usize,
     pub max_upload_bytes: u64,
     pub ingest_workers: usize,
+    pub watch: Vec<WatchSpec>,
     pub log_filter: Option<String>,
 }
 
@@ -153,6 +181,7 @@ impl Settings {
                 .or(file.max_upload_bytes)
                 .unwrap_or(nexent_core::storage::DEFAULT_MAX_UPLOAD_BYTES),
             ingest_workers: args.ingest_workers.or(file.ingest_workers).unwrap_or(2).clamp(1, 64),
+            watch: file.watch.into_iter().chain(args.watch).collect(),
             log_filter: file.log,
         })
     }
@@ -182,5 +211,17 @@ mod tests {
         assert!(Settings::resolve(short, PathBuf::new(), ConfigFile::default()).is_err());
         let good = ServeArgs { api_token: Some("0123456789abcdef0123".into()), ..public };
         assert!(Settings::resolve(good, PathBuf::new(), ConfigFile::default()).is_ok());
+    }
+
+    #[test]
+    fn watched_folders_come_from_the_file_and_the_flags() {
+        let file: ConfigFile =
+            toml::from_str("[[watch]]\npath = \"/home/ada/notes\"\nindex_name = \"notes\"\n").expect("toml");
+        let args = ServeArgs { watch: vec![parse_watch("/srv/a=b=docs").expect("spec")], ..ServeArgs::default() };
+        let settings = Settings::resolve(args, PathBuf::from("/tmp/x"), file).expect("ok");
+        let pairs: Vec<(String, &str)> =
+            settings.watch.iter().map(|spec| (spec.path.display().to_string(), spec.index_name.as_str())).collect();
+        assert_eq!(pairs, [("/home/ada/notes".to_owned(), "notes"), ("/srv/a=b".to_owned(), "docs")]);
+        assert!(parse_watch("/srv/a").is_err() && parse_watch("=docs").is_err());
     }
 }
