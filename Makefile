@@ -4,7 +4,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/nexent/target
 export CARGO_TARGET_DIR
 NEXENT_BIN := $(CARGO_TARGET_DIR)/release/nexent
 
-.PHONY: run test setup build lint bench-server bench-retrieval bench-scale
+.PHONY: run test setup build lint bench-server bench-retrieval bench-scale bench-ingest
 
 setup:
 	@bash scripts/setup.sh
@@ -44,3 +44,10 @@ bench-scale: setup
 	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
 	@$(BENCH_VENV)/bin/python -c "import lancedb" 2>/dev/null || $(BENCH_VENV)/bin/pip install -q lancedb numpy pyarrow
 	cargo run --release -p nexent-bench --bin bench-scale -- --data ../shared/data --models models/files --peer-python $(BENCH_VENV)/bin/python --out bench/results/scale.md
+
+## bench-ingest: parse MB/s per format and end-to-end ingestion beside the raw embedder; writes bench/results/ingest.md.
+DOCS_PACKAGES := python-docx python-pptx openpyxl fpdf2 ebooklib odfpy xlwt
+bench-ingest: setup build
+	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/python -c "import docx, pptx, openpyxl, fpdf, ebooklib, odf, xlwt" 2>/dev/null || $(BENCH_VENV)/bin/pip install -q $(DOCS_PACKAGES)
+	NEXENT_BIN=$(NEXENT_BIN) cargo run --release -p nexent-bench --bin bench-ingest -- --data ../shared/data --models models/files --docs-python $(BENCH_VENV)/bin/python --out bench/results/ingest.md

@@ -3,6 +3,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use anyhow::Context;
+use serde_json::Value;
+
 use nexent_engines::onnx_embedder::{OnnxEmbedder, OnnxEmbedderConfig};
 
 /// The value after `flag` on the command line.
@@ -26,4 +29,19 @@ pub fn cores() -> usize {
 /// The server's local MiniLM model, with every core.
 pub fn local_embedder(models_dir: &Path) -> anyhow::Result<Arc<OnnxEmbedder>> {
     Ok(Arc::new(OnnxEmbedder::load(OnnxEmbedderConfig::minilm(models_dir, cores()))?))
+}
+
+/// A BEIR file of JSON lines.
+pub fn read_jsonl(path: &Path) -> anyhow::Result<Vec<Value>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    text.lines().filter(|line| !line.trim().is_empty()).map(|line| Ok(serde_json::from_str(line)?)).collect()
+}
+
+/// A BEIR collection's documents as `(id, title, text)`.
+pub fn read_corpus(collection: &Path) -> anyhow::Result<Vec<(String, String, String)>> {
+    let text = |value: &Value, key: &str| value.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
+    Ok(read_jsonl(&collection.join("corpus.jsonl"))?
+        .iter()
+        .map(|doc| (text(doc, "_id"), text(doc, "title"), text(doc, "text")))
+        .collect())
 }

@@ -9,12 +9,10 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::Context;
 use nexent_core::knowledge::{Chunk, Fusion, KnowledgeBase, SearchMode, SearchRequest};
 use serde_json::Value;
 
-mod common;
-use common::{argument, percentile};
+use nexent_bench::{argument, percentile, read_corpus, read_jsonl};
 
 struct Collection {
     name: String,
@@ -23,18 +21,10 @@ struct Collection {
     judgments: HashMap<String, HashMap<String, f64>>,
 }
 
-fn read_jsonl(path: &Path) -> anyhow::Result<Vec<Value>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    text.lines().filter(|line| !line.trim().is_empty()).map(|line| Ok(serde_json::from_str(line)?)).collect()
-}
-
 fn load_collection(root: &Path, name: &str) -> anyhow::Result<Collection> {
     let dir = root.join(name);
     let text = |value: &Value, key: &str| value.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
-    let documents = read_jsonl(&dir.join("corpus.jsonl"))?
-        .iter()
-        .map(|doc| (text(doc, "_id"), text(doc, "title"), text(doc, "text")))
-        .collect();
+    let documents = read_corpus(&dir)?;
     let mut judgments: HashMap<String, HashMap<String, f64>> = HashMap::new();
     for line in std::fs::read_to_string(dir.join("qrels.tsv"))?.lines().skip(1) {
         let columns: Vec<&str> = line.split('\t').collect();
@@ -87,8 +77,8 @@ async fn main() -> anyhow::Result<()> {
     let models = PathBuf::from(argument(&arguments, "--models").unwrap_or_else(|| "models/files".into()));
     let names = argument(&arguments, "--collections").unwrap_or_else(|| "scifact,cranfield,cisi".into());
     let out = argument(&arguments, "--out");
-    let threads = common::cores();
-    let embedder = common::local_embedder(&models)?;
+    let threads = nexent_bench::cores();
+    let embedder = nexent_bench::local_embedder(&models)?;
 
     let mut report = String::from("# Retrieval benchmark\n\n");
     report.push_str(&format!(

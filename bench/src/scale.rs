@@ -17,8 +17,7 @@ use nexent_core::knowledge::embedder::normalise;
 use nexent_core::knowledge::{Chunk, Embedder, Fusion, KnowledgeBase, KnowledgeIndex, SearchMode, SearchRequest};
 use serde_json::{Value, json};
 
-mod common;
-use common::{argument, percentile};
+use nexent_bench::{argument, percentile};
 
 const REAL_CHUNKS: usize = 10_000;
 const LARGE_CHUNKS: usize = 100_000;
@@ -26,10 +25,7 @@ const LARGE_CHUNKS: usize = 100_000;
 fn sentences(data: &Path) -> anyhow::Result<Vec<String>> {
     let mut sentences = Vec::new();
     for collection in ["scifact", "cranfield", "cisi"] {
-        let text = std::fs::read_to_string(data.join(collection).join("corpus.jsonl"))?;
-        for line in text.lines() {
-            let document: Value = serde_json::from_str(line)?;
-            let body = document.get("text").and_then(Value::as_str).unwrap_or("");
+        for (_, _, body) in nexent_bench::read_corpus(&data.join(collection))? {
             sentences.extend(body.split(". ").map(str::trim).filter(|sentence| sentence.len() > 20).map(str::to_owned));
         }
     }
@@ -131,8 +127,8 @@ async fn main() -> anyhow::Result<()> {
     let models = PathBuf::from(argument(&arguments, "--models").unwrap_or_else(|| "models/files".into()));
     let python = argument(&arguments, "--peer-python").map(PathBuf::from);
     let out = argument(&arguments, "--out");
-    let threads = common::cores();
-    let embedder = common::local_embedder(&models)?;
+    let threads = nexent_bench::cores();
+    let embedder = nexent_bench::local_embedder(&models)?;
 
     let pool = sentences(&data)?;
     anyhow::ensure!(pool.len() >= REAL_CHUNKS * 2, "only {} sentences", pool.len());

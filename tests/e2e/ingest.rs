@@ -142,14 +142,24 @@ async fn text_tasks_in_a_batch_and_chunking_strategies() -> anyhow::Result<()> {
 #[tokio::test]
 async fn sigkill_mid_ingestion_loses_and_duplicates_nothing() -> anyhow::Result<()> {
     let mut server = NexentServer::start()?;
-    let sources: Vec<Value> = (0..40)
+    let sources: Vec<Value> = (0..200)
         .map(|n| json!({"source": format!("Document {n}: the Harbin ledger entry {n} records {} crates of tin.", n * 7), "source_type": "text", "index_name": "crash", "file_name": format!("doc{n}.txt")}))
         .collect();
     let (status, answer) = server.post_json("/api/tasks/batch", &json!({"sources": sources})).await?;
     assert_eq!(status, 201, "{answer}");
     let ids: Vec<String> =
         answer["task_ids"].as_array().expect("ids").iter().filter_map(|id| id.as_str().map(str::to_owned)).collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Kill once ingestion is under way: some tasks done, most still waiting or running.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, listed) = server.get_json("/api/tasks").await?;
+        let done =
+            listed["tasks"].as_array().map_or(0, |tasks| tasks.iter().filter(|t| t["status"] == "completed").count());
+        if done > 0 || std::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     server.kill()?;
     server.restart()?;
     for id in &ids {
@@ -157,7 +167,7 @@ async fn sigkill_mid_ingestion_loses_and_duplicates_nothing() -> anyhow::Result<
         assert_eq!(task["status"], "completed", "{task}");
     }
     let (_, info) = server.get_json("/api/indices/crash/info").await?;
-    assert_eq!(info["base_info"]["doc_count"], 40, "{}", info["base_info"]);
-    assert_eq!(info["base_info"]["chunk_count"], 40, "each document indexed exactly once: {}", info["base_info"]);
+    assert_eq!(info["base_info"]["doc_count"], 200, "{}", info["base_info"]);
+    assert_eq!(info["base_info"]["chunk_count"], 200, "each document indexed exactly once: {}", info["base_info"]);
     Ok(())
 }
