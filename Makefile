@@ -18,6 +18,7 @@ run: build
 
 ## test: every test of the workspace (unit and end-to-end against the real binary).
 test: setup
+	bash scripts/setup-test.sh
 	cargo build -p nexent-server --bin nexent
 	@if cargo nextest --version >/dev/null 2>&1; then \
 	  cargo nextest run --workspace --no-fail-fast; \

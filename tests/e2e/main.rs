@@ -10,5 +10,6 @@ mod formats;
 mod ingest;
 mod knowledge;
 mod proxy;
+mod s3;
 mod security;
 mod watch;

@@ -11,7 +11,7 @@ use crate::image_proxy::ImageProxy;
 use crate::ingest::{IngestError, IngestQueue};
 use crate::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
 use crate::knowledge::{KnowledgeBase, KnowledgeError};
-use crate::storage::{DEFAULT_MAX_UPLOAD_BYTES, FileStorage, StorageError, UrlSigner};
+use crate::storage::{DEFAULT_MAX_UPLOAD_BYTES, FileStorage, StorageBackend, StorageError, UrlSigner};
 use crate::watch::{FolderWatcher, WatchError};
 
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,8 @@ pub struct ServicesOptions {
     pub max_upload_bytes: u64,
     /// Ingestion workers (tasks processed at once).
     pub ingest_workers: usize,
+    /// Where stored files' bytes live.
+    pub storage_backend: StorageBackend,
 }
 
 impl Default for ServicesOptions {
@@ -62,6 +64,7 @@ impl Default for ServicesOptions {
             }),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             ingest_workers: 2,
+            storage_backend: StorageBackend::Local,
         }
     }
 }
@@ -84,12 +87,13 @@ impl Services {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| ServicesError::DataDir { path: data_dir.display().to_string(), source })?;
         let pool = open_database(&data_dir.join(DATABASE_FILE_NAME)).await?;
-        let storage = FileStorage::local(
-            &data_dir.join(OBJECTS_DIR),
-            pool.clone(),
-            UrlSigner::open(data_dir)?,
-            options.max_upload_bytes,
-        )?;
+        let signer = UrlSigner::open(data_dir)?;
+        let storage = match &options.storage_backend {
+            StorageBackend::Local => {
+                FileStorage::local(&data_dir.join(OBJECTS_DIR), pool.clone(), signer, options.max_upload_bytes)?
+            }
+            StorageBackend::S3(config) => FileStorage::s3(config, pool.clone(), signer, options.max_upload_bytes)?,
+        };
         let config_sync = ConfigSync::open(&data_dir.join(CONFIG_FILE_NAME))?;
         let fetcher = SafeFetcher::new(options.fetch_policy)?;
         let ingest_pool = pool.clone();

@@ -197,6 +197,28 @@ impl UrlSigner {
     }
 }
 
+/// Where File Management keeps the bytes of stored files (their records are always in SQLite).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum StorageBackend {
+    /// `objects/` under the data dir.
+    #[default]
+    Local,
+    S3(S3Config),
+}
+
+/// A bucket of an S3-compatible store. `endpoint` is for self-hosted stores (MinIO and the like); without it
+/// the AWS endpoint of `region` is used.
+#[derive(Debug, Clone, PartialEq)]
+pub struct S3Config {
+    pub bucket: String,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+    /// Allow a plain `http://` endpoint (a store on this machine or the local network).
+    pub allow_http: bool,
+}
+
 /// An object being read: its record (when known) and its bytes as a stream.
 pub struct ObjectDownload {
     pub object: StoredObject,
@@ -224,7 +246,27 @@ impl FileStorage {
         Ok(Self::with_store(Arc::new(store), pool, signer, max_upload_bytes))
     }
 
-    /// Storage on any `object_store` backend (S3-compatible stores with the crate's `aws` feature).
+    /// Storage in a bucket of an S3-compatible store (AWS, MinIO, Ceph, Garage, ...).
+    pub fn s3(
+        config: &S3Config,
+        pool: SqlitePool,
+        signer: UrlSigner,
+        max_upload_bytes: u64,
+    ) -> Result<Self, StorageError> {
+        let mut builder = object_store::aws::AmazonS3Builder::new()
+            .with_bucket_name(&config.bucket)
+            .with_region(config.region.as_deref().unwrap_or("us-east-1"))
+            .with_access_key_id(&config.access_key_id)
+            .with_secret_access_key(&config.secret_access_key)
+            .with_allow_http(config.allow_http);
+        if let Some(endpoint) = config.endpoint.as_deref().filter(|endpoint| !endpoint.is_empty()) {
+            // Self-hosted stores answer on one host with the bucket in the path.
+            builder = builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false);
+        }
+        Ok(Self::with_store(Arc::new(builder.build()?), pool, signer, max_upload_bytes))
+    }
+
+    /// Storage on any `object_store` backend.
     pub fn with_store(store: Arc<dyn ObjectStore>, pool: SqlitePool, signer: UrlSigner, max_upload_bytes: u64) -> Self {
         Self { store, pool, signer, max_upload_bytes }
     }

@@ -72,6 +72,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             embedder,
             max_upload_bytes: settings.max_upload_bytes,
             ingest_workers: settings.ingest_workers,
+            storage_backend: settings.storage.clone(),
         },
     )
     .await

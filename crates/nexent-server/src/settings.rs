@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use nexent_core::storage::{S3Config, StorageBackend};
 use serde::Deserialize;
 
 pub const DEFAULT_PORT: u16 = 5010;
@@ -63,6 +64,61 @@ pub struct WatchSpec {
     pub chunking_strategy: Option<String>,
 }
 
+/// `[storage]` in config.toml: `backend = "local"` (the default) or `"s3"` with a bucket.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    #[serde(default)]
+    pub backend: Option<String>,
+    pub bucket: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<String>,
+    #[serde(default)]
+    pub allow_http: Option<bool>,
+}
+
+impl StorageSection {
+    /// Nexent's MinIO variables (`MINIO_ENDPOINT`, `MINIO_ACCESS_KEY`, `MINIO_SECRET_KEY`, `MINIO_REGION`,
+    /// `MINIO_DEFAULT_BUCKET`), so a Nexent `.env` moves over as it is.
+    pub fn from_minio_environment(read: impl Fn(&str) -> Option<String>) -> Option<Self> {
+        let endpoint = read("MINIO_ENDPOINT").filter(|endpoint| !endpoint.trim().is_empty())?;
+        Some(Self {
+            backend: Some("s3".into()),
+            allow_http: Some(endpoint.starts_with("http://")),
+            endpoint: Some(endpoint),
+            bucket: read("MINIO_DEFAULT_BUCKET"),
+            region: read("MINIO_REGION"),
+            access_key_id: read("MINIO_ACCESS_KEY"),
+            secret_access_key: read("MINIO_SECRET_KEY"),
+        })
+    }
+
+    pub fn backend(&self) -> anyhow::Result<StorageBackend> {
+        match self.backend.as_deref().unwrap_or("local") {
+            "local" => Ok(StorageBackend::Local),
+            "s3" => {
+                let required = |value: &Option<String>, key: &str| {
+                    value
+                        .clone()
+                        .filter(|value| !value.trim().is_empty())
+                        .with_context(|| format!("storage: s3 needs {key}"))
+                };
+                Ok(StorageBackend::S3(S3Config {
+                    bucket: required(&self.bucket, "bucket (MINIO_DEFAULT_BUCKET)")?,
+                    endpoint: self.endpoint.clone(),
+                    region: self.region.clone(),
+                    access_key_id: required(&self.access_key_id, "access_key_id (MINIO_ACCESS_KEY)")?,
+                    secret_access_key: required(&self.secret_access_key, "secret_access_key (MINIO_SECRET_KEY)")?,
+                    allow_http: self.allow_http.unwrap_or(false),
+                }))
+            }
+            other => bail!("storage: backend must be \"local\" or \"s3\", not {other:?}"),
+        }
+    }
+}
+
 fn parse_watch(text: &str) -> Result<WatchSpec, String> {
     let (path, index_name) = text.rsplit_once('=').ok_or_else(|| format!("expected FOLDER=INDEX, got {text:?}"))?;
     if path.trim().is_empty() || index_name.trim().is_empty() {
@@ -93,6 +149,8 @@ pub struct ConfigFile {
     pub ingest_workers: Option<usize>,
     #[serde(default)]
     pub watch: Vec<WatchSpec>,
+    /// Where stored files live; `objects/` in the data dir unless this says otherwise.
+    pub storage: Option<StorageSection>,
     /// A `tracing` filter such as `info` or `nexent_api=debug`; `NEXENT_LOG` overrides it.
     pub log: Option<String>,
 }
@@ -123,6 +181,7 @@ pub struct Settings {
     pub max_upload_bytes: u64,
     pub ingest_workers: usize,
     pub watch: Vec<WatchSpec>,
+    pub storage: StorageBackend,
     pub log_filter: Option<String>,
 }
 
@@ -182,6 +241,11 @@ impl Settings {
                 .unwrap_or(nexent_core::storage::DEFAULT_MAX_UPLOAD_BYTES),
             ingest_workers: args.ingest_workers.or(file.ingest_workers).unwrap_or(2).clamp(1, 64),
             watch: file.watch.into_iter().chain(args.watch).collect(),
+            storage: file
+                .storage
+                .or_else(|| StorageSection::from_minio_environment(|key| std::env::var(key).ok()))
+                .unwrap_or_default()
+                .backend()?,
             log_filter: file.log,
         })
     }
@@ -223,5 +287,28 @@ mod tests {
             settings.watch.iter().map(|spec| (spec.path.display().to_string(), spec.index_name.as_str())).collect();
         assert_eq!(pairs, [("/home/ada/notes".to_owned(), "notes"), ("/srv/a=b".to_owned(), "docs")]);
         assert!(parse_watch("/srv/a").is_err() && parse_watch("=docs").is_err());
+    }
+
+    #[test]
+    fn storage_is_local_unless_s3_is_configured_completely() {
+        assert_eq!(StorageSection::default().backend().expect("local"), StorageBackend::Local);
+        let minio = StorageSection::from_minio_environment(|key| {
+            Some(match key {
+                "MINIO_ENDPOINT" => "http://127.0.0.1:9000".into(),
+                "MINIO_DEFAULT_BUCKET" => "nexent".into(),
+                "MINIO_ACCESS_KEY" => "ak".into(),
+                "MINIO_SECRET_KEY" => "sk".into(),
+                _ => return None,
+            })
+        })
+        .expect("minio");
+        let StorageBackend::S3(config) = minio.backend().expect("s3") else { panic!("not s3") };
+        assert_eq!((config.bucket.as_str(), config.allow_http, config.region), ("nexent", true, None));
+        let incomplete =
+            StorageSection { backend: Some("s3".into()), bucket: Some("b".into()), ..StorageSection::default() };
+        assert!(incomplete.backend().is_err());
+        let unknown = StorageSection { backend: Some("ftp".into()), ..StorageSection::default() };
+        assert!(unknown.backend().is_err());
+        assert!(StorageSection::from_minio_environment(|_| None).is_none());
     }
 }

@@ -2,8 +2,19 @@
 //! the [`super::vectors::VectorMatrix`], keyed by `vec_id`. The matrix stays the source of truth: deleted
 //! vectors are filtered out during the graph walk, and the graph is rebuilt once too many are dead.
 //! Small indices never get a graph: below [`ANN_MIN_VECTORS`] an exact scan is both faster and exact.
+//!
+//! Persistence: a built graph is saved beside the Tantivy index (`ann/`), under a fresh name, and only then
+//! named current in `ann/graph.json` (written atomically), so a crash mid-save leaves the previous graph or
+//! none, never half of one. The record names the highest `vec_id` the graph holds; vec_ids only grow, so
+//! at open the vectors above it are the ones added since, and are inserted. A graph that cannot be read is
+//! rebuilt.
 
+use std::path::{Path, PathBuf};
+
+use hnsw_rs::api::AnnT;
+use hnsw_rs::hnswio::HnswIo;
 use hnsw_rs::prelude::{Distance, Hnsw};
+use serde::{Deserialize, Serialize};
 
 use super::vectors::dot;
 
@@ -28,6 +39,30 @@ pub struct AnnGraph {
     graph: Hnsw<'static, f32, UnitCosine>,
     /// Vectors inserted into the graph (live or since deleted).
     inserted: usize,
+    /// The highest vec_id inserted.
+    max_vec_id: Option<u64>,
+    /// Vectors inserted since the graph was last saved.
+    unsaved: usize,
+}
+
+/// `ann/graph.json`: which saved graph is current and what it holds.
+#[derive(Debug, Serialize, Deserialize)]
+struct SavedGraph {
+    basename: String,
+    dimension: usize,
+    inserted: usize,
+    max_vec_id: Option<u64>,
+}
+
+const GRAPH_DIR: &str = "ann";
+const GRAPH_RECORD: &str = "graph.json";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AnnError {
+    #[error("cannot save the vector graph: {0}")]
+    Save(String),
+    #[error("cannot load the vector graph: {0}")]
+    Load(String),
 }
 
 impl AnnGraph {
@@ -36,16 +71,80 @@ impl AnnGraph {
         let graph = Hnsw::new(MAX_CONNECTIONS, rows.len().max(1024), MAX_LAYERS, EF_CONSTRUCTION, UnitCosine);
         let batch: Vec<(&Vec<f32>, usize)> = rows.iter().map(|(vec_id, vector)| (vector, *vec_id as usize)).collect();
         graph.parallel_insert(&batch);
-        Self { graph, inserted: rows.len() }
+        let max_vec_id = rows.iter().map(|(vec_id, _)| *vec_id).max();
+        Self { graph, inserted: rows.len(), max_vec_id, unsaved: rows.len() }
     }
 
     pub fn insert(&mut self, vec_id: u64, vector: &[f32]) {
         self.graph.insert((vector, vec_id as usize));
         self.inserted += 1;
+        self.unsaved += 1;
+        self.max_vec_id = self.max_vec_id.max(Some(vec_id));
     }
 
     pub fn inserted(&self) -> usize {
         self.inserted
+    }
+
+    pub fn max_vec_id(&self) -> Option<u64> {
+        self.max_vec_id
+    }
+
+    /// Vectors inserted since the last save (all of them for a graph never saved).
+    pub fn unsaved(&self) -> usize {
+        self.unsaved
+    }
+
+    /// Saves the graph under `index_dir/ann/` and makes it the current one; older saves are removed.
+    /// Returns how many unsaved insertions the save covered (for [`AnnGraph::mark_saved`]).
+    pub fn save(&self, index_dir: &Path, dimension: usize) -> Result<usize, AnnError> {
+        let dir = index_dir.join(GRAPH_DIR);
+        std::fs::create_dir_all(&dir).map_err(|error| AnnError::Save(error.to_string()))?;
+        let basename = format!("graph-{}", uuid::Uuid::new_v4().simple());
+        let written = self.graph.file_dump(&dir, &basename).map_err(|error| AnnError::Save(error.to_string()))?;
+        let record =
+            SavedGraph { basename: written.clone(), dimension, inserted: self.inserted, max_vec_id: self.max_vec_id };
+        let text = serde_json::to_string(&record).map_err(|error| AnnError::Save(error.to_string()))?;
+        crate::config_sync::write_atomically(&dir.join(GRAPH_RECORD), &text)
+            .map_err(|error| AnnError::Save(error.to_string()))?;
+        // Only the current save is kept.
+        if let Ok(entries) = std::fs::read_dir(&dir) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with("graph-") && !name.starts_with(&format!("{written}.")) {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        Ok(self.unsaved)
+    }
+
+    pub fn mark_saved(&mut self, covered: usize) {
+        self.unsaved = self.unsaved.saturating_sub(covered);
+    }
+
+    /// The graph saved under `index_dir/ann/`, if there is one for vectors of `dimension`.
+    pub fn load(index_dir: &Path, dimension: usize) -> Result<Option<Self>, AnnError> {
+        let dir: PathBuf = index_dir.join(GRAPH_DIR);
+        let text = match std::fs::read_to_string(dir.join(GRAPH_RECORD)) {
+            Ok(text) => text,
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(error) => return Err(AnnError::Load(error.to_string())),
+        };
+        let record: SavedGraph = serde_json::from_str(&text).map_err(|error| AnnError::Load(error.to_string()))?;
+        if record.dimension != dimension {
+            return Ok(None);
+        }
+        // The loaded graph borrows its reader for as long as it lives; a graph lives as long as its index
+        // is open, so the reader (a few paths and options) is leaked once per load to make it 'static.
+        let reader: &'static mut HnswIo = Box::leak(Box::new(HnswIo::new(&dir, &record.basename)));
+        let graph = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || {
+            let reader = reader; // moved, not reborrowed: the graph keeps it
+            load_static(reader)
+        }))
+        .map_err(|_| AnnError::Load("the saved graph is damaged".into()))?
+        .map_err(AnnError::Load)?;
+        Ok(Some(Self { graph, inserted: record.inserted, max_vec_id: record.max_vec_id, unsaved: 0 }))
     }
 
     /// The `limit` nearest live vectors as `(vec_id, cosine similarity)`, best first.
@@ -59,6 +158,10 @@ impl AnnGraph {
             .map(|neighbour| (neighbour.d_id as u64, 1.0 - neighbour.distance))
             .collect()
     }
+}
+
+fn load_static(reader: &'static mut HnswIo) -> Result<Hnsw<'static, f32, UnitCosine>, String> {
+    reader.load_hnsw::<f32, UnitCosine>().map_err(|error| error.to_string())
 }
 
 #[cfg(test)]
@@ -81,6 +184,27 @@ mod tests {
                 (vec_id, vector)
             })
             .collect()
+    }
+
+    #[test]
+    fn a_saved_graph_loads_with_the_same_answers() {
+        let rows = vectors(2000, 16, 3);
+        let mut graph = AnnGraph::build(&rows);
+        let dir = tempfile::tempdir().expect("dir");
+        assert!(AnnGraph::load(dir.path(), 16).expect("nothing saved").is_none());
+        graph.save(dir.path(), 16).expect("save");
+        let covered = graph.save(dir.path(), 16).expect("save again");
+        graph.mark_saved(covered);
+        assert_eq!(graph.unsaved(), 0);
+        let files = std::fs::read_dir(dir.path().join(GRAPH_DIR)).expect("dir").count();
+        assert_eq!(files, 3, "one graph and one data file, and the record");
+        let loaded = AnnGraph::load(dir.path(), 16).expect("load").expect("saved");
+        assert_eq!((loaded.inserted(), loaded.max_vec_id(), loaded.unsaved()), (2000, Some(1999), 0));
+        let query = &rows[5].1;
+        assert_eq!(graph.search(query, 5, &|_| true), loaded.search(query, 5, &|_| true));
+        assert!(AnnGraph::load(dir.path(), 32).expect("other dimension").is_none());
+        std::fs::write(dir.path().join(GRAPH_DIR).join(GRAPH_RECORD), "{").expect("damage");
+        assert!(AnnGraph::load(dir.path(), 16).is_err());
     }
 
     #[test]

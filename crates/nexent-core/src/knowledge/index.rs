@@ -670,9 +670,10 @@ impl KnowledgeIndex {
         }
     }
 
-    /// Drops the graph of an index that became small, and (re)builds it in the background for one that
-    /// is large and has none, or whose graph holds too many deleted vectors. Searches stay exact
-    /// meanwhile; vectors added during the build are inserted before the graph is switched on.
+    /// Drops the graph of an index that became small, and for one that is large and has none (or whose
+    /// graph holds too many deleted vectors) loads the saved graph or builds one, in the background.
+    /// Searches stay exact meanwhile; vectors added since the save or during the build are inserted before
+    /// the graph is switched on. A graph with many unsaved insertions is saved again.
     fn maintain_graph(&self) {
         let live = read(&self.vectors).len();
         let minimum = self.ann_min_vectors.load(Ordering::SeqCst);
@@ -681,8 +682,11 @@ impl KnowledgeIndex {
             return;
         }
         // A graph holding more than a third dead vectors is rebuilt; a healthy one is kept.
-        let healthy = read(&self.graph).as_ref().is_some_and(|graph| graph.inserted() <= live + live / 3);
-        if healthy {
+        let (healthy, unsaved, inserted) = read(&self.graph)
+            .as_ref()
+            .map_or((false, 0, 0), |graph| (graph.inserted() <= live + live / 3, graph.unsaved(), graph.inserted()));
+        let needs_save = healthy && unsaved > 2000.max(inserted / 10);
+        if healthy && !needs_save {
             return;
         }
         if self.graph_building.swap(true, Ordering::SeqCst) {
@@ -691,36 +695,94 @@ impl KnowledgeIndex {
         let vectors = self.vectors.clone();
         let graph_slot = self.graph.clone();
         let building = self.graph_building.clone();
-        let name = self.dir.display().to_string();
-        let spawned = std::thread::Builder::new().name("nexent-ann-build".into()).spawn(move || {
-            let started = std::time::Instant::now();
-            // Build from a snapshot on every core; vectors added meanwhile are few and inserted one by one,
-            // unless there are many (an index being filled), in which case the build starts over.
-            let mut snapshot;
-            loop {
-                snapshot = read(&vectors).live_rows();
-                let known: HashSet<u64> = snapshot.iter().map(|(vec_id, _)| *vec_id).collect();
-                let mut graph = AnnGraph::build(&snapshot);
-                let matrix = read(&vectors);
-                let missing: Vec<(u64, Vec<f32>)> =
-                    matrix.live_rows().into_iter().filter(|(vec_id, _)| !known.contains(vec_id)).collect();
-                if missing.len() > snapshot.len() / 10 {
-                    continue;
+        let dir = self.dir.clone();
+        let dimension = lock(&self.meta).embedding_dim;
+        let job = move || {
+            if needs_save {
+                save_graph(&graph_slot, &dir, dimension);
+            } else {
+                let loaded = read(&graph_slot).is_none() && load_graph(&vectors, &graph_slot, &dir, dimension);
+                if !loaded {
+                    build_graph(&vectors, &graph_slot, &dir);
+                    save_graph(&graph_slot, &dir, dimension);
                 }
-                let mut slot = write(&graph_slot);
-                for (vec_id, vector) in &missing {
-                    graph.insert(*vec_id, vector);
-                }
-                *slot = Some(graph);
-                break;
             }
             building.store(false, Ordering::SeqCst);
-            tracing::info!(index = %name, vectors = snapshot.len(), seconds = started.elapsed().as_secs_f64(), "vector graph built");
-        });
-        if let Err(error) = spawned {
-            tracing::error!(%error, "cannot start the vector graph builder; search stays exact");
+        };
+        if let Err(error) = std::thread::Builder::new().name("nexent-ann".into()).spawn(job) {
+            tracing::error!(%error, "cannot start the vector graph thread; search stays exact");
             self.graph_building.store(false, Ordering::SeqCst);
         }
+    }
+}
+
+/// Switches on the saved graph with the vectors added since it was saved; false when there is no usable one.
+fn load_graph(
+    vectors: &RwLock<VectorMatrix>,
+    graph_slot: &RwLock<Option<AnnGraph>>,
+    dir: &Path,
+    dimension: usize,
+) -> bool {
+    let started = std::time::Instant::now();
+    let mut graph = match AnnGraph::load(dir, dimension) {
+        Ok(Some(graph)) => graph,
+        Ok(None) => return false,
+        Err(error) => {
+            tracing::warn!(%error, index = %dir.display(), "rebuilding the vector graph");
+            return false;
+        }
+    };
+    // The matrix stays read-locked until the graph is switched on, so no commit falls in between.
+    let matrix = read(vectors);
+    let newer: Vec<(u64, Vec<f32>)> = matrix
+        .live_rows()
+        .into_iter()
+        .filter(|(vec_id, _)| graph.max_vec_id().is_none_or(|max| *vec_id > max))
+        .collect();
+    let mut slot = write(graph_slot);
+    for (vec_id, vector) in &newer {
+        graph.insert(*vec_id, vector);
+    }
+    tracing::info!(index = %dir.display(), vectors = graph.inserted(), added = newer.len(), seconds = started.elapsed().as_secs_f64(), "vector graph loaded");
+    *slot = Some(graph);
+    true
+}
+
+/// Builds a graph from a snapshot on every core and switches it on. Vectors added meanwhile are few and
+/// inserted one by one, unless there are many (an index being filled), in which case the build starts over.
+fn build_graph(vectors: &RwLock<VectorMatrix>, graph_slot: &RwLock<Option<AnnGraph>>, dir: &Path) {
+    let started = std::time::Instant::now();
+    loop {
+        let snapshot = read(vectors).live_rows();
+        let known: HashSet<u64> = snapshot.iter().map(|(vec_id, _)| *vec_id).collect();
+        let mut graph = AnnGraph::build(&snapshot);
+        let matrix = read(vectors);
+        let missing: Vec<(u64, Vec<f32>)> =
+            matrix.live_rows().into_iter().filter(|(vec_id, _)| !known.contains(vec_id)).collect();
+        if missing.len() > snapshot.len() / 10 {
+            continue;
+        }
+        let mut slot = write(graph_slot);
+        for (vec_id, vector) in &missing {
+            graph.insert(*vec_id, vector);
+        }
+        *slot = Some(graph);
+        tracing::info!(index = %dir.display(), vectors = snapshot.len(), seconds = started.elapsed().as_secs_f64(), "vector graph built");
+        return;
+    }
+}
+
+/// Saves the current graph beside the index (searches go on; insertions wait for the save).
+fn save_graph(graph_slot: &RwLock<Option<AnnGraph>>, dir: &Path, dimension: usize) {
+    let saved = read(graph_slot).as_ref().map(|graph| graph.save(dir, dimension));
+    match saved {
+        Some(Ok(covered)) => {
+            if let Some(graph) = write(graph_slot).as_mut() {
+                graph.mark_saved(covered);
+            }
+        }
+        Some(Err(error)) => tracing::warn!(%error, index = %dir.display(), "the vector graph stays unsaved"),
+        None => {}
     }
 }
 
@@ -776,6 +838,63 @@ mod tests {
         let mut vector = vec![0.0; dimension];
         vector[hot] = 1.0;
         vector
+    }
+
+    /// Pseudo-random unit vectors (xorshift).
+    fn unit_vectors(count: usize, dimension: usize) -> Vec<Vec<f32>> {
+        let mut state = 88172645463325252u64;
+        (0..count)
+            .map(|_| {
+                let mut vector: Vec<f32> = (0..dimension)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        (state % 2000) as f32 / 1000.0 - 1.0
+                    })
+                    .collect();
+                crate::knowledge::embedder::normalise(&mut vector);
+                vector
+            })
+            .collect()
+    }
+
+    #[test]
+    fn the_vector_graph_is_saved_and_loaded_at_reopen_with_newer_vectors() -> Result<(), IndexError> {
+        let dir = tempfile::tempdir()?;
+        let vectors = unit_vectors(700, 8);
+        let pairs = |range: std::ops::Range<usize>| -> Vec<(Chunk, Vec<f32>)> {
+            range.map(|n| (chunk(&format!("c_{n}"), &format!("{n}.txt"), "text"), vectors[n].clone())).collect()
+        };
+        let record = dir.path().join("ann/graph.json");
+        {
+            let index = KnowledgeIndex::create(dir.path(), "kb", "model", 8)?;
+            index.add_chunks(&pairs(0..500))?;
+            index.set_ann_min_vectors(100);
+            index.wait_for_graph();
+            assert!(index.uses_graph());
+        }
+        let saved = std::fs::read_to_string(&record)?;
+        assert!(saved.contains("\"max_vec_id\":499"), "{saved}");
+        {
+            let index = KnowledgeIndex::open(dir.path())?;
+            index.set_ann_min_vectors(100);
+            index.add_chunks(&pairs(500..700))?;
+            index.wait_for_graph();
+            assert!(index.uses_graph());
+            assert_eq!(std::fs::read_to_string(&record)?, saved, "loaded, not rebuilt");
+            // A vector added after the save is found through the graph.
+            let (_, found) = &index.search_vector(&vectors[650], 1)?[0];
+            assert_eq!(found.id, "c_650");
+        }
+        // A damaged record means a rebuild, not a failure to open.
+        std::fs::write(&record, "not json")?;
+        let index = KnowledgeIndex::open(dir.path())?;
+        index.set_ann_min_vectors(100);
+        index.wait_for_graph();
+        assert!(index.uses_graph());
+        assert!(std::fs::read_to_string(&record)?.contains("\"max_vec_id\":699"));
+        Ok(())
     }
 
     #[test]
