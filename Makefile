@@ -17,7 +17,8 @@ run: build
 	$(NEXENT_BIN) serve --models-dir models/files $(ARGS)
 
 ## test: every test of the workspace (unit and end-to-end against the real binary).
-test: setup
+test:
+	@NEXENT_MODEL_GROUPS="embedding llm llm-tiny" bash scripts/setup.sh
 	bash scripts/setup-test.sh
 	cargo build -p nexent-server --bin nexent
 	@if cargo nextest --version >/dev/null 2>&1; then \

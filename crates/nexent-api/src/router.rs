@@ -13,7 +13,9 @@ use utoipa_axum::routes;
 use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
-use crate::apps::{base, config_sync, conversation, data_process, file_management, knowledge, proxy, watched_folders};
+use crate::apps::{
+    base, config_sync, conversation, data_process, file_management, knowledge, openai, proxy, watched_folders,
+};
 use crate::security;
 
 #[derive(OpenApi)]
@@ -39,6 +41,7 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(conversation::create_conversation))
         .routes(routes!(conversation::list_conversations))
         .routes(routes!(conversation::rename_conversation))
+        .routes(routes!(conversation::generate_title))
         .routes(routes!(conversation::conversation_history, conversation::delete_conversation))
         .routes(routes!(conversation::conversation_sources))
         .routes(routes!(conversation::update_opinion))
@@ -74,6 +77,9 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(watched_folders::list_watched, watched_folders::watch_folder))
         .routes(routes!(watched_folders::unwatch_folder))
         .routes(routes!(watched_folders::sync_folder))
+        .routes(routes!(openai::list_models))
+        .routes(routes!(openai::chat_completions))
+        .routes(routes!(openai::embeddings))
 }
 
 /// Uploads stream to storage, which enforces its own per-file limit, so the JSON body limit must not

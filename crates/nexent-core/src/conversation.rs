@@ -5,6 +5,7 @@
 //! index of the conversation), so concurrent appends never collide. The agent uses
 //! [`ConversationStore::append_user_message`] and [`ConversationStore::append_assistant_message`].
 
+pub mod title;
 pub mod units;
 
 use serde_json::Value;

@@ -2,6 +2,7 @@
 //!
 //! Everything here is free of HTTP and UI: the api crate converts these types to Nexent's wire shapes, and
 //! the binaries wire engines into the seams. Modules:
+//! - [`chat`]: the chat-model seam (messages, tools, streamed events, stop sequences).
 //! - [`db`]: the SQLite database file (WAL) and its append-only migrations.
 //! - [`conversation`]: Conversation Management: conversations, messages, ordered units, sources.
 //! - [`config_sync`]: Config Sync: Nexent's settings persisted as a dotenv file, environment overrides.
@@ -13,6 +14,7 @@
 //! - [`watch`]: watched folders: files kept ingested into a knowledge base, reconciled by content hash.
 //! - [`services`]: opens all of the above on a data dir, the one wiring point for every binary.
 
+pub mod chat;
 pub mod clock;
 pub mod config_sync;
 pub mod conversation;

@@ -3,6 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::chat::{SharedChatModel, UnavailableChat};
 use crate::config_sync::{CONFIG_FILE_NAME, ConfigSync, ConfigSyncError};
 use crate::conversation::ConversationStore;
 use crate::db::{DATABASE_FILE_NAME, DatabaseError, open_database};
@@ -51,6 +52,8 @@ pub struct ServicesOptions {
     pub ingest_workers: usize,
     /// Where stored files' bytes live.
     pub storage_backend: StorageBackend,
+    /// The chat model (or an [`UnavailableChat`] saying why none could be loaded).
+    pub chat_model: SharedChatModel,
 }
 
 impl Default for ServicesOptions {
@@ -65,6 +68,10 @@ impl Default for ServicesOptions {
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             ingest_workers: 2,
             storage_backend: StorageBackend::Local,
+            chat_model: std::sync::Arc::new(UnavailableChat {
+                model_name: "none".into(),
+                reason: "no chat model was configured".into(),
+            }),
         }
     }
 }
@@ -80,6 +87,7 @@ pub struct Services {
     pub storage: FileStorage,
     pub ingest: IngestQueue,
     pub watcher: FolderWatcher,
+    pub chat: SharedChatModel,
 }
 
 impl Services {
@@ -123,6 +131,7 @@ impl Services {
             storage,
             ingest,
             watcher,
+            chat: options.chat_model,
         })
     }
 }

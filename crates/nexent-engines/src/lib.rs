@@ -5,6 +5,8 @@
 //! - [`onnx_embedder`]: all-MiniLM-L6-v2 (int8 ONNX) through ONNX Runtime, loaded at run time from the
 //!   registry's `onnxruntime` wheel (`ort` with `load-dynamic`).
 //! - [`remote_embedder`]: any OpenAI-compatible `/v1/embeddings` server.
+//! - [`llama_chat`]: chat on a GGUF model through llama.cpp (vendored source, built with the crate).
 
+pub mod llama_chat;
 pub mod onnx_embedder;
 pub mod remote_embedder;

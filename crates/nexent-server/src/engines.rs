@@ -1,15 +1,66 @@
 //! Choosing and loading the engines behind core's seams at start-up. A missing model never stops the
 //! server: the seam gets an "unavailable" engine that says which files to fetch.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use nexent_core::chat::{DeferredChat, SharedChatModel, UnavailableChat};
 use nexent_core::config_sync::{CONFIG_FILE_NAME, ConfigSync};
 use nexent_core::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
+use nexent_engines::llama_chat::{LlamaChat, LlamaChatConfig};
 use nexent_engines::onnx_embedder::{MINILM_DIMENSION, MINILM_MODEL_NAME, OnnxEmbedder, OnnxEmbedderConfig};
 use nexent_engines::remote_embedder::RemoteEmbedder;
 
 use crate::settings::Settings;
+
+/// The default chat model's file in the models folder (`python3 models/fetch.py llm`).
+pub const DEFAULT_CHAT_MODEL_FILE: &str = "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf";
+
+/// The chat model: `--chat-model`, else the default file in the models folder, else any GGUF file there.
+/// It loads in the background (start-up does not wait); requests made meanwhile wait for it.
+pub fn load_chat_model(settings: &Settings) -> SharedChatModel {
+    let Some(path) = choose_chat_model(settings) else {
+        let reason = format!(
+            "no chat model: put a .gguf file in {} (python3 models/fetch.py llm) or pass --chat-model",
+            settings.models_dir.display()
+        );
+        tracing::warn!(%reason, "chat is unavailable");
+        return Arc::new(UnavailableChat { model_name: "none".into(), reason });
+    };
+    let mut config = LlamaChatConfig::new(&path);
+    config.context_tokens = settings.llm_context;
+    if let Some(threads) = settings.llm_threads {
+        config.threads = threads;
+    }
+    let name = config.model_name.clone();
+    Arc::new(DeferredChat::spawn(name.clone(), move || match LlamaChat::load(config) {
+        Ok(model) => Arc::new(model) as SharedChatModel,
+        Err(error) => {
+            let reason = error.to_string();
+            tracing::warn!(%reason, "chat is unavailable");
+            Arc::new(UnavailableChat { model_name: name, reason })
+        }
+    }))
+}
+
+fn choose_chat_model(settings: &Settings) -> Option<PathBuf> {
+    if let Some(path) = &settings.chat_model {
+        return Some(path.clone());
+    }
+    let default = settings.models_dir.join(DEFAULT_CHAT_MODEL_FILE);
+    if default.is_file() {
+        return Some(default);
+    }
+    let mut found: Vec<PathBuf> = std::fs::read_dir(&settings.models_dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("gguf")))
+        .collect();
+    found.sort();
+    found.into_iter().next()
+}
 
 /// A remote OpenAI-compatible embedder when Config Sync names one (`EMBEDDING_MODEL_URL`, with
 /// `EMBEDDING_MODEL_NAME`, `EMBEDDING_API_KEY`, `EMBEDDING_DIMENSION`), else the local model.

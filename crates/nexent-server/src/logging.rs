@@ -9,10 +9,16 @@ use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::settings::Settings;
 
+/// Our own messages at info; llama.cpp's model-loading chatter (a hundred lines per load) only when it warns,
+/// and the binding's complaints about llama.cpp's log continuation lines not at all.
+const DEFAULT_FILTER: &str = "info,llama-cpp-2=warn,llama_cpp_2::log=off";
+
 /// Installs the subscriber; keep the guard alive so the file writer flushes on exit.
 pub fn init(settings: &Settings) -> anyhow::Result<WorkerGuard> {
-    let filter =
-        std::env::var("NEXENT_LOG").ok().or_else(|| settings.log_filter.clone()).unwrap_or_else(|| "info".to_owned());
+    let filter = std::env::var("NEXENT_LOG")
+        .ok()
+        .or_else(|| settings.log_filter.clone())
+        .unwrap_or_else(|| DEFAULT_FILTER.to_owned());
     let filter = EnvFilter::try_new(&filter).with_context(|| format!("invalid log filter {filter:?}"))?;
     let log_dir = settings.data_dir.join("logs");
     std::fs::create_dir_all(&log_dir).with_context(|| format!("cannot create {}", log_dir.display()))?;

@@ -65,6 +65,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let fetch_policy = FetchPolicy { allow_private_targets: settings.allow_private_fetch, ..FetchPolicy::default() };
     let engine_settings = settings.clone();
     let embedder = tokio::task::spawn_blocking(move || engines::load_embedder(&engine_settings)).await?;
+    let chat_model = engines::load_chat_model(&settings);
     let services = Services::open(
         &settings.data_dir,
         ServicesOptions {
@@ -73,6 +74,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             max_upload_bytes: settings.max_upload_bytes,
             ingest_workers: settings.ingest_workers,
             storage_backend: settings.storage.clone(),
+            chat_model,
         },
     )
     .await

@@ -49,6 +49,15 @@ pub struct ServeArgs {
     /// Ingestion tasks processed at once (default 2).
     #[arg(long, env = "NEXENT_INGEST_WORKERS")]
     pub ingest_workers: Option<usize>,
+    /// The GGUF chat model (default: the Qwen2.5-Coder-0.5B file in the models folder, else any .gguf there).
+    #[arg(long, env = "NEXENT_CHAT_MODEL")]
+    pub chat_model: Option<PathBuf>,
+    /// Threads llama.cpp may use (default: one fewer than the cores, at least one).
+    #[arg(long, env = "NEXENT_LLM_THREADS")]
+    pub llm_threads: Option<usize>,
+    /// Tokens of context for the chat model (prompt and answer together; default 4096).
+    #[arg(long, env = "NEXENT_LLM_CONTEXT")]
+    pub llm_context: Option<u32>,
     /// Keep a folder ingested into a knowledge base: `FOLDER=INDEX` (repeatable).
     #[arg(long = "watch", value_name = "FOLDER=INDEX", value_parser = parse_watch)]
     pub watch: Vec<WatchSpec>,
@@ -147,6 +156,9 @@ pub struct ConfigFile {
     pub embed_threads: Option<usize>,
     pub max_upload_bytes: Option<u64>,
     pub ingest_workers: Option<usize>,
+    pub chat_model: Option<PathBuf>,
+    pub llm_threads: Option<usize>,
+    pub llm_context: Option<u32>,
     #[serde(default)]
     pub watch: Vec<WatchSpec>,
     /// Where stored files live; `objects/` in the data dir unless this says otherwise.
@@ -180,6 +192,9 @@ pub struct Settings {
     pub embed_threads: usize,
     pub max_upload_bytes: u64,
     pub ingest_workers: usize,
+    pub chat_model: Option<PathBuf>,
+    pub llm_threads: Option<usize>,
+    pub llm_context: u32,
     pub watch: Vec<WatchSpec>,
     pub storage: StorageBackend,
     pub log_filter: Option<String>,
@@ -240,6 +255,9 @@ impl Settings {
                 .or(file.max_upload_bytes)
                 .unwrap_or(nexent_core::storage::DEFAULT_MAX_UPLOAD_BYTES),
             ingest_workers: args.ingest_workers.or(file.ingest_workers).unwrap_or(2).clamp(1, 64),
+            chat_model: args.chat_model.or(file.chat_model),
+            llm_threads: args.llm_threads.or(file.llm_threads).map(|threads| threads.max(1)),
+            llm_context: args.llm_context.or(file.llm_context).unwrap_or(4096).clamp(512, 131_072),
             watch: file.watch.into_iter().chain(args.watch).collect(),
             storage: file
                 .storage

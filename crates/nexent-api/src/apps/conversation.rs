@@ -106,6 +106,39 @@ pub async fn rename_conversation(
     Ok(ConversationResponse::success(Value::Bool(true)))
 }
 
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct GenerateTitleRequest {
+    pub conversation_id: i64,
+    /// `[{"role": "user"|"assistant", "content": "..."}]`
+    #[serde(default)]
+    #[schema(value_type = Vec<Object>)]
+    pub history: Vec<Value>,
+}
+
+#[utoipa::path(post, path = "/api/conversation/generate_title", tag = "conversation",
+    request_body = GenerateTitleRequest,
+    responses((status = 200, body = ConversationResponse, description = "data: the title (the conversation is renamed to it)"),
+              (status = 404, description = "unknown or deleted conversation"),
+              (status = 503, description = "no chat model, or it is busy")))]
+pub async fn generate_title(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<GenerateTitleRequest>,
+) -> Result<Json<ConversationResponse>, ApiError> {
+    let conversations = &state.services.conversations;
+    conversations.get(request.conversation_id).await?;
+    let history: Vec<(String, String)> = request
+        .history
+        .iter()
+        .filter_map(|item| Some((item["role"].as_str()?.to_owned(), item["content"].as_str()?.to_owned())))
+        .collect();
+    if history.iter().all(|(_, content)| content.trim().is_empty()) {
+        return Err(ApiError::validation("history", "history needs at least one message with content"));
+    }
+    let title = nexent_core::conversation::title::generate_title(state.services.chat.as_ref(), &history).await?;
+    conversations.rename(request.conversation_id, &title).await?;
+    Ok(ConversationResponse::success(Value::String(title)))
+}
+
 #[utoipa::path(delete, path = "/api/conversation/{conversation_id}", tag = "conversation",
     params(("conversation_id" = i64, Path)),
     responses((status = 200, body = ConversationResponse, description = "data: true (soft delete, cascading)"),

@@ -1,0 +1,496 @@
+//! Local chat on llama.cpp (`llama-cpp-2`, built from the crate's vendored source; nothing is downloaded).
+//!
+//! One engine thread owns the model and one context; requests wait in a bounded queue (full → `Busy`, HTTP
+//! 503). For each request the engine renders the chat template from the GGUF file's metadata, decodes the
+//! prompt in batches, then samples token by token and sends text as it comes. It stops at an end-of-generation
+//! token, a stop sequence, `max_tokens`, the end of the context, or as soon as the caller drops the stream
+//! (the next send fails), so a client that goes away frees the model within a token.
+//!
+//! Tool calls follow the Qwen2.5 / Hermes convention that small instruction models are trained on: the tools
+//! are described in the system message, the model answers `<tool_call>{"name", "arguments"}</tool_call>`,
+//! and results go back as `<tool_response>` user turns. Calls are parsed leniently ([`parse_tool_calls`]).
+//!
+//! Threads: llama.cpp spins its workers, so with as many threads as cores it collapses when anything else
+//! runs (crates.md §1: 175 → 3 tok/s). The default is one thread fewer than the cores, at least one.
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use nexent_core::chat::{
+    ChatError, ChatEvent, ChatMessage, ChatModel, ChatRequest, ChatStream, FinishReason, Role, ToolCall, Usage,
+    find_stop, held_back,
+};
+use tokio::sync::mpsc;
+
+const QUEUE_DEPTH: usize = 8;
+const PROMPT_BATCH: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum LlamaChatError {
+    #[error("missing model file {0}")]
+    MissingFile(PathBuf),
+    #[error("cannot start llama.cpp: {0}")]
+    Backend(String),
+    #[error("cannot load {path}: {reason}")]
+    Model { path: PathBuf, reason: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct LlamaChatConfig {
+    pub model_path: PathBuf,
+    pub model_name: String,
+    pub threads: usize,
+    /// Tokens of context (prompt and answer together).
+    pub context_tokens: u32,
+}
+
+impl LlamaChatConfig {
+    /// A GGUF file with the default context (4096 tokens) and thread count.
+    pub fn new(model_path: &Path) -> Self {
+        let model_name = model_path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
+        Self { model_path: model_path.to_path_buf(), model_name, threads: default_threads(), context_tokens: 4096 }
+    }
+}
+
+/// One thread fewer than the cores, at least one (see the module doc).
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|cores| cores.get()).unwrap_or(1).saturating_sub(1).max(1)
+}
+
+fn backend() -> Result<&'static LlamaBackend, LlamaChatError> {
+    static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            // llama.cpp's own logging goes to `tracing` (at its levels), not to stderr.
+            llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            LlamaBackend::init().map_err(|error| error.to_string())
+        })
+        .as_ref()
+        .map_err(|error| LlamaChatError::Backend(error.clone()))
+}
+
+struct Job {
+    request: ChatRequest,
+    events: mpsc::Sender<Result<ChatEvent, ChatError>>,
+}
+
+pub struct LlamaChat {
+    model_name: String,
+    jobs: SyncSender<Job>,
+}
+
+impl LlamaChat {
+    /// Loads the model on its engine thread and returns once it can answer.
+    pub fn load(config: LlamaChatConfig) -> Result<Self, LlamaChatError> {
+        if !config.model_path.is_file() {
+            return Err(LlamaChatError::MissingFile(config.model_path));
+        }
+        let backend = backend()?;
+        let (ready, started) = std::sync::mpsc::channel::<Result<(), LlamaChatError>>();
+        let (jobs, receiver) = sync_channel::<Job>(QUEUE_DEPTH);
+        let engine_config = config.clone();
+        std::thread::Builder::new()
+            .name("nexent-llm".into())
+            .spawn(move || run_engine(backend, engine_config, receiver, ready))
+            .map_err(|error| LlamaChatError::Backend(format!("cannot start the engine thread: {error}")))?;
+        started.recv().map_err(|_| LlamaChatError::Backend("the engine thread stopped while loading".into()))??;
+        tracing::info!(model = %config.model_name, threads = config.threads, context = config.context_tokens, "chat model loaded");
+        Ok(Self { model_name: config.model_name, jobs })
+    }
+}
+
+impl ChatModel for LlamaChat {
+    fn model_name(&self) -> &str {
+        &self.model_name
+    }
+
+    fn chat(&self, request: ChatRequest) -> Result<ChatStream, ChatError> {
+        let (events, receiver) = mpsc::channel(64);
+        match self.jobs.try_send(Job { request, events }) {
+            Ok(()) => Ok(Box::pin(futures::stream::unfold(receiver, |mut receiver| async move {
+                receiver.recv().await.map(|event| (event, receiver))
+            }))),
+            Err(TrySendError::Full(_)) => Err(ChatError::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(ChatError::Unavailable("the chat engine stopped".into())),
+        }
+    }
+}
+
+fn run_engine(
+    backend: &'static LlamaBackend,
+    config: LlamaChatConfig,
+    jobs: Receiver<Job>,
+    ready: std::sync::mpsc::Sender<Result<(), LlamaChatError>>,
+) {
+    let failed = |reason: String| LlamaChatError::Model { path: config.model_path.clone(), reason };
+    let model = match LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default()) {
+        Ok(model) => model,
+        Err(error) => {
+            let _ = ready.send(Err(failed(error.to_string())));
+            return;
+        }
+    };
+    let template = model.chat_template(None).or_else(|_| LlamaChatTemplate::new("chatml").map_err(|e| e.to_string()));
+    let template = match template {
+        Ok(template) => template,
+        Err(error) => {
+            let _ = ready.send(Err(failed(format!("no usable chat template: {error:?}"))));
+            return;
+        }
+    };
+    let threads = i32::try_from(config.threads.max(1)).unwrap_or(1);
+    let context_tokens = config.context_tokens.min(model.n_ctx_train().max(512));
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(context_tokens))
+        .with_n_batch(PROMPT_BATCH as u32)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut context = match model.new_context(backend, params) {
+        Ok(context) => context,
+        Err(error) => {
+            let _ = ready.send(Err(failed(format!("cannot create a context: {error}"))));
+            return;
+        }
+    };
+    let _ = ready.send(Ok(()));
+    let engine = Engine { model: &model, template: &template };
+    while let Ok(job) = jobs.recv() {
+        if job.events.is_closed() {
+            continue;
+        }
+        let outcome = engine.generate(&mut context, &job.request, &job.events);
+        if let Err(error) = outcome {
+            let _ = job.events.blocking_send(Err(error));
+        }
+    }
+}
+
+struct Engine<'m> {
+    model: &'m LlamaModel,
+    template: &'m LlamaChatTemplate,
+}
+
+impl Engine<'_> {
+    fn prompt(&self, request: &ChatRequest) -> Result<String, ChatError> {
+        let messages = render_messages(request);
+        let chat: Vec<LlamaChatMessage> = messages
+            .into_iter()
+            .map(|(role, content)| LlamaChatMessage::new(role.to_owned(), content))
+            .collect::<Result<_, _>>()
+            .map_err(|_| ChatError::Invalid("a message contains a NUL character".into()))?;
+        self.model
+            .apply_chat_template(self.template, &chat, true)
+            .map_err(|error| ChatError::Failed(format!("cannot apply the chat template: {error}")))
+    }
+
+    fn sampler(&self, request: &ChatRequest) -> Result<LlamaSampler, ChatError> {
+        let mut chain = Vec::new();
+        if let Some(grammar) = &request.grammar {
+            chain.push(
+                LlamaSampler::grammar(self.model, grammar, "root")
+                    .map_err(|error| ChatError::Invalid(format!("invalid grammar: {error}")))?,
+            );
+        }
+        let temperature = request.temperature.unwrap_or(0.7);
+        if temperature <= 0.0 {
+            chain.push(LlamaSampler::greedy());
+        } else {
+            chain.push(LlamaSampler::top_k(40));
+            chain.push(LlamaSampler::top_p(request.top_p.unwrap_or(0.95).clamp(0.01, 1.0), 1));
+            chain.push(LlamaSampler::temp(temperature));
+            chain.push(LlamaSampler::dist(rand_seed()));
+        }
+        Ok(LlamaSampler::chain_simple(chain))
+    }
+
+    fn generate(
+        &self,
+        context: &mut LlamaContext<'_>,
+        request: &ChatRequest,
+        events: &mpsc::Sender<Result<ChatEvent, ChatError>>,
+    ) -> Result<(), ChatError> {
+        let prompt = self.prompt(request)?;
+        let tokens = self.model.vocab().tokenize(prompt.as_bytes(), false, true);
+        let window = context.n_ctx() as usize;
+        if tokens.len() + 1 >= window {
+            return Err(ChatError::Invalid(format!(
+                "the conversation has {} tokens, more than the model's context of {window}",
+                tokens.len()
+            )));
+        }
+        let room = window - tokens.len();
+        let max_tokens = request.max_tokens.map_or(room, |max| (max as usize).min(room));
+        let mut sampler = self.sampler(request)?;
+        context.clear_kv_cache();
+
+        let mut batch = LlamaBatch::new(PROMPT_BATCH, 1);
+        let last = tokens.len() - 1;
+        for (start, piece) in tokens.chunks(PROMPT_BATCH).enumerate().map(|(n, piece)| (n * PROMPT_BATCH, piece)) {
+            if events.is_closed() {
+                return Ok(());
+            }
+            batch.clear();
+            for (offset, token) in piece.iter().enumerate() {
+                let position = start + offset;
+                batch
+                    .add(*token, position as i32, &[0], position == last)
+                    .map_err(|error| ChatError::Failed(error.to_string()))?;
+            }
+            context.decode(&mut batch).map_err(|error| ChatError::Failed(format!("prompt: {error}")))?;
+        }
+
+        let vocab = self.model.vocab();
+        let mut position = tokens.len();
+        let mut logits_index = batch.n_tokens() - 1;
+        let mut pending_bytes: Vec<u8> = Vec::new();
+        let mut answer = String::new();
+        let mut sent = 0usize;
+        let mut generated = 0usize;
+        let reason = loop {
+            if generated >= max_tokens {
+                break FinishReason::Length;
+            }
+            let token = sampler.sample(context, logits_index);
+            generated += 1;
+            if vocab.is_eog(token) {
+                break FinishReason::Stop;
+            }
+            pending_bytes.extend(vocab.token_to_piece(token, false, None));
+            // Tokens can end inside a character: send only complete UTF-8.
+            let valid = match std::str::from_utf8(&pending_bytes) {
+                Ok(text) => text.len(),
+                Err(error) => error.valid_up_to(),
+            };
+            answer.push_str(std::str::from_utf8(&pending_bytes[..valid]).unwrap_or_default());
+            pending_bytes.drain(..valid);
+            if let Some(stop) = find_stop(&answer, &request.stop) {
+                answer.truncate(stop);
+                if !send_text(events, &answer, &mut sent) {
+                    return Ok(());
+                }
+                break FinishReason::Stop;
+            }
+            let safe = answer.len() - held_back(&answer, &request.stop);
+            let visible = if request.tools.is_empty() { safe } else { safe.min(tool_call_start(&answer)) };
+            if !send_text(events, &answer[..visible], &mut sent) {
+                return Ok(()); // The caller went away.
+            }
+            batch.clear();
+            batch.add(token, position as i32, &[0], true).map_err(|error| ChatError::Failed(error.to_string()))?;
+            position += 1;
+            logits_index = 0;
+            context.decode(&mut batch).map_err(|error| ChatError::Failed(format!("generation: {error}")))?;
+        };
+        let (text, calls) =
+            if request.tools.is_empty() { (answer.clone(), Vec::new()) } else { parse_tool_calls(&answer) };
+        let mut reason = reason;
+        if calls.is_empty() {
+            if !send_text(events, &answer, &mut sent) {
+                return Ok(());
+            }
+        } else {
+            if text.len() > sent && !send_text(events, &text, &mut sent) {
+                return Ok(());
+            }
+            reason = FinishReason::ToolCalls;
+            if events.blocking_send(Ok(ChatEvent::ToolCalls(calls))).is_err() {
+                return Ok(());
+            }
+        }
+        let usage = Usage { prompt_tokens: tokens.len() as u32, completion_tokens: generated as u32 };
+        let _ = events.blocking_send(Ok(ChatEvent::Finished { reason, usage }));
+        Ok(())
+    }
+}
+
+/// Sends the part of `text` past `sent`; false when the caller has gone.
+fn send_text(events: &mpsc::Sender<Result<ChatEvent, ChatError>>, text: &str, sent: &mut usize) -> bool {
+    if text.len() <= *sent || !text.is_char_boundary(*sent) {
+        return !events.is_closed();
+    }
+    let piece = text[*sent..].to_owned();
+    *sent = text.len();
+    events.blocking_send(Ok(ChatEvent::Text(piece))).is_ok()
+}
+
+fn rand_seed() -> u32 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|since| since.subsec_nanos()).unwrap_or(7)
+}
+
+/// Where a tool call starts (or may be starting) in `text`: text from there on is held back until the call
+/// is complete and parsed.
+fn tool_call_start(text: &str) -> usize {
+    const TAG: &str = "<tool_call>";
+    if let Some(at) = text.find(TAG) {
+        return at;
+    }
+    (1..TAG.len()).rev().find(|&length| text.ends_with(&TAG[..length])).map_or(text.len(), |length| text.len() - length)
+}
+
+/// The chat as (role, content) turns for a template that knows system, user and assistant: tools are
+/// described in the system turn, calls and results become tagged text (Qwen2.5's own format).
+pub fn render_messages(request: &ChatRequest) -> Vec<(&'static str, String)> {
+    let mut turns: Vec<(&'static str, String)> = Vec::new();
+    let tools_text = (!request.tools.is_empty()).then(|| {
+        let described: Vec<String> = request
+            .tools
+            .iter()
+            .map(|tool| {
+                serde_json::json!({"type": "function", "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters}})
+                    .to_string()
+            })
+            .collect();
+        format!(
+            "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\n\
+             You are provided with function signatures within <tools></tools> XML tags:\n<tools>\n{}\n</tools>\n\n\
+             For each function call, return a json object with function name and arguments within \
+             <tool_call></tool_call> XML tags:\n<tool_call>\n{{\"name\": <function-name>, \"arguments\": <args-json-object>}}\n</tool_call>",
+            described.join("\n")
+        )
+    });
+    let mut messages = request.messages.iter().peekable();
+    let system = match messages.peek() {
+        Some(message) if message.role == Role::System => messages.next().map(|message| message.content.clone()),
+        _ => None,
+    };
+    if system.is_some() || tools_text.is_some() {
+        let base = system.unwrap_or_else(|| "You are a helpful assistant.".to_owned());
+        turns.push(("system", format!("{base}{}", tools_text.unwrap_or_default())));
+    }
+    for message in messages {
+        match message.role {
+            Role::System => turns.push(("system", message.content.clone())),
+            Role::User => turns.push(("user", message.content.clone())),
+            Role::Assistant => {
+                let mut content = message.content.clone();
+                for call in &message.tool_calls {
+                    let arguments: serde_json::Value = serde_json::from_str(&call.arguments)
+                        .unwrap_or(serde_json::Value::String(call.arguments.clone()));
+                    content.push_str(&format!(
+                        "\n<tool_call>\n{}\n</tool_call>",
+                        serde_json::json!({"name": call.name, "arguments": arguments})
+                    ));
+                }
+                turns.push(("assistant", content.trim().to_owned()));
+            }
+            Role::Tool => {
+                let response = format!("<tool_response>\n{}\n</tool_response>", message.content);
+                // Consecutive results share one user turn, as Qwen's template renders them.
+                match turns.last_mut() {
+                    Some((role, content)) if *role == "user" && content.ends_with("</tool_response>") => {
+                        content.push('\n');
+                        content.push_str(&response);
+                    }
+                    _ => turns.push(("user", response)),
+                }
+            }
+        }
+    }
+    turns
+}
+
+/// Splits generated text into its prose and its `<tool_call>` blocks. Lenient, because small models are:
+/// a missing closing tag, code fences, single quotes or `"parameters"` instead of `"arguments"` are
+/// accepted; a block that is no JSON object with a name stays in the text.
+pub fn parse_tool_calls(text: &str) -> (String, Vec<ToolCall>) {
+    let mut prose = String::new();
+    let mut calls = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("<tool_call>") {
+        prose.push_str(&rest[..start]);
+        let after = &rest[start + "<tool_call>".len()..];
+        let (body, next) = match after.find("</tool_call>") {
+            Some(end) => (&after[..end], &after[end + "</tool_call>".len()..]),
+            None => (after, ""),
+        };
+        match parse_call(body, calls.len()) {
+            Some(call) => calls.push(call),
+            None => prose.push_str(&rest[start..rest.len() - next.len()]),
+        }
+        rest = next;
+    }
+    prose.push_str(rest);
+    (prose.trim().to_owned(), calls)
+}
+
+fn parse_call(body: &str, index: usize) -> Option<ToolCall> {
+    let trimmed = body.trim().trim_start_matches("```json").trim_start_matches("```").trim_end_matches("```").trim();
+    let value: serde_json::Value =
+        serde_json::from_str(trimmed).or_else(|_| serde_json::from_str(&trimmed.replace('\'', "\""))).ok()?;
+    let name = value.get("name")?.as_str()?.to_owned();
+    let arguments =
+        value.get("arguments").or_else(|| value.get("parameters")).cloned().unwrap_or(serde_json::json!({}));
+    let arguments = match arguments {
+        serde_json::Value::String(text) => text,
+        other => other.to_string(),
+    };
+    Some(ToolCall { id: format!("call_{index}"), name, arguments })
+}
+
+/// For tests and benchmarks: a plain user message.
+pub fn user(text: &str) -> ChatMessage {
+    ChatMessage::new(Role::User, text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use nexent_core::chat::ToolDefinition;
+
+    #[test]
+    fn tool_calls_are_parsed_leniently() {
+        let (prose, calls) = parse_tool_calls(
+            "Let me look.\n<tool_call>\n{\"name\": \"search\", \"arguments\": {\"query\": \"tides\"}}\n</tool_call>",
+        );
+        assert_eq!(prose, "Let me look.");
+        assert_eq!(
+            calls,
+            [ToolCall { id: "call_0".into(), name: "search".into(), arguments: "{\"query\":\"tides\"}".into() }]
+        );
+        let (_, calls) = parse_tool_calls("<tool_call>```json\n{'name': 'a', 'parameters': {'x': 1}}\n```");
+        assert_eq!((calls[0].name.as_str(), calls[0].arguments.as_str()), ("a", "{\"x\":1}"));
+        let (prose, calls) = parse_tool_calls("<tool_call>not json</tool_call> done");
+        assert!(calls.is_empty());
+        assert_eq!(prose, "<tool_call>not json</tool_call> done");
+        assert_eq!(tool_call_start("text <tool_"), 5);
+        assert_eq!(tool_call_start("plain"), 5);
+    }
+
+    #[test]
+    fn tools_go_into_the_system_turn_and_results_into_user_turns() {
+        let mut request = ChatRequest::new(vec![
+            ChatMessage::new(Role::System, "Be brief."),
+            user("Weather?"),
+            ChatMessage {
+                role: Role::Assistant,
+                content: String::new(),
+                tool_calls: vec![ToolCall {
+                    id: "c".into(),
+                    name: "weather".into(),
+                    arguments: "{\"city\":\"Oslo\"}".into(),
+                }],
+                tool_call_id: None,
+            },
+            ChatMessage { tool_call_id: Some("c".into()), ..ChatMessage::new(Role::Tool, "rain") },
+        ]);
+        request.tools.push(ToolDefinition {
+            name: "weather".into(),
+            description: "Weather of a city".into(),
+            parameters: serde_json::json!({"type": "object"}),
+        });
+        let turns = render_messages(&request);
+        assert_eq!(turns.iter().map(|(role, _)| *role).collect::<Vec<_>>(), ["system", "user", "assistant", "user"]);
+        assert!(turns[0].1.starts_with("Be brief.\n\n# Tools") && turns[0].1.contains("\"name\":\"weather\""));
+        assert_eq!(turns[2].1, "<tool_call>\n{\"arguments\":{\"city\":\"Oslo\"},\"name\":\"weather\"}\n</tool_call>");
+        assert_eq!(turns[3].1, "<tool_response>\nrain\n</tool_response>");
+    }
+}
