@@ -9,6 +9,7 @@ mod file_management;
 mod formats;
 mod ingest;
 mod knowledge;
+mod models;
 mod openai;
 mod proxy;
 mod s3;

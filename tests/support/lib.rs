@@ -170,6 +170,20 @@ impl NexentServer {
         self.child.as_ref().map(Child::id)
     }
 
+    /// SIGSTOP: the process stays, its port accepts connections, nothing answers (a hung server).
+    pub fn pause(&self) {
+        if let Some(pid) = self.pid() {
+            send_signal(pid, libc::SIGSTOP);
+        }
+    }
+
+    /// SIGCONT after [`NexentServer::pause`].
+    pub fn resume(&self) {
+        if let Some(pid) = self.pid() {
+            send_signal(pid, libc::SIGCONT);
+        }
+    }
+
     /// SIGKILL: no chance to flush or clean up.
     pub fn kill(&mut self) -> anyhow::Result<()> {
         if let Some(mut child) = self.child.take() {

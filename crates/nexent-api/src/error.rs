@@ -287,3 +287,53 @@ where
         }
     }
 }
+
+/// Parameters from the query string and from a JSON body alike (Nexent's clients send GET requests with
+/// JSON bodies): body keys win over query keys. Values are read leniently with [`Params::text`] and
+/// [`Params::number`], since the query gives strings where a body gives numbers.
+pub struct Params(pub serde_json::Map<String, Value>);
+
+impl Params {
+    pub fn text(&self, key: &str) -> Option<String> {
+        match self.0.get(key)? {
+            Value::String(text) => Some(text.clone()),
+            Value::Null => None,
+            other => Some(other.to_string()),
+        }
+    }
+
+    pub fn number(&self, key: &str) -> Result<Option<f64>, ApiError> {
+        match self.0.get(key) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::Number(number)) => Ok(number.as_f64()),
+            Some(Value::String(text)) if text.trim().is_empty() => Ok(None),
+            Some(Value::String(text)) => text
+                .trim()
+                .parse::<f64>()
+                .map(Some)
+                .map_err(|_| ApiError::validation(key, format!("{key} must be a number, not {text:?}"))),
+            Some(other) => Err(ApiError::validation(key, format!("{key} must be a number, not {other}"))),
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequest<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let mut merged = serde_json::Map::new();
+        if let Some(query) = request.uri().query() {
+            for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+                merged.insert(key.into_owned(), Value::String(value.into_owned()));
+            }
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| ApiError::validation("body", format!("Cannot read the request body: {rejection}")))?;
+        if !bytes.iter().all(u8::is_ascii_whitespace) {
+            let body: serde_json::Map<String, Value> = parse_json_body(&bytes)?;
+            merged.extend(body);
+        }
+        Ok(Params(merged))
+    }
+}

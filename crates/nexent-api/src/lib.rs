@@ -11,6 +11,7 @@ pub mod apps {
     pub mod data_process;
     pub mod file_management;
     pub mod knowledge;
+    pub mod model_management;
     pub mod openai;
     pub mod proxy;
     pub mod watched_folders;

@@ -14,7 +14,8 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
 use crate::apps::{
-    base, config_sync, conversation, data_process, file_management, knowledge, openai, proxy, watched_folders,
+    base, config_sync, conversation, data_process, file_management, knowledge, model_management, openai, proxy,
+    watched_folders,
 };
 use crate::security;
 
@@ -77,6 +78,16 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(watched_folders::list_watched, watched_folders::watch_folder))
         .routes(routes!(watched_folders::unwatch_folder))
         .routes(routes!(watched_folders::sync_folder))
+        .routes(routes!(model_management::create_model))
+        .routes(routes!(model_management::update_model))
+        .routes(routes!(model_management::delete_model))
+        .routes(routes!(model_management::list_models))
+        .routes(routes!(model_management::health_check))
+        .routes(routes!(model_management::get_connect_status))
+        .routes(routes!(model_management::update_connect_status))
+        .routes(routes!(model_management::me_list))
+        .routes(routes!(model_management::me_health))
+        .routes(routes!(model_management::me_model_health))
         .routes(routes!(openai::list_models))
         .routes(routes!(openai::chat_completions))
         .routes(routes!(openai::embeddings))
@@ -111,6 +122,10 @@ pub fn build_router(state: AppState) -> Router {
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
         .route("/", get(|| async { axum::response::Redirect::temporary("/api/docs") }))
         .route("/api/file/{*path}", axum::routing::options(file_management::file_options))
+        // ModelEngine's paths for the same endpoints, so one Nexent Local can be another's model hub.
+        .route("/open/router/v1/models", get(openai::list_models))
+        .route("/open/router/v1/chat/completions", axum::routing::post(openai::chat_completions))
+        .route("/open/router/v1/embeddings", axum::routing::post(openai::embeddings))
         .fallback(base::not_found)
         .method_not_allowed_fallback(base::method_not_allowed)
         .layer(axum::extract::DefaultBodyLimit::max(crate::error::MAX_JSON_BODY_BYTES))

@@ -10,6 +10,8 @@
 //! - [`image_proxy`]: the Proxy App's logic: fetch or decode an image, verify it, return its bytes.
 //! - [`ingest`]: Data Process: the persistent task queue, parsers and chunking that feed knowledge bases.
 //! - [`knowledge`]: knowledge bases: a Tantivy keyword + vector index each; accurate, semantic, hybrid search.
+//! - [`model_engine`]: a ModelEngine hub (OpenAI-compatible router at MODEL_ENGINE_HOST).
+//! - [`models`]: Model Management: model records, local GGUF files, health checks through a connector.
 //! - [`storage`]: File Management's object storage (`object_store`), records, signed expiring URLs.
 //! - [`watch`]: watched folders: files kept ingested into a knowledge base, reconciled by content hash.
 //! - [`services`]: opens all of the above on a data dir, the one wiring point for every binary.
@@ -23,6 +25,8 @@ pub mod fetch;
 pub mod image_proxy;
 pub mod ingest;
 pub mod knowledge;
+pub mod model_engine;
+pub mod models;
 pub mod services;
 pub mod storage;
 pub mod sync;

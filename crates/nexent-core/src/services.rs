@@ -12,6 +12,7 @@ use crate::image_proxy::ImageProxy;
 use crate::ingest::{IngestError, IngestQueue};
 use crate::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
 use crate::knowledge::{KnowledgeBase, KnowledgeError};
+use crate::models::{ModelConnector, ModelRegistry, NoEngines};
 use crate::storage::{DEFAULT_MAX_UPLOAD_BYTES, FileStorage, StorageBackend, StorageError, UrlSigner};
 use crate::watch::{FolderWatcher, WatchError};
 
@@ -54,6 +55,10 @@ pub struct ServicesOptions {
     pub storage_backend: StorageBackend,
     /// The chat model (or an [`UnavailableChat`] saying why none could be loaded).
     pub chat_model: SharedChatModel,
+    /// The folder of model files (local GGUF models are listed from it).
+    pub models_dir: PathBuf,
+    /// Opens the engines behind model records for health checks.
+    pub model_connector: std::sync::Arc<dyn ModelConnector>,
 }
 
 impl Default for ServicesOptions {
@@ -72,6 +77,8 @@ impl Default for ServicesOptions {
                 model_name: "none".into(),
                 reason: "no chat model was configured".into(),
             }),
+            models_dir: PathBuf::from("models"),
+            model_connector: std::sync::Arc::new(NoEngines),
         }
     }
 }
@@ -88,6 +95,7 @@ pub struct Services {
     pub ingest: IngestQueue,
     pub watcher: FolderWatcher,
     pub chat: SharedChatModel,
+    pub models: ModelRegistry,
 }
 
 impl Services {
@@ -105,6 +113,7 @@ impl Services {
         let config_sync = ConfigSync::open(&data_dir.join(CONFIG_FILE_NAME))?;
         let fetcher = SafeFetcher::new(options.fetch_policy)?;
         let ingest_pool = pool.clone();
+        let model_pool = pool.clone();
         let indices_dir = data_dir.join(INDICES_DIR);
         let embedder = options.embedder;
         let knowledge = tokio::task::spawn_blocking(move || KnowledgeBase::open(&indices_dir, embedder))
@@ -132,6 +141,7 @@ impl Services {
             ingest,
             watcher,
             chat: options.chat_model,
+            models: ModelRegistry::new(model_pool, options.models_dir, options.model_connector),
         })
     }
 }

@@ -5,8 +5,12 @@
 //! - [`onnx_embedder`]: all-MiniLM-L6-v2 (int8 ONNX) through ONNX Runtime, loaded at run time from the
 //!   registry's `onnxruntime` wheel (`ort` with `load-dynamic`).
 //! - [`remote_embedder`]: any OpenAI-compatible `/v1/embeddings` server.
+//! - [`remote_chat`]: any OpenAI-compatible `/v1/chat/completions` server, streamed.
+//! - [`connector`]: the engines behind Model Management's records (health checks).
 //! - [`llama_chat`]: chat on a GGUF model through llama.cpp (vendored source, built with the crate).
 
+pub mod connector;
 pub mod llama_chat;
 pub mod onnx_embedder;
+pub mod remote_chat;
 pub mod remote_embedder;

@@ -20,7 +20,7 @@ pub struct RemoteEmbedder {
 
 impl RemoteEmbedder {
     /// `base_url` is the server's API root (e.g. `http://host:8000/v1`); `dimension` is what the model
-    /// returns (checked on every answer).
+    /// returns (checked on every answer; 0 accepts any, for health checks).
     pub fn new(
         base_url: &str,
         api_key: Option<String>,
@@ -80,7 +80,7 @@ impl RemoteEmbedder {
         items
             .into_iter()
             .map(|(_, mut vector)| {
-                if vector.len() != self.dimension {
+                if self.dimension != 0 && vector.len() != self.dimension {
                     return Err(EmbedError::Failed(format!(
                         "the model returned {} dimensions, {} were configured",
                         vector.len(),

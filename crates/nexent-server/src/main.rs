@@ -66,6 +66,12 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     let engine_settings = settings.clone();
     let embedder = tokio::task::spawn_blocking(move || engines::load_embedder(&engine_settings)).await?;
     let chat_model = engines::load_chat_model(&settings);
+    let model_connector = std::sync::Arc::new(nexent_engines::connector::EngineConnector {
+        chat: chat_model.clone(),
+        embedder: embedder.clone(),
+        models_dir: settings.models_dir.clone(),
+        llm_threads: settings.llm_threads.unwrap_or_else(nexent_engines::llama_chat::default_threads),
+    });
     let services = Services::open(
         &settings.data_dir,
         ServicesOptions {
@@ -75,6 +81,8 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             ingest_workers: settings.ingest_workers,
             storage_backend: settings.storage.clone(),
             chat_model,
+            models_dir: settings.models_dir.clone(),
+            model_connector,
         },
     )
     .await

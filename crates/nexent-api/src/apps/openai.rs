@@ -207,8 +207,9 @@ pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
     Json(json!({
         "object": "list",
         "data": [
-            {"id": chat, "object": "model", "created": created, "owned_by": "nexent-local"},
-            {"id": embedding, "object": "model", "created": created, "owned_by": "nexent-local"},
+            // `type` is ModelEngine's, so this list also serves as a hub's (§1.7).
+            {"id": chat, "object": "model", "created": created, "owned_by": "nexent-local", "type": "chat"},
+            {"id": embedding, "object": "model", "created": created, "owned_by": "nexent-local", "type": "embed"},
         ],
     }))
 }

@@ -1,0 +1,56 @@
+//! The engines behind Model Management's records: the loaded local chat model, other GGUF files of the
+//! models folder (loaded for the call, on their own thread), the in-process embedder, and remote
+//! OpenAI-compatible servers.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use nexent_core::chat::{ChatError, DeferredChat, SharedChatModel, UnavailableChat};
+use nexent_core::knowledge::embedder::SharedEmbedder;
+use nexent_core::models::{ModelConnector, ModelRecord};
+
+use crate::llama_chat::{LlamaChat, LlamaChatConfig};
+use crate::remote_chat::RemoteChat;
+use crate::remote_embedder::RemoteEmbedder;
+
+pub struct EngineConnector {
+    pub chat: SharedChatModel,
+    pub embedder: SharedEmbedder,
+    pub models_dir: PathBuf,
+    pub llm_threads: usize,
+}
+
+impl ModelConnector for EngineConnector {
+    fn chat_model(&self, record: &ModelRecord) -> Result<SharedChatModel, ChatError> {
+        if !record.is_local() {
+            let key = Some(record.api_key.clone());
+            return Ok(Arc::new(RemoteChat::new(&record.base_url, key, &record.full_name())?));
+        }
+        if record.model_name == self.chat.model_name() {
+            return Ok(self.chat.clone());
+        }
+        let path = self.models_dir.join(format!("{}.gguf", record.model_name));
+        let mut config = LlamaChatConfig::new(&path);
+        config.threads = self.llm_threads;
+        config.context_tokens = 1024;
+        let name = record.model_name.clone();
+        Ok(Arc::new(DeferredChat::spawn(name.clone(), move || match LlamaChat::load(config) {
+            Ok(model) => Arc::new(model) as SharedChatModel,
+            Err(error) => Arc::new(UnavailableChat { model_name: name, reason: error.to_string() }),
+        })))
+    }
+
+    fn embedder(&self, record: &ModelRecord) -> Result<SharedEmbedder, String> {
+        if record.is_local() || (record.base_url.is_empty() && record.model_name == self.embedder.model_name()) {
+            return Ok(self.embedder.clone());
+        }
+        let key = Some(record.api_key.clone());
+        RemoteEmbedder::new(&record.base_url, key, &record.full_name(), 0)
+            .map(|embedder| Arc::new(embedder) as SharedEmbedder)
+            .map_err(|error| error.to_string())
+    }
+
+    fn local_embedding_model(&self) -> Option<String> {
+        Some(self.embedder.model_name().to_owned())
+    }
+}

@@ -1,0 +1,143 @@
+//! Model Management (§1.6) and the ModelEngine App (§1.7): records round-trip with Nexent's envelope, local
+//! GGUF files and the local embedder are listed, health checks really call the models, and a second Nexent
+//! Local serves as the ModelEngine hub of the first.
+
+use nexent_e2e::{NexentServer, ServerOptions, models_dir};
+use serde_json::{Value, json};
+
+const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1";
+
+fn with_smollm2() -> ServerOptions {
+    let model = models_dir().join(format!("{SMOLLM2}.gguf"));
+    ServerOptions::default().arg("--chat-model").arg(model.display().to_string()).arg("--llm-threads").arg("1")
+}
+
+fn record<'a>(list: &'a Value, name: &str) -> Option<&'a Value> {
+    list["data"].as_array()?.iter().find(|record| record["model_name"] == name)
+}
+
+#[tokio::test]
+async fn model_records_round_trip_and_health_checks_call_the_models() -> anyhow::Result<()> {
+    let server = NexentServer::start_with(with_smollm2())?;
+    let (status, listed) = server.get_json("/api/model/list").await?;
+    assert_eq!((status, listed["code"].as_u64()), (200, Some(200)), "{listed}");
+    let local = record(&listed, SMOLLM2).expect("the GGUF file is listed");
+    assert_eq!((local["model_factory"].as_str(), local["model_type"].as_str()), (Some("local"), Some("llm")));
+    assert_eq!(record(&listed, "all-MiniLM-L6-v2").expect("embedder")["model_type"], "embedding");
+
+    let remote = json!({"model_name": "Pro/Qwen/Qwen2-7B", "model_type": "llm", "base_url": "http://127.0.0.1:9/v1",
+                        "api_key": "sk-secret-1234567890", "display_name": "Remote Qwen"});
+    let (_, created) = server.post_json("/api/model/create", &remote).await?;
+    assert_eq!(created["code"], 200, "{created}");
+    let (status, duplicate) = server
+        .post_json(
+            "/api/model/create",
+            &json!({"model_name": "other", "model_type": "llm", "display_name": "Remote Qwen"}),
+        )
+        .await?;
+    assert_eq!((status, duplicate["code"].as_u64()), (200, Some(409)), "{duplicate}");
+    let (_, listed) = server.get_json("/api/model/list").await?;
+    let stored = record(&listed, "Pro/Qwen/Qwen2-7B").expect("created");
+    assert_eq!(
+        (stored["model_repo"].as_str(), stored["connect_status"].as_str()),
+        (Some("Pro/Qwen"), Some("not_detected"))
+    );
+    assert!(!stored["api_key"].as_str().unwrap_or("").contains("secret-1234"), "keys leave masked: {stored}");
+
+    let (_, updated) = server
+        .post_json(
+            "/api/model/update",
+            &json!({"model_name": "Pro/Qwen/Qwen2-7B", "model_type": "llm", "max_tokens": 2048}),
+        )
+        .await?;
+    assert_eq!(updated["data"], json!({"model_name": "Pro/Qwen/Qwen2-7B"}), "{updated}");
+    let (_, missing) =
+        server.post_json("/api/model/update", &json!({"model_name": "nope/none", "model_type": "llm"})).await?;
+    assert_eq!(missing["code"], 404, "{missing}");
+
+    let (_, healthy) = server.get_json(&format!("/api/model/healthcheck?model_name={SMOLLM2}")).await?;
+    assert_eq!(healthy["data"]["connectivity"], true, "{healthy}");
+    assert_eq!(healthy["data"]["connect_status"], "available");
+    let (_, status_now) = server.get_json(&format!("/api/model/get_connect_status?model_name={SMOLLM2}")).await?;
+    assert_eq!(status_now["data"]["connect_status"], "available", "the status is stored");
+    let (_, embedder) = server.get_json("/api/model/healthcheck?model_name=all-MiniLM-L6-v2").await?;
+    assert_eq!(embedder["data"]["connectivity"], true, "{embedder}");
+    let (_, down) = server.get_json("/api/model/healthcheck?model_name=Pro/Qwen/Qwen2-7B").await?;
+    assert_eq!(
+        (down["data"]["connectivity"].as_bool(), down["data"]["connect_status"].as_str()),
+        (Some(false), Some("unavailable")),
+        "{down}"
+    );
+    assert!(!down["data"]["desc"].as_str().unwrap_or("").is_empty(), "the reason is given: {down}");
+    let (_, unknown) = server.get_json("/api/model/healthcheck?model_name=no-such-model").await?;
+    assert_eq!(unknown["code"], 404, "{unknown}");
+
+    let (_, set) = server
+        .post_json(
+            "/api/model/update_connect_status",
+            &json!({"model_name": "Pro/Qwen/Qwen2-7B", "connect_status": "available"}),
+        )
+        .await?;
+    assert_eq!(set["data"]["connect_status"], "available");
+    let (status, _) = server
+        .post_json(
+            "/api/model/update_connect_status",
+            &json!({"model_name": "Pro/Qwen/Qwen2-7B", "connect_status": "maybe"}),
+        )
+        .await?;
+    assert_eq!(status, 422);
+    let (_, deleted) = server.post_json("/api/model/delete", &json!({"model_name": "Pro/Qwen/Qwen2-7B"})).await?;
+    assert_eq!(deleted["code"], 200, "{deleted}");
+    let (_, again) = server.post_json("/api/model/delete", &json!({"model_name": "Pro/Qwen/Qwen2-7B"})).await?;
+    assert_eq!(again["code"], 404);
+    let (status, _) = server.post_json("/api/model/create", &json!({"model_name": "x"})).await?;
+    assert_eq!(status, 422, "model_type is required");
+    Ok(())
+}
+
+#[tokio::test]
+async fn another_nexent_serves_as_the_model_engine_hub() -> anyhow::Result<()> {
+    let hub = NexentServer::start_with(with_smollm2())?;
+    let host = hub.url("").trim_end_matches('/').to_owned();
+    let server = NexentServer::start_with(
+        ServerOptions::default().env("MODEL_ENGINE_HOST", host).env("MODEL_ENGINE_APIKEY", "hub-key"),
+    )?;
+    let (_, all) = server.get_json("/api/me/model/list").await?;
+    assert_eq!((all["code"].as_u64(), all["data"].as_array().map(Vec::len)), (Some(200), Some(2)), "{all}");
+    let (_, chat) = server.get_json("/api/me/model/list?type=chat").await?;
+    assert_eq!(chat["data"][0]["id"], SMOLLM2, "{chat}");
+    let (_, embed) = server.get_json("/api/me/model/list?type=embedding").await?;
+    assert_eq!(embed["data"][0]["id"], "all-MiniLM-L6-v2", "our type names map to the hub's: {embed}");
+    let response = server.client.get(server.url("/api/me/model/list")).json(&json!({"type": "chat"})).send().await?;
+    let (_, from_body) = nexent_e2e::read_json(response).await?;
+    assert_eq!(from_body["data"].as_array().map(Vec::len), Some(1), "a JSON body on GET works too: {from_body}");
+    let (_, none) = server.get_json("/api/me/model/list?type=rerank").await?;
+    assert_eq!(none["code"], 404);
+    assert!(none["message"].as_str().unwrap_or("").contains("Available types"), "{none}");
+
+    let (_, health) = server.get_json("/api/me/healthcheck").await?;
+    assert_eq!(
+        (health["code"].as_u64(), health["data"]["status"].as_str()),
+        (Some(200), Some("Connected")),
+        "{health}"
+    );
+    for model in [SMOLLM2, "all-MiniLM-L6-v2"] {
+        let (_, checked) = server.get_json(&format!("/api/me/model/healthcheck?model_name={model}")).await?;
+        assert_eq!(checked["data"]["connectivity"], true, "{model}: {checked}");
+    }
+    let (_, unknown) = server.get_json("/api/me/model/healthcheck?model_name=ghost").await?;
+    assert_eq!(unknown["code"], 404);
+
+    // A hub that hangs (stopped, its port still accepting) gives §1.7's timeout answer.
+    hub.pause();
+    let answer = server.get_json("/api/me/healthcheck?timeout=1").await;
+    hub.resume();
+    let (_, timed_out) = answer?;
+    assert_eq!(
+        (timed_out["code"].as_u64(), timed_out["data"]["status"].as_str()),
+        (Some(408), Some("Disconnected")),
+        "{timed_out}"
+    );
+    assert_eq!(timed_out["data"]["desc"], "Connection timeout");
+    Ok(())
+}
