@@ -99,9 +99,24 @@ async fn model_records_round_trip_and_health_checks_call_the_models() -> anyhow:
 async fn another_nexent_serves_as_the_model_engine_hub() -> anyhow::Result<()> {
     let hub = NexentServer::start_with(with_smollm2())?;
     let host = hub.url("").trim_end_matches('/').to_owned();
+    // The hub is also this server's remote chat model, as Nexent's settings page would configure it.
     let server = NexentServer::start_with(
-        ServerOptions::default().env("MODEL_ENGINE_HOST", host).env("MODEL_ENGINE_APIKEY", "hub-key"),
+        ServerOptions::default()
+            .env("MODEL_ENGINE_HOST", host.clone())
+            .env("MODEL_ENGINE_APIKEY", "hub-key")
+            .env("LLM_MODEL_URL", format!("{host}/v1"))
+            .env("LLM_MODEL_NAME", SMOLLM2),
     )?;
+    let question = json!({"messages": [{"role": "user", "content": "What is the capital of France?"}], "max_tokens": 8, "temperature": 0});
+    let (status, remote) = server.post_json("/v1/chat/completions", &question).await?;
+    assert_eq!(status, 200, "{remote}");
+    assert_eq!(remote["model"], SMOLLM2, "answered by the remote model: {remote}");
+    assert!(!remote["choices"][0]["message"]["content"].as_str().unwrap_or("").is_empty(), "{remote}");
+    let (_, direct) = hub.post_json("/v1/chat/completions", &question).await?;
+    assert_eq!(
+        remote["choices"][0]["message"]["content"], direct["choices"][0]["message"]["content"],
+        "the same greedy answer"
+    );
     let (_, all) = server.get_json("/api/me/model/list").await?;
     assert_eq!((all["code"].as_u64(), all["data"].as_array().map(Vec::len)), (Some(200), Some(2)), "{all}");
     let (_, chat) = server.get_json("/api/me/model/list?type=chat").await?;

@@ -76,6 +76,30 @@ async fn a_client_that_goes_away_frees_the_model() -> anyhow::Result<()> {
 }
 
 #[tokio::test]
+async fn a_full_queue_answers_busy_instead_of_waiting() -> anyhow::Result<()> {
+    let server = NexentServer::start_with(smollm2())?;
+    let long =
+        json!({"messages": [{"role": "user", "content": "Tell a long tale."}], "max_tokens": 600, "stream": true});
+    let requests = (0..14).map(|_| server.client.post(server.url("/v1/chat/completions")).json(&long).send());
+    let responses = futures::future::join_all(requests).await;
+    let mut busy = Vec::new();
+    let mut accepted = 0;
+    for response in responses {
+        let response = response?;
+        match response.status().as_u16() {
+            200 => accepted += 1, // dropped unread at the end of the test: the generations stop
+            503 => busy.push(response.json::<Value>().await?),
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(accepted >= 1, "one runs and some wait");
+    assert!(!busy.is_empty(), "the queue is bounded: {accepted} accepted");
+    assert_eq!(busy[0]["error"]["code"], "server_busy", "{}", busy[0]);
+    assert!(busy[0]["error"]["message"].as_str().unwrap_or("").contains("busy"));
+    Ok(())
+}
+
+#[tokio::test]
 async fn generate_title_names_the_conversation_with_the_default_qwen_model() -> anyhow::Result<()> {
     // The default model (Qwen2.5-Coder-0.5B from the models folder) loads without any flag.
     let server = NexentServer::start_with(ServerOptions::default().arg("--llm-threads").arg("1"))?;

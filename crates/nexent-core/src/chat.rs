@@ -160,6 +160,19 @@ impl ChatModel for UnavailableChat {
 pub struct DeferredChat {
     model_name: String,
     ready: tokio::sync::watch::Receiver<Option<SharedChatModel>>,
+    /// Requests waiting for the model; bounded like an engine's queue.
+    waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+/// Requests that may wait for a model still loading; more are told it is busy.
+const MAX_WAITING: usize = 8;
+
+struct WaitingSlot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for WaitingSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
 }
 
 impl DeferredChat {
@@ -176,9 +189,9 @@ impl DeferredChat {
                 sender
                     .send(Some(std::sync::Arc::new(UnavailableChat { model_name: model_name.clone(), reason })
                         as SharedChatModel));
-            return Self { model_name, ready };
+            return Self { model_name, ready, waiting: Default::default() };
         }
-        Self { model_name, ready }
+        Self { model_name, ready, waiting: Default::default() }
     }
 }
 
@@ -192,13 +205,19 @@ impl ChatModel for DeferredChat {
             return model.chat(request);
         }
         use futures::StreamExt;
+        use std::sync::atomic::Ordering;
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= MAX_WAITING {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(ChatError::Busy);
+        }
         let mut ready = self.ready.clone();
+        // Given back when the wait ends, or when a caller that went away drops it.
+        let slot = WaitingSlot(self.waiting.clone());
         let started = async move {
-            let model = ready
-                .wait_for(Option::is_some)
-                .await
+            let loaded = ready.wait_for(Option::is_some).await.map(|model| model.clone());
+            drop(slot);
+            let model = loaded
                 .map_err(|_| ChatError::Unavailable("the chat model failed to load".into()))?
-                .clone()
                 .ok_or_else(|| ChatError::Unavailable("the chat model failed to load".into()))?;
             model.chat(request)
         };

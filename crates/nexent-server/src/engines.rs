@@ -9,6 +9,7 @@ use nexent_core::config_sync::{CONFIG_FILE_NAME, ConfigSync};
 use nexent_core::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
 use nexent_engines::llama_chat::{LlamaChat, LlamaChatConfig};
 use nexent_engines::onnx_embedder::{MINILM_DIMENSION, MINILM_MODEL_NAME, OnnxEmbedder, OnnxEmbedderConfig};
+use nexent_engines::remote_chat::RemoteChat;
 use nexent_engines::remote_embedder::RemoteEmbedder;
 
 use crate::settings::Settings;
@@ -16,9 +17,16 @@ use crate::settings::Settings;
 /// The default chat model's file in the models folder (`python3 models/fetch.py llm`).
 pub const DEFAULT_CHAT_MODEL_FILE: &str = "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf";
 
-/// The chat model: `--chat-model`, else the default file in the models folder, else any GGUF file there.
-/// It loads in the background (start-up does not wait); requests made meanwhile wait for it.
+/// The chat model: a remote OpenAI-compatible one when Config Sync names it (`LLM_MODEL_URL`, with
+/// `LLM_MODEL_NAME` and `LLM_API_KEY`, as Nexent's settings page writes them) and no `--chat-model` is
+/// given; else `--chat-model`, the default file in the models folder, or any GGUF file there. A local model
+/// loads in the background (start-up does not wait); requests made meanwhile wait for it.
 pub fn load_chat_model(settings: &Settings) -> SharedChatModel {
+    if settings.chat_model.is_none()
+        && let Some(remote) = remote_chat_from_config(&settings.data_dir)
+    {
+        return remote;
+    }
     let Some(path) = choose_chat_model(settings) else {
         let reason = format!(
             "no chat model: put a .gguf file in {} (python3 models/fetch.py llm) or pass --chat-model",
@@ -41,6 +49,22 @@ pub fn load_chat_model(settings: &Settings) -> SharedChatModel {
             Arc::new(UnavailableChat { model_name: name, reason })
         }
     }))
+}
+
+fn remote_chat_from_config(data_dir: &Path) -> Option<SharedChatModel> {
+    let config = ConfigSync::open(&data_dir.join(CONFIG_FILE_NAME)).ok()?;
+    let url = config.get("LLM_MODEL_URL").filter(|url| !url.trim().is_empty())?;
+    let name = config.get("LLM_MODEL_NAME").unwrap_or_default();
+    match RemoteChat::new(&url, config.get("LLM_API_KEY"), &name) {
+        Ok(model) => {
+            tracing::info!(model = %name, "using a remote chat model");
+            Some(Arc::new(model))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "cannot use the remote chat model; using a local one");
+            None
+        }
+    }
 }
 
 fn choose_chat_model(settings: &Settings) -> Option<PathBuf> {
