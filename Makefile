@@ -4,7 +4,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/nexent/target
 export CARGO_TARGET_DIR
 NEXENT_BIN := $(CARGO_TARGET_DIR)/release/nexent
 
-.PHONY: run test setup build lint bench-server bench-retrieval bench-scale bench-ingest
+.PHONY: run test setup build lint bench-server bench-retrieval bench-scale bench-ingest bench-llm
 
 setup:
 	@bash scripts/setup.sh
@@ -53,3 +53,8 @@ bench-ingest: setup build
 	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
 	@$(BENCH_VENV)/bin/python -c "import docx, pptx, openpyxl, fpdf, ebooklib, odf, xlwt" 2>/dev/null || $(BENCH_VENV)/bin/pip install -q $(DOCS_PACKAGES)
 	NEXENT_BIN=$(NEXENT_BIN) cargo run --release -p nexent-bench --bin bench-ingest -- --data ../shared/data --models models/files --docs-python $(BENCH_VENV)/bin/python --out bench/results/ingest.md
+
+## bench-llm: prompt and generation tokens/s and time to first token, server beside llama.cpp directly; writes bench/results/llm.md.
+bench-llm: build
+	@NEXENT_MODEL_GROUPS="llm llm-tiny" bash scripts/setup.sh
+	NEXENT_BIN=$(NEXENT_BIN) cargo run --release -p nexent-bench --bin bench-llm -- --models models/files --out bench/results/llm.md

@@ -1,0 +1,232 @@
+//! Chat-model benchmark: prompt processing and generation tokens/s, and time to first token, for each local
+//! model through our server (`POST /v1/chat/completions`, streamed) and through llama.cpp directly (the same
+//! `llama-cpp-2` crate and vendored source, the same GGUF file, prompt, context and thread count), in one run,
+//! one after the other so they never share the cores.
+//!
+//! `NEXENT_BIN=target/release/nexent cargo run --release -p nexent-bench --bin bench-llm -- --models models/files --out FILE`
+
+use std::num::NonZeroU32;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use futures::StreamExt;
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
+use llama_cpp_2::sampling::LlamaSampler;
+use nexent_bench::argument;
+use nexent_e2e::{NexentServer, ServerOptions};
+use serde_json::{Value, json};
+
+const MODELS: [&str; 2] = ["SmolLM2-135M-Instruct.Q4_1", "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M"];
+const GENERATED: usize = 128;
+const RUNS: usize = 3;
+const CONTEXT: u32 = 2048;
+
+/// A prompt of a few hundred tokens, asking for a long answer.
+fn question() -> String {
+    let passage = "Tides are the rise and fall of sea levels caused by the combined effects of the gravitational \
+        forces exerted by the Moon and the Sun, and the rotation of the Earth. Tide tables can be used for any \
+        given locale to find the predicted times and amplitude. The predictions are influenced by many factors \
+        including the alignment of the Sun and Moon, the phase and amplitude of the tide, the amphidromic \
+        systems of the oceans, and the shape of the coastline and near-shore bathymetry. ";
+    format!(
+        "{}\nExplain in a long, detailed essay how tides work and why they differ from place to place.",
+        passage.repeat(4)
+    )
+}
+
+#[derive(Clone, Copy)]
+struct Figures {
+    prompt_tokens: usize,
+    prompt_per_s: f64,
+    generated: usize,
+    generation_per_s: f64,
+    first_token_ms: f64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+fn median_figures(runs: &[Figures]) -> Figures {
+    Figures {
+        prompt_tokens: runs[0].prompt_tokens,
+        prompt_per_s: median(runs.iter().map(|run| run.prompt_per_s).collect()),
+        generated: runs[0].generated,
+        generation_per_s: median(runs.iter().map(|run| run.generation_per_s).collect()),
+        first_token_ms: median(runs.iter().map(|run| run.first_token_ms).collect()),
+    }
+}
+
+/// llama.cpp directly: the prompt in 512-token batches, then greedy generation of [`GENERATED`] tokens
+/// (end-of-generation tokens are sampled past, so every run generates the same count).
+fn direct(backend: &LlamaBackend, path: &Path, threads: i32) -> anyhow::Result<Figures> {
+    let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())?;
+    let template = model.chat_template(None)?;
+    let chat = [LlamaChatMessage::new("user".into(), question())?];
+    let prompt = model.apply_chat_template(&template, &chat, true)?;
+    let tokens = model.vocab().tokenize(prompt.as_bytes(), false, true);
+    let params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(CONTEXT))
+        .with_n_batch(512)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut context = model.new_context(backend, params)?;
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        context.clear_kv_cache();
+        let mut sampler = LlamaSampler::greedy();
+        let started = Instant::now();
+        let mut batch = LlamaBatch::new(512, 1);
+        for (chunk_index, chunk) in tokens.chunks(512).enumerate() {
+            batch.clear();
+            for (offset, token) in chunk.iter().enumerate() {
+                let position = chunk_index * 512 + offset;
+                batch.add(*token, position as i32, &[0], position == tokens.len() - 1)?;
+            }
+            context.decode(&mut batch)?;
+        }
+        let prompt_seconds = started.elapsed().as_secs_f64();
+        let mut logits = batch.n_tokens() - 1;
+        let mut first_token = None;
+        let generating = Instant::now();
+        for position in tokens.len()..tokens.len() + GENERATED {
+            let token = sampler.sample(&context, logits);
+            first_token.get_or_insert_with(|| started.elapsed());
+            let _ = model.vocab().token_to_piece(token, false, None);
+            batch.clear();
+            batch.add(token, position as i32, &[0], true)?;
+            logits = 0;
+            context.decode(&mut batch)?;
+        }
+        runs.push(Figures {
+            prompt_tokens: tokens.len(),
+            prompt_per_s: tokens.len() as f64 / prompt_seconds,
+            generated: GENERATED,
+            generation_per_s: GENERATED as f64 / generating.elapsed().as_secs_f64(),
+            first_token_ms: first_token.unwrap_or_default().as_secs_f64() * 1000.0,
+        });
+    }
+    Ok(median_figures(&runs))
+}
+
+/// The same through the server: streamed, greedy, `max_tokens` [`GENERATED`]; the first streamed text gives
+/// the time to first token, the usage block the token counts.
+async fn through_server(path: &Path, threads: usize) -> anyhow::Result<Figures> {
+    let options = ServerOptions::default()
+        .arg("--chat-model")
+        .arg(path.display().to_string())
+        .arg("--llm-threads")
+        .arg(threads.to_string())
+        .arg("--llm-context")
+        .arg(CONTEXT.to_string());
+    let server = NexentServer::start_with(options)?;
+    let body = json!({"messages": [{"role": "user", "content": question()}], "max_tokens": GENERATED,
+                      "temperature": 0, "stream": true, "stream_options": {"include_usage": true}});
+    // One request loads the model (it loads in the background) and warms the page cache.
+    let (status, warm) = server
+        .post_json("/v1/chat/completions", &json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}))
+        .await?;
+    anyhow::ensure!(status == 200, "{warm}");
+    let mut runs = Vec::new();
+    for _ in 0..RUNS {
+        let started = Instant::now();
+        let response = server.client.post(server.url("/v1/chat/completions")).json(&body).send().await?;
+        anyhow::ensure!(response.status() == 200, "status {}", response.status());
+        let mut stream = response.bytes_stream();
+        let (mut first, mut usage, mut buffer) = (None::<Duration>, Value::Null, String::new());
+        while let Some(chunk) = stream.next().await {
+            buffer.push_str(&String::from_utf8_lossy(&chunk?));
+            while let Some(end) = buffer.find("\n\n") {
+                let event: String = buffer.drain(..end + 2).collect();
+                let Some(data) = event.trim().strip_prefix("data: ") else { continue };
+                if data == "[DONE]" {
+                    continue;
+                }
+                let chunk: Value = serde_json::from_str(data)?;
+                if chunk["choices"][0]["delta"]["content"].as_str().is_some_and(|text| !text.is_empty()) {
+                    first.get_or_insert_with(|| started.elapsed());
+                }
+                if chunk["usage"].is_object() {
+                    usage = chunk["usage"].clone();
+                }
+            }
+        }
+        let total = started.elapsed().as_secs_f64();
+        let first = first.context("no text was streamed")?.as_secs_f64();
+        let prompt_tokens = usage["prompt_tokens"].as_u64().unwrap_or(0) as usize;
+        let generated = usage["completion_tokens"].as_u64().unwrap_or(0) as usize;
+        runs.push(Figures {
+            prompt_tokens,
+            // The first token's time holds the prompt and one generation step; the step is taken out at the
+            // generation rate measured in the same run.
+            prompt_per_s: 0.0,
+            generated,
+            generation_per_s: (generated.saturating_sub(1)) as f64 / (total - first),
+            first_token_ms: first * 1000.0,
+        });
+        let last = runs.len() - 1;
+        let step = 1.0 / runs[last].generation_per_s;
+        runs[last].prompt_per_s = prompt_tokens as f64 / (first - step).max(1e-6);
+    }
+    Ok(median_figures(&runs))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let arguments: Vec<String> = std::env::args().collect();
+    let models = PathBuf::from(argument(&arguments, "--models").unwrap_or_else(|| "models/files".into()));
+    let out = argument(&arguments, "--out");
+    let backend = LlamaBackend::init()?;
+    llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
+    let cores = nexent_bench::cores();
+    let mut report = format!(
+        "# Chat-model benchmark\n\nMachine: {cores} cores. Produced by `make bench-llm` (bench/src/llm.rs). Each row: \
+         median of {RUNS} runs of a {}-character prompt (chat template applied) and {GENERATED} generated tokens, \
+         greedy, context {CONTEXT}. \"direct\" drives llama.cpp through the same `llama-cpp-2` crate and vendored \
+         source in this process; \"server\" is `POST /v1/chat/completions` (streamed) on the real release server, \
+         started after the direct runs. Server prompt tokens/s are derived from the time to first token minus one \
+         generation step. Goal: server ≥ 95% of direct.\n\n\
+         | model | threads | path | prompt tokens | prompt tok/s | generated | generation tok/s | first token ms | server / direct (gen) |\n\
+         |---|---|---|---|---|---|---|---|---|\n",
+        question().len()
+    );
+    for name in MODELS {
+        let path = models.join(format!("{name}.gguf"));
+        anyhow::ensure!(path.is_file(), "{} is missing: python3 models/fetch.py llm llm-tiny", path.display());
+        for threads in [1usize, 2] {
+            let ours = direct(&backend, &path, threads as i32)?;
+            let served = through_server(&path, threads).await?;
+            eprintln!(
+                "{name} threads {threads}: direct {:.1} tok/s, server {:.1} tok/s",
+                ours.generation_per_s, served.generation_per_s
+            );
+            for (label, figures) in [("direct", ours), ("server", served)] {
+                let ratio = if label == "server" {
+                    format!("{:.0}%", 100.0 * served.generation_per_s / ours.generation_per_s)
+                } else {
+                    String::new()
+                };
+                report.push_str(&format!(
+                    "| {name} | {threads} | {label} | {} | {:.0} | {} | {:.1} | {:.0} | {ratio} |\n",
+                    figures.prompt_tokens,
+                    figures.prompt_per_s,
+                    figures.generated,
+                    figures.generation_per_s,
+                    figures.first_token_ms
+                ));
+            }
+        }
+    }
+    print!("{report}");
+    if let Some(out) = out {
+        std::fs::write(&out, &report)?;
+        eprintln!("wrote {out}");
+    }
+    Ok(())
+}
