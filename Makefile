@@ -4,7 +4,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/nexent/target
 export CARGO_TARGET_DIR
 NEXENT_BIN := $(CARGO_TARGET_DIR)/release/nexent
 
-.PHONY: run test setup build lint bench-server bench-retrieval bench-scale bench-ingest bench-llm
+.PHONY: run test setup build lint bench-server bench-retrieval bench-scale bench-ingest bench-llm bench-embedders
 
 setup:
 	@bash scripts/setup.sh
@@ -58,3 +58,7 @@ bench-ingest: setup build
 bench-llm: build
 	@NEXENT_MODEL_GROUPS="llm llm-tiny" bash scripts/setup.sh
 	NEXENT_BIN=$(NEXENT_BIN) cargo run --release -p nexent-bench --bin bench-llm -- --models models/files --out bench/results/llm.md
+
+## bench-embedders: MiniLM on ONNX Runtime (int8) beside candle (fp32 safetensors): speed and SciFact nDCG@10; writes bench/results/embedders.md.
+bench-embedders: setup
+	cargo run --release -p nexent-bench --features candle --bin bench-embedders -- --data ../shared/data --models models/files --out bench/results/embedders.md

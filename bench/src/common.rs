@@ -1,5 +1,6 @@
 //! What the benchmark binaries share: flag parsing, percentiles, the local embedding model.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -44,4 +45,18 @@ pub fn read_corpus(collection: &Path) -> anyhow::Result<Vec<(String, String, Str
         .iter()
         .map(|doc| (text(doc, "_id"), text(doc, "title"), text(doc, "text")))
         .collect())
+}
+
+/// nDCG@k with linear gains and log2 discounts, as trec_eval computes it.
+pub fn ndcg_at(ranked: &[String], relevant: &HashMap<String, f64>, k: usize) -> f64 {
+    let dcg: f64 = ranked
+        .iter()
+        .take(k)
+        .enumerate()
+        .map(|(rank, doc)| relevant.get(doc).copied().unwrap_or(0.0) / ((rank + 2) as f64).log2())
+        .sum();
+    let mut ideal: Vec<f64> = relevant.values().copied().collect();
+    ideal.sort_by(|a, b| b.total_cmp(a));
+    let idcg: f64 = ideal.iter().take(k).enumerate().map(|(rank, gain)| gain / ((rank + 2) as f64).log2()).sum();
+    if idcg > 0.0 { dcg / idcg } else { 0.0 }
 }

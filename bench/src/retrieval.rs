@@ -12,7 +12,7 @@ use std::time::Instant;
 use nexent_core::knowledge::{Chunk, Fusion, KnowledgeBase, SearchMode, SearchRequest};
 use serde_json::Value;
 
-use nexent_bench::{argument, percentile, read_corpus, read_jsonl};
+use nexent_bench::{argument, ndcg_at, percentile, read_corpus, read_jsonl};
 
 struct Collection {
     name: String,
@@ -41,20 +41,6 @@ fn load_collection(root: &Path, name: &str) -> anyhow::Result<Collection> {
         .filter(|(id, _)| judgments.contains_key(id))
         .collect();
     Ok(Collection { name: name.to_owned(), documents, queries, judgments })
-}
-
-/// nDCG@k with linear gains and log2 discounts, as trec_eval computes it.
-fn ndcg_at(ranked: &[String], relevant: &HashMap<String, f64>, k: usize) -> f64 {
-    let dcg: f64 = ranked
-        .iter()
-        .take(k)
-        .enumerate()
-        .map(|(rank, doc)| relevant.get(doc).copied().unwrap_or(0.0) / ((rank + 2) as f64).log2())
-        .sum();
-    let mut ideal: Vec<f64> = relevant.values().copied().collect();
-    ideal.sort_by(|a, b| b.total_cmp(a));
-    let idcg: f64 = ideal.iter().take(k).enumerate().map(|(rank, gain)| gain / ((rank + 2) as f64).log2()).sum();
-    if idcg > 0.0 { dcg / idcg } else { 0.0 }
 }
 
 fn recall_at(ranked: &[String], relevant: &HashMap<String, f64>, k: usize) -> f64 {

@@ -1,5 +1,7 @@
 //! Conversation titles from the chat model (Nexent's `generate_title`): its prompt (English, with the rule
 //! that the title's language follows the conversation's), then the reply cleaned into one short line.
+//! Like Nexent's later versions, the title is made from the first question: small local models asked to
+//! title a whole exchange tend to repeat its answer instead. Decoding is greedy, so a title is reproducible.
 
 use crate::chat::{ChatError, ChatMessage, ChatModel, ChatRequest, Role, collect};
 
@@ -13,17 +15,14 @@ must be in the same language as the conversation: a Chinese conversation gets a 
 question about removing duplicates from a Python list → \"Python List Deduplication Techniques\"; \"你好\" → \
 \"你好\". Output only the title.";
 
-/// Nexent's rendering of the history: each user and assistant turn under its own heading.
+/// The first question under Nexent's heading.
 pub fn title_prompt(history: &[(String, String)]) -> String {
-    let mut content = String::new();
-    for (role, text) in history {
-        match role.as_str() {
-            "user" if !text.is_empty() => content.push_str(&format!("\n### User Question：\n{text}\n")),
-            "assistant" if !text.is_empty() => content.push_str(&format!("\n### Response Content：\n{text}\n")),
-            _ => {}
-        }
-    }
-    format!("Please generate a concise title based on the following conversation:\n{content}\n\nTitle：")
+    let question =
+        history.iter().find(|(role, text)| role == "user" && !text.trim().is_empty()).map(|(_, text)| text.as_str());
+    format!(
+        "Please generate a concise title based on the following question:\n\n### User Question：\n{}\n\nTitle：",
+        question.unwrap_or_default()
+    )
 }
 
 /// The first line of the reply without quotes, a "Title:" prefix or trailing punctuation, capped.
@@ -47,7 +46,7 @@ pub async fn generate_title(chat: &dyn ChatModel, history: &[(String, String)]) 
         ChatMessage::new(Role::User, title_prompt(history)),
     ]);
     request.max_tokens = Some(24);
-    request.temperature = Some(0.3);
+    request.temperature = Some(0.0);
     request.top_p = Some(0.95);
     request.stop = vec!["\n\n".into()];
     let answer = collect(chat.chat(request)?).await?;
@@ -71,7 +70,7 @@ mod tests {
         ];
         let prompt = title_prompt(&history);
         assert!(prompt.contains("\n### User Question：\nHow do I dedupe a list?\n"));
-        assert!(prompt.contains("\n### Response Content：\nUse set().\n") && prompt.ends_with("Title："));
+        assert!(!prompt.contains("Use set()") && prompt.ends_with("Title："));
         assert_eq!(clean_title("Title: \"Python List Deduplication\".\nMore"), "Python List Deduplication");
         assert_eq!(clean_title("\n  《列表去重》。"), "列表去重");
         assert_eq!(clean_title(&"x".repeat(300)).len(), MAX_TITLE_CHARS);
