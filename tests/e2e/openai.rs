@@ -70,6 +70,20 @@ async fn a_client_that_goes_away_frees_the_model() -> anyhow::Result<()> {
     let (status, error) = server.post_json("/v1/chat/completions", &json!({"messages": "nope"})).await?;
     assert_eq!(status, 400);
     assert_eq!(error["error"]["type"], "invalid_request_error", "{error}");
+    // A grammar constrains the answer (llama.cpp's grammar sampler); a broken one is the client's mistake.
+    let constrained = json!({"messages": [{"role": "user", "content": "Is the sea salty? Answer yes or no."}],
+                             "max_tokens": 8, "grammar": "root ::= (\"yes\" | \"no\")"});
+    let (status, answer) = server.post_json("/v1/chat/completions", &constrained).await?;
+    assert_eq!(status, 200, "{answer}");
+    let text = answer["choices"][0]["message"]["content"].as_str().unwrap_or("");
+    assert!(text == "yes" || text == "no", "the grammar holds: {text:?}");
+    let (status, error) = server
+        .post_json(
+            "/v1/chat/completions",
+            &json!({"messages": [{"role": "user", "content": "x"}], "grammar": "root ::= ("}),
+        )
+        .await?;
+    assert_eq!((status, error["error"]["type"].as_str()), (400, Some("invalid_request_error")), "{error}");
     let (status, error) = server.post_json("/v1/embeddings", &json!({"input": [1, 2, 3]})).await?;
     assert_eq!((status, error["error"]["type"].as_str()), (400, Some("invalid_request_error")), "{error}");
     Ok(())

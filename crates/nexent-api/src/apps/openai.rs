@@ -50,6 +50,9 @@ pub struct ChatCompletionBody {
     #[serde(default)]
     #[schema(value_type = Object)]
     pub stream_options: Option<Value>,
+    /// A GBNF grammar the answer must follow (llama.cpp's server takes the same field; local models only).
+    #[serde(default)]
+    pub grammar: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -166,7 +169,7 @@ impl ChatCompletionBody {
             temperature: self.temperature,
             top_p: self.top_p,
             stop,
-            grammar: None,
+            grammar: self.grammar.filter(|grammar| !grammar.trim().is_empty()),
         };
         Ok((request, self.stream, include_usage))
     }
