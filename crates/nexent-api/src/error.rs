@@ -277,14 +277,11 @@ where
     type Rejection = OpenAiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = axum::body::Bytes::from_request(request, state)
+        // The same reading and parsing as Nexent's routes; only the error's shape differs.
+        ApiJson::from_request(request, state)
             .await
-            .map_err(|rejection| OpenAiError::invalid(format!("Cannot read the request body: {rejection}")))?;
-        match parse_json_body(&bytes) {
-            Ok(value) => Ok(OpenAiJson(value)),
-            Err(ApiError::Validation { message, .. }) => Err(OpenAiError::invalid(message)),
-            Err(other) => Err(OpenAiError::invalid(other.to_string())),
-        }
+            .map(|ApiJson(value)| OpenAiJson(value))
+            .map_err(|error| OpenAiError::invalid(error.to_string()))
     }
 }
 

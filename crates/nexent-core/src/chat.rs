@@ -135,6 +135,9 @@ pub trait ChatModel: Send + Sync {
     fn model_name(&self) -> &str;
     /// Starts generating; the stream yields text as it comes and ends after `Finished` (or an error).
     fn chat(&self, request: ChatRequest) -> Result<ChatStream, ChatError>;
+    /// Called before the process exits: a model still loading is waited for, since exiting while a native
+    /// engine loads runs its static destructors under the loading thread (a crash on a quick SIGTERM).
+    fn finish_loading(&self) {}
 }
 
 pub type SharedChatModel = std::sync::Arc<dyn ChatModel>;
@@ -162,6 +165,7 @@ pub struct DeferredChat {
     ready: tokio::sync::watch::Receiver<Option<SharedChatModel>>,
     /// Requests waiting for the model; bounded like an engine's queue.
     waiting: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    loader: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 /// Requests that may wait for a model still loading; more are told it is busy.
@@ -182,22 +186,28 @@ impl DeferredChat {
         let loader = std::thread::Builder::new().name("nexent-llm-load".into()).spawn(move || {
             let _ = sender.send(Some(load()));
         });
-        if let Err(error) = loader {
-            let (sender, ready) = tokio::sync::watch::channel(None);
-            let reason = format!("cannot start loading the chat model: {error}");
-            let _ =
-                sender
-                    .send(Some(std::sync::Arc::new(UnavailableChat { model_name: model_name.clone(), reason })
-                        as SharedChatModel));
-            return Self { model_name, ready, waiting: Default::default() };
-        }
-        Self { model_name, ready, waiting: Default::default() }
+        let (ready, loader) = match loader {
+            Ok(handle) => (ready, Some(handle)),
+            Err(error) => {
+                let reason = format!("cannot start loading the chat model: {error}");
+                let failed: SharedChatModel =
+                    std::sync::Arc::new(UnavailableChat { model_name: model_name.clone(), reason });
+                (tokio::sync::watch::channel(Some(failed)).1, None)
+            }
+        };
+        Self { model_name, ready, waiting: Default::default(), loader: std::sync::Mutex::new(loader) }
     }
 }
 
 impl ChatModel for DeferredChat {
     fn model_name(&self) -> &str {
         &self.model_name
+    }
+
+    fn finish_loading(&self) {
+        if let Some(handle) = crate::sync::lock(&self.loader).take() {
+            let _ = handle.join();
+        }
     }
 
     fn chat(&self, request: ChatRequest) -> Result<ChatStream, ChatError> {

@@ -275,8 +275,17 @@ impl ModelRegistry {
     }
 
     /// The live record named `full_name` (`repo/name`).
+    /// The models folder is read again only when the name is unknown (a file put there since the last list),
+    /// not on every lookup: a health check looks its record up twice.
     pub async fn find(&self, full_name: &str) -> Result<ModelRecord, ModelError> {
+        if let Some(record) = self.lookup(full_name).await? {
+            return Ok(record);
+        }
         self.sync_local_models().await?;
+        self.lookup(full_name).await?.ok_or_else(|| ModelError::NotFound(full_name.to_owned()))
+    }
+
+    async fn lookup(&self, full_name: &str) -> Result<Option<ModelRecord>, ModelError> {
         let (repo, name) = split_repo_name(full_name.trim());
         let row = sqlx::query(
             "SELECT * FROM model_record WHERE model_name = ? AND model_repo = ? AND delete_flag = 'N' ORDER BY model_id LIMIT 1",
@@ -285,7 +294,7 @@ impl ModelRegistry {
         .bind(&repo)
         .fetch_optional(&self.pool)
         .await?;
-        row.as_ref().map(record_from_row).ok_or_else(|| ModelError::NotFound(full_name.to_owned()))
+        Ok(row.as_ref().map(record_from_row))
     }
 
     pub async fn set_status(&self, full_name: &str, status: ConnectStatus) -> Result<ModelRecord, ModelError> {
@@ -361,16 +370,10 @@ impl ModelRegistry {
     async fn sync_local_models(&self) -> Result<(), ModelError> {
         let dir = self.models_dir.clone();
         let files: Vec<String> = tokio::task::spawn_blocking(move || {
-            let mut names: Vec<String> = std::fs::read_dir(&dir)
-                .into_iter()
-                .flatten()
-                .flatten()
-                .map(|entry| entry.path())
-                .filter(|path| path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("gguf")))
+            gguf_files(&dir)
+                .iter()
                 .filter_map(|path| path.file_stem().map(|stem| stem.to_string_lossy().into_owned()))
-                .collect();
-            names.sort();
-            names
+                .collect()
         })
         .await
         .unwrap_or_default();
@@ -428,6 +431,19 @@ impl ModelRegistry {
         }
         Ok(())
     }
+}
+
+/// The `.gguf` files directly in `dir`, sorted (none when it cannot be read).
+pub fn gguf_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("gguf")))
+        .collect();
+    files.sort();
+    files
 }
 
 fn validate(input: &ModelInput) -> Result<(), ModelError> {

@@ -75,15 +75,7 @@ fn choose_chat_model(settings: &Settings) -> Option<PathBuf> {
     if default.is_file() {
         return Some(default);
     }
-    let mut found: Vec<PathBuf> = std::fs::read_dir(&settings.models_dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("gguf")))
-        .collect();
-    found.sort();
-    found.into_iter().next()
+    nexent_core::models::gguf_files(&settings.models_dir).into_iter().next()
 }
 
 /// A remote OpenAI-compatible embedder when Config Sync names one (`EMBEDDING_MODEL_URL`, with

@@ -117,8 +117,10 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
     // Tests and scripts read this line to learn the port; keep its shape.
     println!("Nexent Local listening on {url}");
     let knowledge = state.services.knowledge.clone();
+    let chat = state.services.chat.clone();
     nexent_api::serve(listener, state, shutdown_signal()).await?;
     knowledge.flush();
+    tokio::task::spawn_blocking(move || chat.finish_loading()).await?;
     tracing::info!("shut down cleanly");
     Ok(())
 }

@@ -38,16 +38,24 @@ fn file_field(field: Field<'_>) -> (String, BoxStream<'_, Result<Bytes, std::io:
     (file_name, field.map(|chunk| chunk.map_err(std::io::Error::other)).boxed())
 }
 
-/// Reads a small text field of a multipart body, refusing one that is too long before buffering it.
-async fn small_text_field(mut field: Field<'_>) -> Result<String, ApiError> {
-    let name = field.name().unwrap_or("field").to_owned();
+/// A field's bytes, or `None` as soon as they pass `limit` (nothing more is buffered).
+async fn read_bounded(field: &mut Field<'_>, limit: u64) -> Result<Option<Vec<u8>>, ApiError> {
     let mut bytes = Vec::new();
     while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-        if bytes.len() + chunk.len() > MAX_TEXT_FIELD_BYTES {
-            return Err(ApiError::BadRequest(format!("The {name} field is longer than {MAX_TEXT_FIELD_BYTES} bytes")));
+        if (bytes.len() + chunk.len()) as u64 > limit {
+            return Ok(None);
         }
         bytes.extend_from_slice(&chunk);
     }
+    Ok(Some(bytes))
+}
+
+/// Reads a small text field of a multipart body, refusing one that is too long before buffering it.
+async fn small_text_field(mut field: Field<'_>) -> Result<String, ApiError> {
+    let name = field.name().unwrap_or("field").to_owned();
+    let bytes = read_bounded(&mut field, MAX_TEXT_FIELD_BYTES as u64)
+        .await?
+        .ok_or_else(|| ApiError::BadRequest(format!("The {name} field is longer than {MAX_TEXT_FIELD_BYTES} bytes")))?;
     String::from_utf8(bytes).map_err(|_| ApiError::BadRequest(format!("The {name} field is not UTF-8 text")))
 }
 
@@ -486,13 +494,9 @@ pub async fn upload_to_knowledge_base(
 /// Reads a file field into memory, refusing one larger than `limit` bytes before it is all buffered.
 async fn bounded_file_field(mut field: Field<'_>, limit: u64) -> Result<(String, Vec<u8>), ApiError> {
     let file_name = field.file_name().unwrap_or("unnamed").to_owned();
-    let mut bytes = Vec::new();
-    while let Some(chunk) = field.chunk().await.map_err(multipart_error)? {
-        if (bytes.len() + chunk.len()) as u64 > limit {
-            return Err(ApiError::PayloadTooLarge(format!("{file_name} is larger than {limit} bytes")));
-        }
-        bytes.extend_from_slice(&chunk);
-    }
+    let bytes = read_bounded(&mut field, limit)
+        .await?
+        .ok_or_else(|| ApiError::PayloadTooLarge(format!("{file_name} is larger than {limit} bytes")))?;
     Ok((file_name, bytes))
 }
 
