@@ -139,3 +139,33 @@ async fn generate_title_names_the_conversation_with_the_default_qwen_model() -> 
     assert_eq!(status, 404);
     Ok(())
 }
+
+#[tokio::test]
+async fn tool_calls_from_the_default_qwen_model_follow_the_tools_schemas() -> anyhow::Result<()> {
+    let server = NexentServer::start_with(ServerOptions::default().arg("--llm-threads").arg("1"))?;
+    let tools = json!([
+        {"type": "function", "function": {"name": "get_weather", "description": "Current weather of a city",
+         "parameters": {"type": "object", "properties": {"city": {"type": "string"},
+                        "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]}}, "required": ["city"]}}},
+        {"type": "function", "function": {"name": "knowledge_base_search", "description": "Search the user's documents",
+         "parameters": {"type": "object", "properties": {"query": {"type": "string"}}, "required": ["query"]}}}
+    ]);
+    let cases = [
+        ("What's the weather in Oslo right now?", "get_weather", "city", "oslo"),
+        ("Search my documents for the Zorblax warranty period.", "knowledge_base_search", "query", "zorblax"),
+    ];
+    for (question, tool, argument, expected) in cases {
+        let request = json!({"messages": [{"role": "user", "content": question}], "tools": tools, "temperature": 0});
+        let (status, answer) = server.post_json("/v1/chat/completions", &request).await?;
+        assert_eq!(status, 200, "{answer}");
+        let choice = &answer["choices"][0];
+        assert_eq!(choice["finish_reason"], "tool_calls", "{answer}");
+        let call = &choice["message"]["tool_calls"][0]["function"];
+        assert_eq!(call["name"], tool, "{answer}");
+        // The grammar guarantees JSON arguments with the required parameter.
+        let arguments: Value = serde_json::from_str(call["arguments"].as_str().unwrap_or(""))?;
+        let value = arguments[argument].as_str().unwrap_or("").to_lowercase();
+        assert!(value.contains(expected), "{arguments}");
+    }
+    Ok(())
+}

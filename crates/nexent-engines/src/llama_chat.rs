@@ -24,12 +24,17 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
+use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::sampling::LlamaSampler;
 use nexent_core::chat::{
     ChatError, ChatEvent, ChatMessage, ChatModel, ChatRequest, ChatStream, FinishReason, Role, ToolCall, Usage,
     find_stop, held_back,
 };
 use tokio::sync::mpsc;
+
+mod tool_grammar;
+
+pub use tool_grammar::tool_call_grammar;
 
 const QUEUE_DEPTH: usize = 8;
 const PROMPT_BATCH: usize = 512;
@@ -249,6 +254,8 @@ impl Engine<'_> {
         }
 
         let vocab = self.model.vocab();
+        // With tools, a call the model starts is finished under a grammar of the tools' schemas.
+        let mut calls = ToolCallGuard::new(self.model, request);
         let mut position = tokens.len();
         let mut logits_index = batch.n_tokens() - 1;
         let mut pending_bytes: Vec<u8> = Vec::new();
@@ -259,7 +266,7 @@ impl Engine<'_> {
             if generated >= max_tokens {
                 break FinishReason::Length;
             }
-            let token = sampler.sample(context, logits_index);
+            let token = calls.sample(&mut sampler, context, logits_index, &answer);
             generated += 1;
             if vocab.is_eog(token) {
                 break FinishReason::Stop;
@@ -272,17 +279,27 @@ impl Engine<'_> {
             };
             answer.push_str(std::str::from_utf8(&pending_bytes[..valid]).unwrap_or_default());
             pending_bytes.drain(..valid);
+            calls.observe(&answer);
             if let Some(stop) = find_stop(&answer, &request.stop) {
                 answer.truncate(stop);
-                if !send_text(events, &answer, &mut sent) {
+                if !calls.active() && !send_text(events, &answer, &mut sent) {
                     return Ok(());
                 }
                 break FinishReason::Stop;
             }
             let safe = answer.len() - held_back(&answer, &request.stop);
-            let visible = if request.tools.is_empty() { safe } else { safe.min(tool_call_start(&answer)) };
-            if !send_text(events, &answer[..visible], &mut sent) {
+            let visible = if request.tools.is_empty() {
+                safe
+            } else if calls.active() {
+                sent
+            } else {
+                safe.min(tool_call_start(&answer))
+            };
+            if visible > sent && !send_text(events, &answer[..visible], &mut sent) {
                 return Ok(()); // The caller went away.
+            }
+            if events.is_closed() {
+                return Ok(());
             }
             batch.clear();
             batch.add(token, position as i32, &[0], true).map_err(|error| ChatError::Failed(error.to_string()))?;
@@ -290,6 +307,10 @@ impl Engine<'_> {
             logits_index = 0;
             context.decode(&mut batch).map_err(|error| ChatError::Failed(format!("generation: {error}")))?;
         };
+        if calls.bare {
+            // The call began as bare JSON (Qwen 0.5B's habit): tag it so one parser reads every form.
+            answer = format!("<tool_call>{answer}</tool_call>");
+        }
         let (text, calls) =
             if request.tools.is_empty() { (answer.clone(), Vec::new()) } else { parse_tool_calls(&answer) };
         let mut reason = reason;
@@ -320,6 +341,76 @@ fn send_text(events: &mpsc::Sender<Result<ChatEvent, ChatError>>, text: &str, se
     let piece = text[*sent..].to_owned();
     *sent = text.len();
     events.blocking_send(Ok(ChatEvent::Text(piece))).is_ok()
+}
+
+/// Watches generation for the start of a tool call and, from there, samples under the tools' grammar.
+///
+/// Two starts are recognised: `<tool_call>` (Qwen's trained form; the grammar takes over after the tag),
+/// and a first non-blank token that opens a JSON object or code fence (Qwen 0.5B's bare form). In the
+/// second case the token is not used: it is sampled again, under the grammar, from the same logits, so the
+/// grammar sees the whole call and never has to accept a token it did not allow (llama.cpp aborts if it
+/// must). Without tools, or with a caller's own grammar, the guard does nothing.
+struct ToolCallGuard<'m> {
+    grammar: Option<String>,
+    model: &'m LlamaModel,
+    constrained: Option<LlamaSampler>,
+    /// The call began without its tag.
+    bare: bool,
+}
+
+impl<'m> ToolCallGuard<'m> {
+    fn new(model: &'m LlamaModel, request: &ChatRequest) -> Self {
+        let grammar = (!request.tools.is_empty() && request.grammar.is_none()).then(|| tool_call_grammar(&request.tools));
+        Self { grammar, model, constrained: None, bare: false }
+    }
+
+    fn active(&self) -> bool {
+        self.constrained.is_some()
+    }
+
+    fn sample(&mut self, free: &mut LlamaSampler, context: &LlamaContext<'_>, index: i32, answer: &str) -> LlamaToken {
+        if let Some(constrained) = self.constrained.as_mut() {
+            return constrained.sample(context, index);
+        }
+        let token = free.sample(context, index);
+        if self.grammar.is_none() || !answer.trim().is_empty() {
+            return token;
+        }
+        let piece = String::from_utf8_lossy(&self.model.vocab().token_to_piece(token, false, None)).into_owned();
+        let opens = piece.trim_start();
+        if !(opens.starts_with('{') || opens.starts_with('`')) {
+            return token;
+        }
+        self.bare = true;
+        match self.constrain() {
+            Some(constrained) => constrained.sample(context, index),
+            None => {
+                self.bare = false;
+                token
+            }
+        }
+    }
+
+    /// After each token: a `<tool_call>` tag just written starts the grammar for what follows.
+    fn observe(&mut self, answer: &str) {
+        if self.constrained.is_none() && self.grammar.is_some() && answer.trim_end().ends_with("<tool_call>") {
+            self.constrain();
+        }
+    }
+
+    fn constrain(&mut self) -> Option<&mut LlamaSampler> {
+        let grammar = self.grammar.take()?;
+        match LlamaSampler::grammar(self.model, &format!("{grammar}tagged ::= space root\n"), "tagged") {
+            Ok(sampler) => {
+                self.constrained = Some(LlamaSampler::chain_simple([sampler, LlamaSampler::greedy()]));
+                self.constrained.as_mut()
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the tools' grammar did not load; tool calls are parsed as written");
+                None
+            }
+        }
+    }
 }
 
 fn rand_seed() -> u32 {
