@@ -91,6 +91,17 @@ impl From<nexent_core::chat::ChatError> for ApiError {
     }
 }
 
+impl From<nexent_core::agent::AgentError> for ApiError {
+    fn from(error: nexent_core::agent::AgentError) -> Self {
+        use nexent_core::agent::AgentError;
+        match error {
+            AgentError::EmptyQuery => ApiError::validation("query", error.to_string()),
+            AgentError::Busy(_) => ApiError::ServiceUnavailable(error.to_string()),
+            AgentError::Conversation(cause) => cause.into(),
+        }
+    }
+}
+
 impl From<ConversationError> for ApiError {
     fn from(error: ConversationError) -> Self {
         match error {

@@ -5,6 +5,7 @@
 //! embeddable: [`serve`] runs the same router for the `nexent` binary, the desktop shell and the tests.
 
 pub mod apps {
+    pub mod agent;
     pub mod base;
     pub mod config_sync;
     pub mod conversation;

@@ -14,7 +14,7 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::AppState;
 use crate::apps::{
-    base, config_sync, conversation, data_process, file_management, knowledge, model_management, openai, proxy,
+    agent, base, config_sync, conversation, data_process, file_management, knowledge, model_management, openai, proxy,
     watched_folders,
 };
 use crate::security;
@@ -38,6 +38,9 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         // Base App
         .routes(routes!(base::health))
+        // Agent App
+        .routes(routes!(agent::run_agent))
+        .routes(routes!(agent::stop_agent))
         // Conversation Management App
         .routes(routes!(conversation::create_conversation))
         .routes(routes!(conversation::list_conversations))

@@ -70,6 +70,17 @@ pub struct ChatRequest {
     pub stop: Vec<String>,
     /// A GBNF grammar the output must follow (local engines; remote ones ignore it).
     pub grammar: Option<String>,
+    pub tool_choice: ToolChoice,
+}
+
+/// Whether the model must call one of the tools (OpenAI's `tool_choice`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ToolChoice {
+    /// The model decides.
+    #[default]
+    Auto,
+    /// The answer is a tool call.
+    Required,
 }
 
 impl ChatRequest {
@@ -82,6 +93,7 @@ impl ChatRequest {
             top_p: None,
             stop: Vec::new(),
             grammar: None,
+            tool_choice: ToolChoice::Auto,
         }
     }
 }

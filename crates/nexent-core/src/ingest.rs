@@ -19,7 +19,6 @@ pub mod preprocess;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use futures::StreamExt;
 use serde_json::{Value, json};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::Notify;
@@ -28,7 +27,7 @@ use crate::clock::now_millis;
 use crate::fetch::SafeFetcher;
 use crate::knowledge::chunk::{Chunk, DEFAULT_PROCESS_SOURCE, now_iso};
 use crate::knowledge::{KnowledgeBase, validate_index_name};
-use crate::storage::FileStorage;
+use crate::storage::{FileStorage, StorageError};
 use chunking::{ChunkingStrategy, chunk_elements};
 
 /// A task interrupted this many times by crashes is failed instead of retried once more.
@@ -412,17 +411,13 @@ impl IngestQueue {
                 .map(|body| body.bytes)
                 .map_err(|error| format!("cannot fetch {}: {error}", task.source)),
             _ => {
-                if let Ok(download) = self.inner.storage.download(&task.source).await {
-                    let mut bytes = Vec::new();
-                    let mut body = download.body;
-                    while let Some(chunk) = body.next().await {
-                        let chunk = chunk.map_err(|error| error.to_string())?;
-                        if bytes.len() as u64 + chunk.len() as u64 > MAX_SOURCE_BYTES {
-                            return Err(format!("the file is larger than {MAX_SOURCE_BYTES} bytes"));
-                        }
-                        bytes.extend_from_slice(&chunk);
+                match self.inner.storage.read_bounded(&task.source, MAX_SOURCE_BYTES).await {
+                    Ok((_, bytes)) => return Ok(bytes),
+                    Err(StorageError::TooLarge { .. }) => {
+                        return Err(format!("the file is larger than {MAX_SOURCE_BYTES} bytes"));
                     }
-                    return Ok(bytes);
+                    // Not a stored object (or unreadable as one): try it as a local path below.
+                    Err(_) => {}
                 }
                 // Not a stored object: a local path, allowed only inside the permitted folders.
                 let path = PathBuf::from(&task.source).canonicalize().map_err(|error| {

@@ -2,6 +2,7 @@
 //!
 //! Everything here is free of HTTP and UI: the api crate converts these types to Nexent's wire shapes, and
 //! the binaries wire engines into the seams. Modules:
+//! - [`agent`]: the agent: a state machine, its driver, tools (knowledge search, attachments, MCP), runs.
 //! - [`chat`]: the chat-model seam (messages, tools, streamed events, stop sequences).
 //! - [`db`]: the SQLite database file (WAL) and its append-only migrations.
 //! - [`conversation`]: Conversation Management: conversations, messages, ordered units, sources.
@@ -16,6 +17,7 @@
 //! - [`watch`]: watched folders: files kept ingested into a knowledge base, reconciled by content hash.
 //! - [`services`]: opens all of the above on a data dir, the one wiring point for every binary.
 
+pub mod agent;
 pub mod chat;
 pub mod clock;
 pub mod config_sync;

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::agent::mcp::McpTools;
+use crate::agent::{Agent, AgentRuns};
 use crate::chat::{SharedChatModel, UnavailableChat};
 use crate::config_sync::{CONFIG_FILE_NAME, ConfigSync, ConfigSyncError};
 use crate::conversation::ConversationStore;
@@ -96,6 +98,7 @@ pub struct Services {
     pub watcher: FolderWatcher,
     pub chat: SharedChatModel,
     pub models: ModelRegistry,
+    pub agent: Agent,
 }
 
 impl Services {
@@ -131,10 +134,21 @@ impl Services {
         );
         ingest.start(options.ingest_workers).await?;
         let watcher = FolderWatcher::start(pool.clone(), ingest.clone(), knowledge.clone(), data_dir).await?;
+        let conversations = ConversationStore::new(pool);
+        let config_sync = std::sync::Arc::new(config_sync);
+        let agent = Agent {
+            conversations: conversations.clone(),
+            config_sync: config_sync.clone(),
+            knowledge: knowledge.clone(),
+            storage: storage.clone(),
+            chat: options.chat_model.clone(),
+            mcp: McpTools::default(),
+            runs: AgentRuns::default(),
+        };
         Ok(Self {
             data_dir: data_dir.to_path_buf(),
-            conversations: ConversationStore::new(pool),
-            config_sync: std::sync::Arc::new(config_sync),
+            conversations,
+            config_sync,
             image_proxy: ImageProxy::new(fetcher),
             knowledge,
             storage,
@@ -142,6 +156,7 @@ impl Services {
             watcher,
             chat: options.chat_model,
             models: ModelRegistry::new(model_pool, options.models_dir, options.model_connector),
+            agent,
         })
     }
 }

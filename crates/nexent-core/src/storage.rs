@@ -392,6 +392,21 @@ impl FileStorage {
         Ok(ObjectDownload { object, body })
     }
 
+    /// An object's bytes, refusing objects over `limit` bytes (checked as they stream, not by the record).
+    pub async fn read_bounded(&self, object_name: &str, limit: u64) -> Result<(StoredObject, Vec<u8>), StorageError> {
+        let download = self.download(object_name).await?;
+        let mut bytes = Vec::new();
+        let mut body = download.body;
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk?;
+            if bytes.len() as u64 + chunk.len() as u64 > limit {
+                return Err(StorageError::TooLarge { name: object_name.to_owned(), limit });
+            }
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok((download.object, bytes))
+    }
+
     /// Deletes an object; deleting a missing one succeeds, as Nexent (and S3) do.
     pub async fn delete(&self, object_name: &str) -> Result<(), StorageError> {
         let path = validate_object_name(object_name)?;

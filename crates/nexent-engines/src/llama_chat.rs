@@ -27,7 +27,8 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::sampling::LlamaSampler;
 use nexent_core::chat::{
-    ChatError, ChatEvent, ChatMessage, ChatModel, ChatRequest, ChatStream, FinishReason, Role, ToolCall, Usage,
+    ChatError, ChatEvent, ChatMessage, ChatModel, ChatRequest, ChatStream, FinishReason, Role, ToolCall, ToolChoice,
+    Usage,
     find_stop, held_back,
 };
 use tokio::sync::mpsc;
@@ -345,7 +346,7 @@ fn send_text(events: &mpsc::Sender<Result<ChatEvent, ChatError>>, text: &str, se
 
 /// Watches generation for the start of a tool call and, from there, samples under the tools' grammar.
 ///
-/// Two starts are recognised: `<tool_call>` (Qwen's trained form; the grammar takes over after the tag),
+/// With `tool_choice` required the grammar holds from the first token. Otherwise two starts are recognised: `<tool_call>` (Qwen's trained form; the grammar takes over after the tag),
 /// and a first non-blank token that opens a JSON object or code fence (Qwen 0.5B's bare form). In the
 /// second case the token is not used: it is sampled again, under the grammar, from the same logits, so the
 /// grammar sees the whole call and never has to accept a token it did not allow (llama.cpp aborts if it
@@ -361,7 +362,12 @@ struct ToolCallGuard<'m> {
 impl<'m> ToolCallGuard<'m> {
     fn new(model: &'m LlamaModel, request: &ChatRequest) -> Self {
         let grammar = (!request.tools.is_empty() && request.grammar.is_none()).then(|| tool_call_grammar(&request.tools));
-        Self { grammar, model, constrained: None, bare: false }
+        let mut guard = Self { grammar, model, constrained: None, bare: false };
+        if request.tool_choice == ToolChoice::Required {
+            // The answer is a call from its first token.
+            guard.bare = guard.constrain().is_some();
+        }
+        guard
     }
 
     fn active(&self) -> bool {

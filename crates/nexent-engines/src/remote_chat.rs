@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use nexent_core::chat::{
-    ChatError, ChatEvent, ChatModel, ChatRequest, ChatStream, FinishReason, Role, ToolCall, Usage,
+    ChatError, ChatEvent, ChatModel, ChatRequest, ChatStream, FinishReason, Role, ToolCall, ToolChoice, Usage,
 };
 use serde_json::{Value, json};
 
@@ -80,6 +80,9 @@ pub fn request_body(model: &str, request: &ChatRequest) -> Value {
                 .map(|tool| json!({"type": "function", "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters}}))
                 .collect(),
         );
+        if request.tool_choice == ToolChoice::Required {
+            body["tool_choice"] = json!("required");
+        }
     }
     body
 }

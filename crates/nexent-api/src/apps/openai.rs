@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use utoipa::ToSchema;
 
 use nexent_core::chat::{
-    ChatEvent, ChatMessage, ChatRequest, FinishReason, Role, ToolCall, ToolDefinition, Usage, collect,
+    ChatEvent, ChatMessage, ChatRequest, FinishReason, Role, ToolCall, ToolChoice, ToolDefinition, Usage, collect,
 };
 use nexent_core::clock::now_millis;
 
@@ -53,6 +53,10 @@ pub struct ChatCompletionBody {
     /// A GBNF grammar the answer must follow (llama.cpp's server takes the same field; local models only).
     #[serde(default)]
     pub grammar: Option<String>,
+    /// `auto` (default), `none`, `required`, or `{"type": "function", "function": {"name": ...}}`.
+    #[serde(default)]
+    #[schema(value_type = Object)]
+    pub tool_choice: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,17 +158,42 @@ impl ChatCompletionBody {
         }
         let include_usage =
             self.stream_options.as_ref().and_then(|options| options["include_usage"].as_bool()).unwrap_or(false);
+        let mut tools: Vec<ToolDefinition> = self
+            .tools
+            .into_iter()
+            .map(|tool| ToolDefinition {
+                name: tool.function.name,
+                description: tool.function.description,
+                parameters: tool.function.parameters,
+            })
+            .collect();
+        let tool_choice = match &self.tool_choice {
+            None | Some(Value::Null) => ToolChoice::Auto,
+            Some(Value::String(choice)) => match choice.as_str() {
+                "auto" => ToolChoice::Auto,
+                "required" => ToolChoice::Required,
+                "none" => {
+                    tools.clear();
+                    ToolChoice::Auto
+                }
+                other => return Err(OpenAiError::invalid(format!("tool_choice must be auto, none or required, not {other:?}"))),
+            },
+            Some(choice) => {
+                let name = choice["function"]["name"].as_str().unwrap_or_default();
+                tools.retain(|tool| tool.name == name);
+                if tools.is_empty() {
+                    return Err(OpenAiError::invalid(format!("tool_choice names no tool of the request: {choice}")));
+                }
+                ToolChoice::Required
+            }
+        };
+        if tool_choice == ToolChoice::Required && tools.is_empty() {
+            return Err(OpenAiError::invalid("tool_choice \"required\" needs tools".to_owned()));
+        }
         let request = ChatRequest {
             messages,
-            tools: self
-                .tools
-                .into_iter()
-                .map(|tool| ToolDefinition {
-                    name: tool.function.name,
-                    description: tool.function.description,
-                    parameters: tool.function.parameters,
-                })
-                .collect(),
+            tools,
+            tool_choice,
             max_tokens: self.max_completion_tokens.or(self.max_tokens),
             temperature: self.temperature,
             top_p: self.top_p,

@@ -77,13 +77,18 @@ async fn describe(attachment: Attachment, query: &str, vision: Option<&VisionMod
         let text = describe_image(vision, &bytes, &file_name, query).await?;
         return Ok(format!("Image file {file_name} content: {text}"));
     }
-    let name = file_name.clone();
-    let elements = tokio::task::spawn_blocking(move || parse::parse_document(&name, &bytes))
+    let text = extract_text(file_name.clone(), bytes, MAX_DESCRIPTION_CHARS).await?;
+    Ok(format!("File {file_name} content: {text}"))
+}
+
+/// A document's text (at most `limit` characters, saying what was cut), parsed on a blocking thread.
+pub async fn extract_text(file_name: String, bytes: Vec<u8>, limit: usize) -> Result<String, String> {
+    let elements = tokio::task::spawn_blocking(move || parse::parse_document(&file_name, &bytes))
         .await
         .map_err(|_| "the parser stopped".to_owned())?
         .map_err(|error| error.to_string())?;
     let text = elements.iter().map(|element| element.text.as_str()).collect::<Vec<_>>().join("\n\n");
-    Ok(format!("File {file_name} content: {}", cap_chars(&text, MAX_DESCRIPTION_CHARS)))
+    Ok(cap_chars(&text, limit))
 }
 
 /// The first `limit` characters of `text`, saying how much was left out.

@@ -1,0 +1,292 @@
+//! The agent: a question answered from the user's documents and tools, streamed step by step in Nexent's
+//! protocol (nexent-api.md §2), and saved to the conversation (§2.4).
+//!
+//! - [`machine`]: the run as a pure state machine (events in, effects out), unit-tested from scripts.
+//! - [`driver`]: performs the effects: the model stream, tool calls, messages to the client, stop.
+//! - [`tools`]: knowledge-base search, attached files; [`mcp`]: tools of configured MCP servers.
+//! - [`Agent`]: starts runs: saves the question, chooses the tools, drives the machine on a task of its
+//!   own (so a run ends and is saved even when its client goes away), and keeps runs stoppable by
+//!   conversation.
+
+pub mod driver;
+pub mod labels;
+pub mod machine;
+pub mod mcp;
+pub mod tools;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde_json::Value;
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+pub use labels::Language;
+pub use machine::{AgentConfig, AgentMachine, AgentTask, HistoryTurn};
+use tools::{AttachedFile, AttachedFileTool, KnowledgeSearchTool, ToolBox};
+
+use crate::chat::SharedChatModel;
+use crate::config_sync::ConfigSync;
+use crate::conversation::units::StreamUnit;
+use crate::conversation::{ConversationError, ConversationStore};
+use crate::knowledge::KnowledgeBase;
+use crate::storage::FileStorage;
+
+/// Config Sync keys the agent reads.
+pub const LANGUAGE_KEY: &str = "AGENT_LANGUAGE";
+/// `true`: with no knowledge base selected, search all of them (otherwise the agent has no search tool).
+pub const SEARCH_ALL_KEY: &str = "SEARCH_ALL_KNOWLEDGE_BASES";
+/// `false`: the model decides whether to search in the first step too (default: it must).
+pub const SEARCH_FIRST_KEY: &str = "AGENT_SEARCH_FIRST";
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("query cannot be empty")]
+    EmptyQuery,
+    #[error("the agent is already answering {0} questions; try again shortly")]
+    Busy(usize),
+    #[error(transparent)]
+    Conversation(#[from] ConversationError),
+}
+
+/// One question to the agent (the body of `POST /api/agent/run`).
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    pub query: String,
+    pub conversation_id: Option<i64>,
+    pub history: Vec<HistoryTurn>,
+    /// Nexent's `minio_files` as sent: saved with the question, descriptions folded into it, objects readable
+    /// by the run.
+    pub minio_files: Option<Value>,
+    pub language: Option<Language>,
+}
+
+/// A started run: its messages as they come. The run goes on (and is saved) if this is dropped.
+pub struct RunHandle {
+    pub conversation_id: i64,
+    pub messages: mpsc::Receiver<StreamUnit>,
+    pub finished: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Clone)]
+pub struct Agent {
+    pub conversations: ConversationStore,
+    pub config_sync: Arc<ConfigSync>,
+    pub knowledge: Arc<KnowledgeBase>,
+    pub storage: FileStorage,
+    pub chat: SharedChatModel,
+    pub mcp: mcp::McpTools,
+    pub runs: AgentRuns,
+}
+
+impl Agent {
+    pub async fn start(&self, request: RunRequest) -> Result<RunHandle, AgentError> {
+        let query = request.query.trim().to_owned();
+        if query.is_empty() {
+            return Err(AgentError::EmptyQuery);
+        }
+        // Admission before anything is saved: a run over capacity is refused whole.
+        let permit = self.runs.admit()?;
+        let conversation_id = match request.conversation_id {
+            Some(id) => self.conversations.get(id).await?.id,
+            None => self.conversations.create(None).await?.id,
+        };
+        self.conversations.append_user_message(conversation_id, &query, request.minio_files.as_ref()).await?;
+
+        let tools = self.tools_for(request.minio_files.as_ref()).await;
+        let language = request
+            .language
+            .or_else(|| self.config_sync.get(LANGUAGE_KEY).map(|value| Language::parse(&value)))
+            .unwrap_or_default();
+        let assistant_name = Some(self.config_sync.load().app.name).filter(|name| !name.trim().is_empty());
+        let config = AgentConfig {
+            language,
+            assistant_name: assistant_name.unwrap_or_else(|| "Nexent".into()),
+            search_first: self.config_sync.get(SEARCH_FIRST_KEY).is_none_or(|value| is_true(&value)),
+            ..AgentConfig::default()
+        };
+        let task = AgentTask {
+            query: fold_attachments(&query, request.minio_files.as_ref()),
+            history: request.history,
+            tools: tools.specs(),
+        };
+        let machine = AgentMachine::new(config, task);
+        let (sink, messages) = mpsc::channel(256);
+        let (run_id, stop) = self.runs.register(conversation_id);
+        let driver = driver::Driver::new(machine, self.chat.clone(), tools, stop, sink);
+        let conversations = self.conversations.clone();
+        let runs = self.runs.clone();
+        let finished = tokio::spawn(async move {
+            let produced = driver.run().await;
+            if let Err(error) = conversations.append_assistant_message(conversation_id, produced).await {
+                tracing::error!(conversation_id, %error, "cannot save the agent's answer");
+            }
+            runs.unregister(conversation_id, run_id);
+            drop(permit);
+        });
+        Ok(RunHandle { conversation_id, messages, finished })
+    }
+
+    async fn tools_for(&self, minio_files: Option<&Value>) -> ToolBox {
+        let mut tools = ToolBox::default();
+        let existing = self.knowledge.list_indices("*");
+        let mut index_names: Vec<String> = self
+            .config_sync
+            .selected_knowledge_bases()
+            .into_iter()
+            .filter(|name| {
+                let exists = existing.contains(name);
+                if !exists {
+                    tracing::warn!(index = %name, "a selected knowledge base does not exist; not searched");
+                }
+                exists
+            })
+            .collect();
+        let search_all = self.config_sync.get(SEARCH_ALL_KEY).is_some_and(|value| is_true(&value));
+        if index_names.is_empty() && search_all {
+            index_names = existing;
+        }
+        if !index_names.is_empty() {
+            tools.push(Arc::new(KnowledgeSearchTool { knowledge: self.knowledge.clone(), index_names, top_k: 5 }));
+        }
+        let files = attached_files(minio_files);
+        if !files.is_empty() {
+            tools.push(Arc::new(AttachedFileTool { storage: self.storage.clone(), files }));
+        }
+        for tool in self.mcp.tools().await {
+            tools.push(tool);
+        }
+        tools
+    }
+}
+
+fn is_true(value: &str) -> bool {
+    matches!(value.trim().to_lowercase().as_str(), "true" | "1" | "yes" | "on")
+}
+
+/// §1.1: descriptions of attached files go before the question.
+pub fn fold_attachments(query: &str, minio_files: Option<&Value>) -> String {
+    let descriptions: Vec<&str> = minio_files
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|file| file.get("description").and_then(Value::as_str))
+        .filter(|description| !description.trim().is_empty())
+        .collect();
+    if descriptions.is_empty() {
+        return query.to_owned();
+    }
+    format!(
+        "User provided some reference files:\n{}\n\nUser wants to answer questions based on the above information: {query}",
+        descriptions.join("\n")
+    )
+}
+
+fn attached_files(minio_files: Option<&Value>) -> Vec<AttachedFile> {
+    minio_files
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|file| {
+            let object_name = file.get("object_name").and_then(Value::as_str)?.to_owned();
+            let name = file.get("name").and_then(Value::as_str).unwrap_or(&object_name).to_owned();
+            Some(AttachedFile { object_name, name })
+        })
+        .collect()
+}
+
+/// Runs at once by default: the local engine's queue holds 8 requests, and each run has one at a time.
+pub const DEFAULT_MAX_RUNS: usize = 8;
+
+/// The runs in progress, by conversation, so `GET /api/agent/stop/{id}` can stop them; and how many may
+/// run at once.
+#[derive(Clone)]
+pub struct AgentRuns {
+    next_id: Arc<AtomicU64>,
+    running: Arc<Mutex<HashMap<i64, Vec<(u64, CancellationToken)>>>>,
+    capacity: Arc<tokio::sync::Semaphore>,
+    max_runs: usize,
+}
+
+impl Default for AgentRuns {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_RUNS)
+    }
+}
+
+impl AgentRuns {
+    pub fn new(max_runs: usize) -> Self {
+        Self {
+            next_id: Arc::default(),
+            running: Arc::default(),
+            capacity: Arc::new(tokio::sync::Semaphore::new(max_runs.max(1))),
+            max_runs: max_runs.max(1),
+        }
+    }
+
+    fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, AgentError> {
+        self.capacity.clone().try_acquire_owned().map_err(|_| AgentError::Busy(self.max_runs))
+    }
+
+    fn register(&self, conversation_id: i64) -> (u64, CancellationToken) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let token = CancellationToken::new();
+        crate::sync::lock(&self.running).entry(conversation_id).or_default().push((id, token.clone()));
+        (id, token)
+    }
+
+    fn unregister(&self, conversation_id: i64, run_id: u64) {
+        let mut running = crate::sync::lock(&self.running);
+        if let Some(runs) = running.get_mut(&conversation_id) {
+            runs.retain(|(id, _)| *id != run_id);
+            if runs.is_empty() {
+                running.remove(&conversation_id);
+            }
+        }
+    }
+
+    /// Stops the conversation's runs; false when none is running.
+    pub fn stop(&self, conversation_id: i64) -> bool {
+        let running = crate::sync::lock(&self.running);
+        match running.get(&conversation_id) {
+            Some(runs) if !runs.is_empty() => {
+                runs.iter().for_each(|(_, token)| token.cancel());
+                true
+            }
+            _ => false,
+        }
+    }
+
+    pub fn running(&self) -> usize {
+        crate::sync::lock(&self.running).values().map(Vec::len).sum()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attachments_are_folded_into_the_query_as_nexent_does() {
+        let files = serde_json::json!([{"object_name": "a/1.txt", "name": "notes.txt", "description": "File notes.txt content: hi"}, {"name": "x"}]);
+        assert_eq!(
+            fold_attachments("What?", Some(&files)),
+            "User provided some reference files:\nFile notes.txt content: hi\n\nUser wants to answer questions based on the above information: What?"
+        );
+        assert_eq!(fold_attachments("What?", None), "What?");
+        assert_eq!(attached_files(Some(&files)), vec![AttachedFile { object_name: "a/1.txt".into(), name: "notes.txt".into() }]);
+    }
+
+    #[test]
+    fn runs_are_stopped_by_conversation() {
+        let runs = AgentRuns::default();
+        let (first, token) = runs.register(7);
+        let (_, other) = runs.register(8);
+        assert!(runs.stop(7));
+        assert!(token.is_cancelled() && !other.is_cancelled());
+        runs.unregister(7, first);
+        assert!(!runs.stop(7));
+        assert_eq!(runs.running(), 1);
+    }
+}
