@@ -1,6 +1,7 @@
 //! End-to-end tests: each starts the real `nexent` binary on a random loopback port with a temporary
 //! data dir and speaks HTTP to it. One test binary; the modules read as a table of contents.
 
+mod agent;
 mod base;
 mod config_sync;
 mod conversation;

@@ -39,6 +39,8 @@ pub const LANGUAGE_KEY: &str = "AGENT_LANGUAGE";
 pub const SEARCH_ALL_KEY: &str = "SEARCH_ALL_KNOWLEDGE_BASES";
 /// `false`: the model decides whether to search in the first step too (default: it must).
 pub const SEARCH_FIRST_KEY: &str = "AGENT_SEARCH_FIRST";
+/// Tokens one step may generate.
+pub const MAX_STEP_TOKENS_KEY: &str = "AGENT_MAX_STEP_TOKENS";
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -100,11 +102,19 @@ impl Agent {
             .or_else(|| self.config_sync.get(LANGUAGE_KEY).map(|value| Language::parse(&value)))
             .unwrap_or_default();
         let assistant_name = Some(self.config_sync.load().app.name).filter(|name| !name.trim().is_empty());
+        let defaults = AgentConfig::default();
+        let max_step_tokens = self
+            .config_sync
+            .get(MAX_STEP_TOKENS_KEY)
+            .and_then(|value| value.trim().parse::<u32>().ok())
+            .filter(|tokens| *tokens > 0)
+            .unwrap_or(defaults.max_step_tokens);
         let config = AgentConfig {
+            max_step_tokens,
             language,
             assistant_name: assistant_name.unwrap_or_else(|| "Nexent".into()),
             search_first: self.config_sync.get(SEARCH_FIRST_KEY).is_none_or(|value| is_true(&value)),
-            ..AgentConfig::default()
+            ..defaults
         };
         let task = AgentTask {
             query: fold_attachments(&query, request.minio_files.as_ref()),

@@ -182,7 +182,10 @@ fn history_message_json(message: &HistoryMessage) -> Value {
         Role::Assistant => {
             let mut units: Vec<Value> =
                 message.units.iter().map(|unit| json!({ "type": unit.kind, "content": unit.content })).collect();
-            units.push(json!({ "type": "final_answer", "content": message.content }));
+            // A run stopped before its answer has none (its last unit says why).
+            if !message.content.is_empty() {
+                units.push(json!({ "type": "final_answer", "content": message.content }));
+            }
             json!({
                 "role": "assistant",
                 "message": units,

@@ -1,0 +1,300 @@
+//! The agent end to end on the real server with the default local model (Qwen2.5-Coder-0.5B): a knowledge
+//! base of invented facts, `POST /api/agent/run` read byte by byte as Nexent's frontend reads it, the saved
+//! run, stop, a client that goes away, a knowledge base deleted mid-run, and many runs at once.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use nexent_e2e::{NexentServer, ServerOptions, models_dir, upload_to_kb, wait_for_task};
+use serde_json::{Value, json};
+
+const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/agent/corpus");
+
+fn qwen() -> ServerOptions {
+    ServerOptions::default().arg("--llm-threads").arg("1")
+}
+
+fn smollm2() -> ServerOptions {
+    let model = models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    ServerOptions::default().arg("--chat-model").arg(model.display().to_string()).arg("--llm-threads").arg("1")
+}
+
+/// Nexent's frontend parser (chatStreamHandler): split on newlines, take `data:` lines, trim, JSON-parse,
+/// drop messages whose type or content is empty. Checks every content is a string.
+struct FrontendParser {
+    buffer: Vec<u8>,
+    messages: Vec<(String, String)>,
+}
+
+impl FrontendParser {
+    fn new() -> Self {
+        Self { buffer: Vec::new(), messages: Vec::new() }
+    }
+
+    fn feed(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+        while let Some(newline) = self.buffer.iter().position(|byte| *byte == b'\n') {
+            let line: Vec<u8> = self.buffer.drain(..=newline).collect();
+            let line = String::from_utf8(line).expect("the stream is UTF-8 at line ends");
+            let Some(data) = line.strip_prefix("data:") else {
+                assert!(line.trim().is_empty(), "only data lines and blank lines: {line:?}");
+                continue;
+            };
+            let message: Value = serde_json::from_str(data.trim()).expect("each data line is JSON");
+            let kind = message["type"].as_str().expect("type is a string").to_owned();
+            let content = message["content"].as_str().unwrap_or_else(|| panic!("content is a string: {message}")).to_owned();
+            if !kind.is_empty() && !content.is_empty() {
+                self.messages.push((kind, content));
+            }
+        }
+    }
+}
+
+async fn corpus_server(options: ServerOptions, files: &[&str]) -> anyhow::Result<NexentServer> {
+    let server = NexentServer::start_with(options)?;
+    for file in files {
+        let bytes = std::fs::read(format!("{CORPUS}/{file}"))?;
+        let (status, body) = upload_to_kb(&server, "facts", file, &bytes).await?;
+        assert_eq!(status, 201, "{body}");
+        let task = wait_for_task(&server, body["process_tasks"]["task_id"].as_str().unwrap_or_default()).await?;
+        assert_eq!(task["status"], "completed", "{task}");
+    }
+    select_knowledge_bases(&server, &["facts"]).await?;
+    Ok(server)
+}
+
+async fn select_knowledge_bases(server: &NexentServer, names: &[&str]) -> anyhow::Result<()> {
+    let config = json!({
+        "app": {"appName": "Nexent", "appDescription": "", "iconType": "preset", "customIconUrl": null, "avatarUri": null},
+        "models": {},
+        "data": {"selectedKbNames": names, "selectedKbModels": [], "selectedKbSources": []}
+    });
+    let (status, body) = server.post_json("/api/config/save_config", &config).await?;
+    assert_eq!(status, 200, "{body}");
+    Ok(())
+}
+
+async fn new_conversation(server: &NexentServer) -> anyhow::Result<i64> {
+    let (_, created) = server.send_json(reqwest::Method::PUT, "/api/conversation/create", &json!({})).await?;
+    Ok(created["data"]["conversation_id"].as_i64().expect("conversation id"))
+}
+
+async fn run(server: &NexentServer, body: &Value) -> anyhow::Result<reqwest::Response> {
+    Ok(server.client.post(server.url("/api/agent/run")).json(body).timeout(Duration::from_secs(300)).send().await?)
+}
+
+async fn read_all(response: reqwest::Response) -> anyhow::Result<Vec<(String, String)>> {
+    let mut parser = FrontendParser::new();
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        parser.feed(&chunk?);
+    }
+    Ok(parser.messages)
+}
+
+fn kinds(messages: &[(String, String)]) -> Vec<&str> {
+    messages.iter().map(|(kind, _)| kind.as_str()).collect()
+}
+
+/// Types in order with consecutive repeats collapsed.
+fn collapsed(messages: &[(String, String)]) -> Vec<&str> {
+    let mut types = kinds(messages);
+    types.dedup();
+    types
+}
+
+async fn saved_assistant(server: &NexentServer, conversation_id: i64) -> anyhow::Result<Value> {
+    for _ in 0..100 {
+        let (status, history) = server.get_json(&format!("/api/conversation/{conversation_id}")).await?;
+        assert_eq!(status, 200, "{history}");
+        let messages = history["data"]["message"].as_array().cloned().unwrap_or_default();
+        if let Some(assistant) = messages.iter().rev().find(|message| message["role"] == "assistant") {
+            return Ok(assistant.clone());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    anyhow::bail!("the run of conversation {conversation_id} was not saved")
+}
+
+#[tokio::test]
+async fn a_question_is_answered_from_the_documents_in_nexents_protocol_and_saved() -> anyhow::Result<()> {
+    let server = corpus_server(qwen(), &["zorblax-x2.md", "velmora-ferry.md", "brisco-robot.md"]).await?;
+    let conversation_id = new_conversation(&server).await?;
+    let history = json!([{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi! How can I help?"}]);
+    let response = run(&server, &json!({"query": "How long is the warranty of the Zorblax X2 kettle?",
+                                         "conversation_id": conversation_id, "history": history})).await?;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "text/event-stream; charset=utf-8");
+    let messages = read_all(response).await?;
+    let types = collapsed(&messages);
+    // Step 1 searches, step 2 answers.
+    assert_eq!(
+        types,
+        ["agent_new_run", "step_count", "model_output_code", "parse", "tool", "card", "search_content",
+         "execution_logs", "token_count", "step_count", "model_output_thinking", "token_count", "final_answer"],
+        "{messages:#?}"
+    );
+    let content = |kind: &str| messages.iter().find(|(k, _)| k == kind).map(|(_, c)| c.clone()).unwrap_or_default();
+    assert_eq!(content("step_count"), "\n**Step 1** \n");
+    assert!(content("parse").contains("knowledge_base_search"));
+    let sources: Value = serde_json::from_str(&content("search_content"))?;
+    let first = &sources[0];
+    assert_eq!((first["filename"].as_str(), first["tool_sign"].as_str(), first["cite_index"].as_i64()), (Some("zorblax-x2.md"), Some("a"), Some(0)));
+    assert!(first["score_details"]["accurate"].is_number() && first["score_details"]["semantic"].is_number(), "{first}");
+    assert!(content("token_count").contains("Duration:"));
+    let answer = content("final_answer");
+    assert!(answer.starts_with('\n') && answer.contains('7'), "{answer:?}");
+    assert!(answer.contains("[[a0]]"), "the answer cites its source: {answer:?}");
+
+    // History reload returns the run's units and its sources, both scores kept.
+    let assistant = saved_assistant(&server, conversation_id).await?;
+    let units: Vec<&str> = assistant["message"].as_array().expect("units").iter().filter_map(|unit| unit["type"].as_str()).collect();
+    assert!(units.starts_with(&["agent_new_run", "step_count", "model_output_code", "parse", "tool", "card", "execution_logs", "token_count"]), "{units:?}");
+    assert!(!units.contains(&"search_content"), "search results are sources, not units: {units:?}");
+    assert_eq!(assistant["message"].as_array().and_then(|units| units.last()).map(|unit| unit["type"].clone()), Some(json!("final_answer")));
+    let search = assistant["search"].as_array().expect("sources with the message");
+    assert_eq!(search[0]["title"].as_str().map(|title| title.contains("Zorblax")), Some(true), "{search:?}");
+    let (_, all) = server.post_json("/api/conversation/sources", &json!({"conversation_id": conversation_id})).await?;
+    let stored = &all["data"]["searches"][0];
+    assert!(stored["score_details"]["accurate"].is_number() && stored["score_details"]["semantic"].is_number(), "{all}");
+
+    // Chinese step labels on request; bad requests are 4xx with a message.
+    let messages = read_all(run(&server, &json!({"query": "What is the name of the Velmora Island ferry?", "history": [], "language": "zh"})).await?).await?;
+    assert!(messages.iter().any(|(kind, content)| kind == "step_count" && content.contains("步骤 1")), "{messages:?}");
+    let (status, body) = nexent_e2e::read_json(run(&server, &json!({"query": "  "})).await?).await?;
+    assert_eq!(status, 422, "{body}");
+    let (status, body) = nexent_e2e::read_json(run(&server, &json!({"query": "hi", "conversation_id": 999_999})).await?).await?;
+    assert_eq!(status, 404, "{body}");
+    Ok(())
+}
+
+/// Reads the stream until `wanted` messages of `kind` arrived; returns what came and the rest of the body.
+async fn read_until(
+    response: reqwest::Response,
+    kind: &str,
+    wanted: usize,
+) -> anyhow::Result<(Vec<(String, String)>, futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>)> {
+    let mut parser = FrontendParser::new();
+    let mut body = response.bytes_stream().map(|chunk| chunk.map(|bytes| bytes.to_vec())).boxed();
+    while parser.messages.iter().filter(|(k, _)| k == kind).count() < wanted {
+        let chunk = body.next().await.expect("the run goes on")?;
+        parser.feed(&chunk);
+    }
+    Ok((parser.messages, body))
+}
+
+const LONG_QUESTION: &str = "Describe the Brisco garden robot, then write a very long story of at least 600 words about it.";
+
+#[tokio::test]
+async fn stop_ends_the_stream_with_an_error_and_saves_what_was_produced() -> anyhow::Result<()> {
+    let server = corpus_server(qwen(), &["brisco-robot.md"]).await?;
+    let conversation_id = new_conversation(&server).await?;
+    let response = run(&server, &json!({"query": LONG_QUESTION, "conversation_id": conversation_id, "history": []})).await?;
+    let (mut messages, mut rest) = read_until(response, "model_output_thinking", 5).await?;
+    let (status, stopped) = server.get_json(&format!("/api/agent/stop/{conversation_id}")).await?;
+    assert_eq!((status, stopped["status"].as_str()), (200, Some("success")), "{stopped}");
+    let mut parser = FrontendParser::new();
+    while let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), rest.next()).await? {
+        parser.feed(&chunk?);
+    }
+    messages.extend(parser.messages);
+    let (last_kind, last_content) = messages.last().cloned().expect("messages");
+    assert_eq!(last_kind, "error", "{messages:?}");
+    assert!(last_content.contains("stopped by the user"), "{last_content}");
+    assert!(!kinds(&messages).contains(&"final_answer"));
+    let assistant = saved_assistant(&server, conversation_id).await?;
+    let units = assistant["message"].as_array().cloned().unwrap_or_default();
+    assert!(units.iter().any(|unit| unit["type"] == "model_output_thinking"), "the partial answer is saved: {units:?}");
+    assert_eq!(units.last().map(|unit| unit["type"].clone()), Some(json!("error")));
+    let (status, _) = server.get_json(&format!("/api/agent/stop/{conversation_id}")).await?;
+    assert_eq!(status, 404, "nothing left to stop");
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_client_that_goes_away_frees_the_model_and_the_partial_answer_is_saved() -> anyhow::Result<()> {
+    let server = corpus_server(qwen(), &["brisco-robot.md"]).await?;
+    let conversation_id = new_conversation(&server).await?;
+    let response = run(&server, &json!({"query": LONG_QUESTION, "conversation_id": conversation_id, "history": []})).await?;
+    let (_, rest) = read_until(response, "model_output_thinking", 5).await?;
+    drop(rest); // The client goes away mid-answer.
+    let assistant = saved_assistant(&server, conversation_id).await?;
+    let units = assistant["message"].as_array().cloned().unwrap_or_default();
+    let last = units.last().cloned().unwrap_or_default();
+    assert_eq!(last["type"], "error", "{units:?}");
+    assert!(last["content"].as_str().unwrap_or("").contains("client disconnected"), "{last}");
+    let thinking: String = units.iter().filter(|unit| unit["type"] == "model_output_thinking").filter_map(|unit| unit["content"].as_str()).collect();
+    assert!(!thinking.is_empty() && thinking.split_whitespace().count() < 400, "the model stopped early: {thinking:?}");
+    // The model is free: a one-token request is answered at once rather than after a 600-word story.
+    let started = std::time::Instant::now();
+    let (status, _) = server
+        .post_json("/v1/chat/completions", &json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 1}))
+        .await?;
+    assert_eq!(status, 200);
+    println!("one-token request after the disconnect: {:?}", started.elapsed());
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_knowledge_base_deleted_mid_run_is_an_error_step_not_a_crash() -> anyhow::Result<()> {
+    let server = corpus_server(qwen(), &["velmora-ferry.md"]).await?;
+    let response = run(&server, &json!({"query": "How long does the ferry crossing to Velmora Island take?", "history": []})).await?;
+    let (mut messages, mut rest) = read_until(response, "step_count", 1).await?;
+    // The model is still writing its search call: the index goes now.
+    let deleted = server.client.delete(server.url("/api/indices/facts")).send().await?;
+    assert_eq!(deleted.status(), 200);
+    let mut parser = FrontendParser::new();
+    while let Some(chunk) = rest.next().await {
+        parser.feed(&chunk?);
+    }
+    messages.extend(parser.messages);
+    let error = messages.iter().find(|(kind, _)| kind == "error").map(|(_, content)| content.clone());
+    assert!(error.as_deref().is_some_and(|error| error.contains("no longer exists")), "{messages:?}");
+    assert!(matches!(messages.last().map(|(kind, _)| kind.as_str()), Some("final_answer" | "error")), "{messages:?}");
+    let (status, _) = server.get_json("/api/health").await?;
+    assert_eq!(status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn twenty_runs_at_once_complete_or_get_a_clear_503() -> anyhow::Result<()> {
+    // Short steps keep the test short: the queue's behaviour, not the answers, is under test.
+    let server = corpus_server(smollm2().env("AGENT_MAX_STEP_TOKENS", "24"), &["zorblax-x2.md"]).await?;
+    let server = std::sync::Arc::new(server);
+    let runs = (0..20).map(|index| {
+        let server = server.clone();
+        tokio::spawn(async move {
+            let body = json!({"query": format!("Question {index}: how much does the Zorblax X2 cost?"), "history": []});
+            let response = run(&server, &body).await?;
+            let status = response.status().as_u16();
+            if status == 200 {
+                anyhow::Ok((status, read_all(response).await?, Value::Null))
+            } else {
+                let (status, body) = nexent_e2e::read_json(response).await?;
+                anyhow::Ok((status, Vec::new(), body))
+            }
+        })
+    });
+    let mut completed = 0;
+    let mut refused = 0;
+    for outcome in futures::future::join_all(runs).await {
+        let (status, messages, body) = outcome??;
+        match status {
+            200 => {
+                let last = messages.last().cloned().unwrap_or_default();
+                assert!(last.0 == "final_answer" || (last.0 == "error" && last.1.contains("busy")), "{messages:?}");
+                completed += usize::from(last.0 == "final_answer");
+            }
+            503 => {
+                assert!(body["message"].as_str().unwrap_or("").contains("try again"), "{body}");
+                refused += 1;
+            }
+            other => panic!("unexpected status {other}: {body}"),
+        }
+    }
+    println!("20 runs at once: {completed} answered, {refused} refused with 503");
+    assert!(completed >= 1, "runs within capacity are answered");
+    let (status, _) = server.get_json("/api/health").await?;
+    assert_eq!(status, 200);
+    Ok(())
+}
