@@ -4,7 +4,7 @@ CARGO_TARGET_DIR ?= $(HOME)/.cache/nexent/target
 export CARGO_TARGET_DIR
 NEXENT_BIN := $(CARGO_TARGET_DIR)/release/nexent
 
-.PHONY: run test setup build lint bench-server bench-retrieval bench-scale bench-ingest bench-llm bench-embedders
+.PHONY: run test setup build lint bench-server bench-retrieval bench-scale bench-ingest bench-llm bench-agent bench-embedders
 
 setup:
 	@bash scripts/setup.sh
@@ -58,6 +58,11 @@ bench-ingest: setup build
 bench-llm: build
 	@NEXENT_MODEL_GROUPS="llm llm-tiny" bash scripts/setup.sh
 	NEXENT_BIN=$(NEXENT_BIN) cargo run --release -p nexent-bench --bin bench-llm -- --models models/files --out bench/results/llm.md
+
+## bench-agent: 20 questions on invented documents through /api/agent/run (0.5B and 1.5B), beside closed-book and oracle references; writes bench/results/agent.md.
+bench-agent: build
+	@NEXENT_MODEL_GROUPS="embedding llm llm-large" bash scripts/setup.sh
+	NEXENT_BIN=$(NEXENT_BIN) cargo run --release -p nexent-bench --bin bench-agent -- --models models/files --out bench/results/agent.md
 
 ## bench-embedders: MiniLM on ONNX Runtime (int8) beside candle (fp32 safetensors): speed and SciFact nDCG@10; writes bench/results/embedders.md.
 bench-embedders: setup

@@ -81,6 +81,9 @@ pub enum ToolChoice {
     Auto,
     /// The answer is a tool call.
     Required,
+    /// The tools are described (the prompt stays the same as in steps that may call them, so an engine
+    /// can reuse its cache) but the answer is text.
+    None,
 }
 
 impl ChatRequest {

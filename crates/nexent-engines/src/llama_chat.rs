@@ -169,11 +169,12 @@ fn run_engine(
     };
     let _ = ready.send(Ok(()));
     let engine = Engine { model: &model, template: &template };
+    let mut cache = KvTokens::default();
     while let Ok(job) = jobs.recv() {
         if job.events.is_closed() {
             continue;
         }
-        let outcome = engine.generate(&mut context, &job.request, &job.events);
+        let outcome = engine.generate(&mut context, &mut cache, &job.request, &job.events);
         if let Err(error) = outcome {
             let _ = job.events.blocking_send(Err(error));
         }
@@ -221,6 +222,7 @@ impl Engine<'_> {
     fn generate(
         &self,
         context: &mut LlamaContext<'_>,
+        cache: &mut KvTokens,
         request: &ChatRequest,
         events: &mpsc::Sender<Result<ChatEvent, ChatError>>,
     ) -> Result<(), ChatError> {
@@ -236,11 +238,14 @@ impl Engine<'_> {
         let room = window - tokens.len();
         let max_tokens = request.max_tokens.map_or(room, |max| (max as usize).min(room));
         let mut sampler = self.sampler(request)?;
-        context.clear_kv_cache();
+        // The KV cache still holds the previous request: keep the prefix this prompt shares with it (an
+        // agent's next step, a chat's next turn) and decode only the rest. At least one token is decoded,
+        // for the logits of the first answer token.
+        let reused = cache.reuse(context, &tokens);
 
         let mut batch = LlamaBatch::new(PROMPT_BATCH, 1);
         let last = tokens.len() - 1;
-        for (start, piece) in tokens.chunks(PROMPT_BATCH).enumerate().map(|(n, piece)| (n * PROMPT_BATCH, piece)) {
+        for (start, piece) in tokens[reused..].chunks(PROMPT_BATCH).enumerate().map(|(n, piece)| (reused + n * PROMPT_BATCH, piece)) {
             if events.is_closed() {
                 return Ok(());
             }
@@ -251,12 +256,18 @@ impl Engine<'_> {
                     .add(*token, position as i32, &[0], position == last)
                     .map_err(|error| ChatError::Failed(error.to_string()))?;
             }
-            context.decode(&mut batch).map_err(|error| ChatError::Failed(format!("prompt: {error}")))?;
+            let decoded = context.decode(&mut batch);
+            if decoded.is_err() {
+                cache.forget(context);
+            }
+            decoded.map_err(|error| ChatError::Failed(format!("prompt: {error}")))?;
+            cache.tokens.extend_from_slice(piece);
         }
 
         let vocab = self.model.vocab();
         // With tools, a call the model starts is finished under a grammar of the tools' schemas.
         let mut calls = ToolCallGuard::new(self.model, request);
+        let parses_calls = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
         let mut position = tokens.len();
         let mut logits_index = batch.n_tokens() - 1;
         let mut pending_bytes: Vec<u8> = Vec::new();
@@ -289,7 +300,7 @@ impl Engine<'_> {
                 break FinishReason::Stop;
             }
             let safe = answer.len() - held_back(&answer, &request.stop);
-            let visible = if request.tools.is_empty() {
+            let visible = if !parses_calls {
                 safe
             } else if calls.active() {
                 sent
@@ -306,14 +317,18 @@ impl Engine<'_> {
             batch.add(token, position as i32, &[0], true).map_err(|error| ChatError::Failed(error.to_string()))?;
             position += 1;
             logits_index = 0;
-            context.decode(&mut batch).map_err(|error| ChatError::Failed(format!("generation: {error}")))?;
+            let decoded = context.decode(&mut batch);
+            if decoded.is_err() {
+                cache.forget(context);
+            }
+            decoded.map_err(|error| ChatError::Failed(format!("generation: {error}")))?;
+            cache.tokens.push(token);
         };
         if calls.bare {
             // The call began as bare JSON (Qwen 0.5B's habit): tag it so one parser reads every form.
             answer = format!("<tool_call>{answer}</tool_call>");
         }
-        let (text, calls) =
-            if request.tools.is_empty() { (answer.clone(), Vec::new()) } else { parse_tool_calls(&answer) };
+        let (text, calls) = if parses_calls { parse_tool_calls(&answer) } else { (answer.clone(), Vec::new()) };
         let mut reason = reason;
         if calls.is_empty() {
             if !send_text(events, &answer, &mut sent) {
@@ -344,6 +359,39 @@ fn send_text(events: &mpsc::Sender<Result<ChatEvent, ChatError>>, text: &str, se
     events.blocking_send(Ok(ChatEvent::Text(piece))).is_ok()
 }
 
+/// The first token of an answer that may not call a tool: any text but a JSON object, a code fence or a tag.
+const NO_CALL_START_GRAMMAR: &str = "root ::= [^{`<\\x00-\\x20] [^\\x00]*\n";
+
+/// The tokens whose keys and values the context holds, position by position.
+#[derive(Default)]
+struct KvTokens {
+    tokens: Vec<LlamaToken>,
+}
+
+impl KvTokens {
+    /// Drops what `prompt` does not share with the cache; returns how many of its tokens are already there.
+    fn reuse(&mut self, context: &mut LlamaContext<'_>, prompt: &[LlamaToken]) -> usize {
+        let shared = self.tokens.iter().zip(prompt).take_while(|(cached, wanted)| cached == wanted).count();
+        let keep = shared.min(prompt.len().saturating_sub(1));
+        match u32::try_from(keep).ok().map(|keep| context.clear_kv_cache_seq(Some(0), Some(keep), None)) {
+            Some(Ok(true)) => {
+                self.tokens.truncate(keep);
+                keep
+            }
+            // The cache cannot drop a tail (or the position is absurd): start afresh.
+            _ => {
+                self.forget(context);
+                0
+            }
+        }
+    }
+
+    fn forget(&mut self, context: &mut LlamaContext<'_>) {
+        context.clear_kv_cache();
+        self.tokens.clear();
+    }
+}
+
 /// Watches generation for the start of a tool call and, from there, samples under the tools' grammar.
 ///
 /// With `tool_choice` required the grammar holds from the first token. Otherwise two starts are recognised: `<tool_call>` (Qwen's trained form; the grammar takes over after the tag),
@@ -357,12 +405,16 @@ struct ToolCallGuard<'m> {
     constrained: Option<LlamaSampler>,
     /// The call began without its tag.
     bare: bool,
+    /// Tools are described but may not be called: an answer may not open with a call.
+    refuse_calls: bool,
 }
 
 impl<'m> ToolCallGuard<'m> {
     fn new(model: &'m LlamaModel, request: &ChatRequest) -> Self {
-        let grammar = (!request.tools.is_empty() && request.grammar.is_none()).then(|| tool_call_grammar(&request.tools));
-        let mut guard = Self { grammar, model, constrained: None, bare: false };
+        let callable = !request.tools.is_empty() && request.grammar.is_none() && request.tool_choice != ToolChoice::None;
+        let grammar = callable.then(|| tool_call_grammar(&request.tools));
+        let refuse_calls = !request.tools.is_empty() && request.tool_choice == ToolChoice::None;
+        let mut guard = Self { grammar, model, constrained: None, bare: false, refuse_calls };
         if request.tool_choice == ToolChoice::Required {
             // The answer is a call from its first token.
             guard.bare = guard.constrain().is_some();
@@ -379,12 +431,23 @@ impl<'m> ToolCallGuard<'m> {
             return constrained.sample(context, index);
         }
         let token = free.sample(context, index);
-        if self.grammar.is_none() || !answer.trim().is_empty() {
+        if !answer.trim().is_empty() || (self.grammar.is_none() && !self.refuse_calls) {
             return token;
         }
         let piece = String::from_utf8_lossy(&self.model.vocab().token_to_piece(token, false, None)).into_owned();
         let opens = piece.trim_start();
-        if !(opens.starts_with('{') || opens.starts_with('`')) {
+        if !(opens.starts_with('{') || opens.starts_with('`') || opens.starts_with('<')) {
+            return token;
+        }
+        if self.refuse_calls {
+            // Sampled once more from the same logits, with a grammar that lets the answer begin with
+            // anything but a call. Only this token is sampled under it, so its state ends here.
+            return match LlamaSampler::grammar(self.model, NO_CALL_START_GRAMMAR, "root") {
+                Ok(grammar) => LlamaSampler::chain_simple([grammar, LlamaSampler::greedy()]).sample(context, index),
+                Err(_) => token,
+            };
+        }
+        if opens.starts_with('<') && !opens.starts_with("<tool_call>") {
             return token;
         }
         self.bare = true;
@@ -399,6 +462,9 @@ impl<'m> ToolCallGuard<'m> {
 
     /// After each token: a `<tool_call>` tag just written starts the grammar for what follows.
     fn observe(&mut self, answer: &str) {
+        if self.refuse_calls {
+            return;
+        }
         if self.constrained.is_none() && self.grammar.is_some() && answer.trim_end().ends_with("<tool_call>") {
             self.constrain();
         }

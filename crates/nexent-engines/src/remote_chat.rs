@@ -80,8 +80,10 @@ pub fn request_body(model: &str, request: &ChatRequest) -> Value {
                 .map(|tool| json!({"type": "function", "function": {"name": tool.name, "description": tool.description, "parameters": tool.parameters}}))
                 .collect(),
         );
-        if request.tool_choice == ToolChoice::Required {
-            body["tool_choice"] = json!("required");
+        match request.tool_choice {
+            ToolChoice::Auto => {}
+            ToolChoice::Required => body["tool_choice"] = json!("required"),
+            ToolChoice::None => body["tool_choice"] = json!("none"),
         }
     }
     body

@@ -252,6 +252,12 @@ impl AgentMachine {
             && self.tool_rounds < self.config.max_tool_rounds
             && !self.tools.is_empty();
         let mut request = ChatRequest::new(self.messages.clone());
+        if !offer_tools && !self.tools.is_empty() {
+            // Described but not callable: the prompt's start stays as in the steps before, and the
+            // engine reuses what it computed for them.
+            request.tools = self.tools.iter().map(|tool| tool.definition.clone()).collect();
+            request.tool_choice = ToolChoice::None;
+        }
         if offer_tools {
             request.tools = self.tools.iter().map(|tool| tool.definition.clone()).collect();
             let searches = self.tools.iter().any(|tool| matches!(tool.kind, ToolKind::Search { .. }));
@@ -387,9 +393,11 @@ impl AgentMachine {
                     }));
                 }
                 effects.push(emit(SEARCH_CONTENT_TYPE, &Value::Array(shown).to_string()));
-                let observation = serde_json::to_string_pretty(&Value::Array(seen_by_model)).unwrap_or_default();
-                effects.push(emit(kinds::EXECUTION_LOGS, &self.config.language.execution_logs(&observation)));
-                observation
+                let seen_by_model = Value::Array(seen_by_model);
+                let shown_to_user = serde_json::to_string_pretty(&seen_by_model).unwrap_or_default();
+                effects.push(emit(kinds::EXECUTION_LOGS, &self.config.language.execution_logs(&shown_to_user)));
+                // Compact for the model: every token of the prompt costs time on a small machine.
+                seen_by_model.to_string()
             }
             ToolOutcome::Failed(message) => {
                 effects.push(emit(kinds::ERROR, &self.config.language.error(&message)));
@@ -569,6 +577,7 @@ mod tests {
             .iter()
             .map(|effect| match effect {
                 Effect::Emit(unit) => unit.kind.clone(),
+                Effect::CallModel(request) if request.tool_choice == ToolChoice::None => "call_model(tools=0)".into(),
                 Effect::CallModel(request) => format!("call_model(tools={})", request.tools.len()),
                 Effect::CallTool(call) => format!("call_tool({})", call.name),
                 Effect::Finish => "finish".into(),
@@ -609,12 +618,12 @@ mod tests {
         assert_eq!(found[0]["tool_sign"], "a");
         assert_eq!(found[0]["score_details"], json!({"accurate": 1.0, "semantic": 0.8}));
         let Effect::CallModel(request) = &effects[4] else { panic!() };
-        assert_eq!(request.tool_choice, ToolChoice::Auto, "only the first step must search");
+        assert_eq!(request.tool_choice, ToolChoice::None, "the answer step describes the tools but may not call them");
         let answer_prompt = request.messages.last().unwrap();
         assert!(answer_prompt.role == Role::User && answer_prompt.content.contains("Zorblax warranty?"), "{answer_prompt:?}");
         let last = &request.messages[request.messages.len() - 2];
         assert_eq!((last.role, last.tool_call_id.as_deref()), (Role::Tool, Some("call_0")));
-        assert!(last.content.contains("\"index\": \"a0\""), "{}", last.content);
+        assert!(last.content.contains("\"index\":\"a0\""), "{}", last.content);
         let Effect::Emit(duration) = &effects[2] else { panic!() };
         assert!(duration.content.contains("Duration:3"), "{}", duration.content);
         agent.handle(Event::ModelText("It lasts 7 years [a0].".into()), second(4));
