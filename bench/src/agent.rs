@@ -20,8 +20,10 @@ use nexent_e2e::{NexentServer, ServerOptions, upload_to_kb, wait_for_task};
 use serde_json::{Value, json};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/agent");
-const MODELS: [(&str, &str); 2] =
-    [("Qwen2.5-Coder-0.5B-Instruct-Q4_K_M", "Qwen2.5-Coder 0.5B"), ("Qwen2.5-Coder-1.5B-Instruct-Q4_K_M", "Qwen2.5-Coder 1.5B")];
+const MODELS: [(&str, &str); 2] = [
+    ("Qwen2.5-Coder-0.5B-Instruct-Q4_K_M", "Qwen2.5-Coder 0.5B"),
+    ("Qwen2.5-Coder-1.5B-Instruct-Q4_K_M", "Qwen2.5-Coder 1.5B"),
+];
 
 struct Question {
     question: String,
@@ -101,12 +103,18 @@ async fn ask_agent(server: &NexentServer, question: &Question) -> anyhow::Result
 /// A reference through `/v1/chat/completions`: the question, with or without its document.
 async fn ask_directly(server: &NexentServer, question: &Question, document: Option<&str>) -> anyhow::Result<Outcome> {
     let content = match document {
-        Some(document) => format!("{document}\n\nUsing the text above, answer this question in one or two full sentences: {}", question.question),
+        Some(document) => format!(
+            "{document}\n\nUsing the text above, answer this question in one or two full sentences: {}",
+            question.question
+        ),
         None => format!("Answer this question in one or two full sentences: {}", question.question),
     };
     let started = Instant::now();
     let (status, answer) = server
-        .post_json("/v1/chat/completions", &json!({"messages": [{"role": "user", "content": content}], "temperature": 0, "max_tokens": 200}))
+        .post_json(
+            "/v1/chat/completions",
+            &json!({"messages": [{"role": "user", "content": content}], "temperature": 0, "max_tokens": 200}),
+        )
         .await?;
     anyhow::ensure!(status == 200, "chat completion: {status} {answer}");
     let text = answer["choices"][0]["message"]["content"].as_str().unwrap_or_default();
@@ -136,7 +144,11 @@ fn row(model: &str, setting: &str, outcomes: &[Outcome], agent: bool) -> String 
         if agent { percent(outcomes, |outcome| outcome.right_document) } else { dash() },
         percent(outcomes, |outcome| outcome.fact),
         if agent { percent(outcomes, |outcome| outcome.cited) } else { dash() },
-        if agent { format!("{:.0} ms", median(outcomes.iter().map(|outcome| outcome.first_message_ms).collect())) } else { dash() },
+        if agent {
+            format!("{:.0} ms", median(outcomes.iter().map(|outcome| outcome.first_message_ms).collect()))
+        } else {
+            dash()
+        },
         if agent { seconds(outcomes.iter().map(|outcome| outcome.first_token_ms).collect()) } else { dash() },
         seconds(outcomes.iter().map(|outcome| outcome.answer_ms).collect()),
     )
@@ -150,8 +162,9 @@ async fn start_with_corpus(model: &Path, threads: &str, search_first: bool) -> a
         .arg(threads)
         .env("AGENT_SEARCH_FIRST", if search_first { "true" } else { "false" });
     let server = NexentServer::start_with(options)?;
-    let mut documents: Vec<PathBuf> =
-        std::fs::read_dir(format!("{FIXTURES}/corpus"))?.filter_map(|entry| entry.ok().map(|entry| entry.path())).collect();
+    let mut documents: Vec<PathBuf> = std::fs::read_dir(format!("{FIXTURES}/corpus"))?
+        .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+        .collect();
     documents.sort();
     for document in &documents {
         let name = document.file_name().and_then(|name| name.to_str()).unwrap_or_default();
@@ -174,13 +187,20 @@ async fn main() -> anyhow::Result<()> {
     let arguments: Vec<String> = std::env::args().collect();
     let models = PathBuf::from(argument(&arguments, "--models").unwrap_or_else(|| "models/files".into()));
     let out = argument(&arguments, "--out");
-    let threads = argument(&arguments, "--threads").unwrap_or_else(|| nexent_engines::llama_chat::default_threads().to_string());
+    let threads =
+        argument(&arguments, "--threads").unwrap_or_else(|| nexent_engines::llama_chat::default_threads().to_string());
     let questions: Vec<Question> = read_jsonl(&Path::new(FIXTURES).join("questions.jsonl"))?
         .into_iter()
         .map(|item| Question {
             question: item["question"].as_str().unwrap_or_default().to_owned(),
             document: item["document"].as_str().unwrap_or_default().to_owned(),
-            answers: item["answers"].as_array().into_iter().flatten().filter_map(Value::as_str).map(str::to_owned).collect(),
+            answers: item["answers"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect(),
         })
         .collect();
 
@@ -196,8 +216,15 @@ async fn main() -> anyhow::Result<()> {
             let mut outcomes = Vec::new();
             for question in &questions {
                 let outcome = ask_agent(&server, question).await?;
-                eprintln!("{label} search_first={search_first}: searched={} right={} fact={} cited={} {:.1}s — {}",
-                    outcome.searched, outcome.right_document, outcome.fact, outcome.cited, outcome.answer_ms / 1000.0, question.question);
+                eprintln!(
+                    "{label} search_first={search_first}: searched={} right={} fact={} cited={} {:.1}s — {}",
+                    outcome.searched,
+                    outcome.right_document,
+                    outcome.fact,
+                    outcome.cited,
+                    outcome.answer_ms / 1000.0,
+                    question.question
+                );
                 outcomes.push(outcome);
             }
             let setting = if search_first { "agent, first step searches (default)" } else { "agent, model decides" };

@@ -42,7 +42,8 @@ impl FrontendParser {
             };
             let message: Value = serde_json::from_str(data.trim()).expect("each data line is JSON");
             let kind = message["type"].as_str().expect("type is a string").to_owned();
-            let content = message["content"].as_str().unwrap_or_else(|| panic!("content is a string: {message}")).to_owned();
+            let content =
+                message["content"].as_str().unwrap_or_else(|| panic!("content is a string: {message}")).to_owned();
             if !kind.is_empty() && !content.is_empty() {
                 self.messages.push((kind, content));
             }
@@ -120,9 +121,14 @@ async fn saved_assistant(server: &NexentServer, conversation_id: i64) -> anyhow:
 async fn a_question_is_answered_from_the_documents_in_nexents_protocol_and_saved() -> anyhow::Result<()> {
     let server = corpus_server(qwen(), &["zorblax-x2.md", "velmora-ferry.md", "brisco-robot.md"]).await?;
     let conversation_id = new_conversation(&server).await?;
-    let history = json!([{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi! How can I help?"}]);
-    let response = run(&server, &json!({"query": "How long is the warranty of the Zorblax X2 kettle?",
-                                         "conversation_id": conversation_id, "history": history})).await?;
+    let history =
+        json!([{"role": "user", "content": "Hello"}, {"role": "assistant", "content": "Hi! How can I help?"}]);
+    let response = run(
+        &server,
+        &json!({"query": "How long is the warranty of the Zorblax X2 kettle?",
+                                         "conversation_id": conversation_id, "history": history}),
+    )
+    .await?;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream; charset=utf-8");
     let messages = read_all(response).await?;
@@ -130,8 +136,21 @@ async fn a_question_is_answered_from_the_documents_in_nexents_protocol_and_saved
     // Step 1 searches, step 2 answers.
     assert_eq!(
         types,
-        ["agent_new_run", "step_count", "model_output_code", "parse", "tool", "card", "search_content",
-         "execution_logs", "token_count", "step_count", "model_output_thinking", "token_count", "final_answer"],
+        [
+            "agent_new_run",
+            "step_count",
+            "model_output_code",
+            "parse",
+            "tool",
+            "card",
+            "search_content",
+            "execution_logs",
+            "token_count",
+            "step_count",
+            "model_output_thinking",
+            "token_count",
+            "final_answer"
+        ],
         "{messages:#?}"
     );
     let content = |kind: &str| messages.iter().find(|(k, _)| k == kind).map(|(_, c)| c.clone()).unwrap_or_default();
@@ -139,8 +158,14 @@ async fn a_question_is_answered_from_the_documents_in_nexents_protocol_and_saved
     assert!(content("parse").contains("knowledge_base_search"));
     let sources: Value = serde_json::from_str(&content("search_content"))?;
     let first = &sources[0];
-    assert_eq!((first["filename"].as_str(), first["tool_sign"].as_str(), first["cite_index"].as_i64()), (Some("zorblax-x2.md"), Some("a"), Some(0)));
-    assert!(first["score_details"]["accurate"].is_number() && first["score_details"]["semantic"].is_number(), "{first}");
+    assert_eq!(
+        (first["filename"].as_str(), first["tool_sign"].as_str(), first["cite_index"].as_i64()),
+        (Some("zorblax-x2.md"), Some("a"), Some(0))
+    );
+    assert!(
+        first["score_details"]["accurate"].is_number() && first["score_details"]["semantic"].is_number(),
+        "{first}"
+    );
     assert!(content("token_count").contains("Duration:"));
     let answer = content("final_answer");
     assert!(answer.starts_with('\n') && answer.contains('7'), "{answer:?}");
@@ -148,22 +173,49 @@ async fn a_question_is_answered_from_the_documents_in_nexents_protocol_and_saved
 
     // History reload returns the run's units and its sources, both scores kept.
     let assistant = saved_assistant(&server, conversation_id).await?;
-    let units: Vec<&str> = assistant["message"].as_array().expect("units").iter().filter_map(|unit| unit["type"].as_str()).collect();
-    assert!(units.starts_with(&["agent_new_run", "step_count", "model_output_code", "parse", "tool", "card", "execution_logs", "token_count"]), "{units:?}");
+    let units: Vec<&str> =
+        assistant["message"].as_array().expect("units").iter().filter_map(|unit| unit["type"].as_str()).collect();
+    assert!(
+        units.starts_with(&[
+            "agent_new_run",
+            "step_count",
+            "model_output_code",
+            "parse",
+            "tool",
+            "card",
+            "execution_logs",
+            "token_count"
+        ]),
+        "{units:?}"
+    );
     assert!(!units.contains(&"search_content"), "search results are sources, not units: {units:?}");
-    assert_eq!(assistant["message"].as_array().and_then(|units| units.last()).map(|unit| unit["type"].clone()), Some(json!("final_answer")));
+    assert_eq!(
+        assistant["message"].as_array().and_then(|units| units.last()).map(|unit| unit["type"].clone()),
+        Some(json!("final_answer"))
+    );
     let search = assistant["search"].as_array().expect("sources with the message");
     assert_eq!(search[0]["title"].as_str().map(|title| title.contains("Zorblax")), Some(true), "{search:?}");
     let (_, all) = server.post_json("/api/conversation/sources", &json!({"conversation_id": conversation_id})).await?;
     let stored = &all["data"]["searches"][0];
-    assert!(stored["score_details"]["accurate"].is_number() && stored["score_details"]["semantic"].is_number(), "{all}");
+    assert!(
+        stored["score_details"]["accurate"].is_number() && stored["score_details"]["semantic"].is_number(),
+        "{all}"
+    );
 
     // Chinese step labels on request; bad requests are 4xx with a message.
-    let messages = read_all(run(&server, &json!({"query": "What is the name of the Velmora Island ferry?", "history": [], "language": "zh"})).await?).await?;
+    let messages = read_all(
+        run(
+            &server,
+            &json!({"query": "What is the name of the Velmora Island ferry?", "history": [], "language": "zh"}),
+        )
+        .await?,
+    )
+    .await?;
     assert!(messages.iter().any(|(kind, content)| kind == "step_count" && content.contains("步骤 1")), "{messages:?}");
     let (status, body) = nexent_e2e::read_json(run(&server, &json!({"query": "  "})).await?).await?;
     assert_eq!(status, 422, "{body}");
-    let (status, body) = nexent_e2e::read_json(run(&server, &json!({"query": "hi", "conversation_id": 999_999})).await?).await?;
+    let (status, body) =
+        nexent_e2e::read_json(run(&server, &json!({"query": "hi", "conversation_id": 999_999})).await?).await?;
     assert_eq!(status, 404, "{body}");
     Ok(())
 }
@@ -183,13 +235,15 @@ async fn read_until(
     Ok((parser.messages, body))
 }
 
-const LONG_QUESTION: &str = "Describe the Brisco garden robot, then write a very long story of at least 600 words about it.";
+const LONG_QUESTION: &str =
+    "Describe the Brisco garden robot, then write a very long story of at least 600 words about it.";
 
 #[tokio::test]
 async fn stop_ends_the_stream_with_an_error_and_saves_what_was_produced() -> anyhow::Result<()> {
     let server = corpus_server(qwen(), &["brisco-robot.md"]).await?;
     let conversation_id = new_conversation(&server).await?;
-    let response = run(&server, &json!({"query": LONG_QUESTION, "conversation_id": conversation_id, "history": []})).await?;
+    let response =
+        run(&server, &json!({"query": LONG_QUESTION, "conversation_id": conversation_id, "history": []})).await?;
     let (mut messages, mut rest) = read_until(response, "model_output_thinking", 5).await?;
     let (status, stopped) = server.get_json(&format!("/api/agent/stop/{conversation_id}")).await?;
     assert_eq!((status, stopped["status"].as_str()), (200, Some("success")), "{stopped}");
@@ -215,7 +269,8 @@ async fn stop_ends_the_stream_with_an_error_and_saves_what_was_produced() -> any
 async fn a_client_that_goes_away_frees_the_model_and_the_partial_answer_is_saved() -> anyhow::Result<()> {
     let server = corpus_server(qwen(), &["brisco-robot.md"]).await?;
     let conversation_id = new_conversation(&server).await?;
-    let response = run(&server, &json!({"query": LONG_QUESTION, "conversation_id": conversation_id, "history": []})).await?;
+    let response =
+        run(&server, &json!({"query": LONG_QUESTION, "conversation_id": conversation_id, "history": []})).await?;
     let (_, rest) = read_until(response, "model_output_thinking", 5).await?;
     drop(rest); // The client goes away mid-answer.
     let assistant = saved_assistant(&server, conversation_id).await?;
@@ -223,7 +278,11 @@ async fn a_client_that_goes_away_frees_the_model_and_the_partial_answer_is_saved
     let last = units.last().cloned().unwrap_or_default();
     assert_eq!(last["type"], "error", "{units:?}");
     assert!(last["content"].as_str().unwrap_or("").contains("client disconnected"), "{last}");
-    let thinking: String = units.iter().filter(|unit| unit["type"] == "model_output_thinking").filter_map(|unit| unit["content"].as_str()).collect();
+    let thinking: String = units
+        .iter()
+        .filter(|unit| unit["type"] == "model_output_thinking")
+        .filter_map(|unit| unit["content"].as_str())
+        .collect();
     assert!(!thinking.is_empty() && thinking.split_whitespace().count() < 400, "the model stopped early: {thinking:?}");
     // The model is free: a one-token request is answered at once rather than after a 600-word story.
     let started = std::time::Instant::now();
@@ -238,7 +297,9 @@ async fn a_client_that_goes_away_frees_the_model_and_the_partial_answer_is_saved
 #[tokio::test]
 async fn a_knowledge_base_deleted_mid_run_is_an_error_step_not_a_crash() -> anyhow::Result<()> {
     let server = corpus_server(qwen(), &["velmora-ferry.md"]).await?;
-    let response = run(&server, &json!({"query": "How long does the ferry crossing to Velmora Island take?", "history": []})).await?;
+    let response =
+        run(&server, &json!({"query": "How long does the ferry crossing to Velmora Island take?", "history": []}))
+            .await?;
     let (mut messages, mut rest) = read_until(response, "step_count", 1).await?;
     // The model is still writing its search call: the index goes now.
     let deleted = server.client.delete(server.url("/api/indices/facts")).send().await?;

@@ -10,6 +10,7 @@ mod file_management;
 mod formats;
 mod ingest;
 mod knowledge;
+mod mcp;
 mod models;
 mod openai;
 mod proxy;

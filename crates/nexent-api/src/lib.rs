@@ -18,6 +18,7 @@ pub mod apps {
     pub mod watched_folders;
 }
 pub mod error;
+pub mod mcp;
 pub mod router;
 pub mod security;
 pub mod sse;

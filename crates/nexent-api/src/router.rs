@@ -121,7 +121,9 @@ pub fn build_router(state: AppState) -> Router {
     let (routes, openapi) = api_routes().split_for_parts();
     let openapi = clean_wildcards(openapi);
     let security_policy: Arc<security::SecurityPolicy> = state.security.clone();
+    let mcp = crate::mcp::service(state.services.clone(), &security_policy);
     let router = routes
+        .nest_service("/mcp", mcp)
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
         .route("/", get(|| async { axum::response::Redirect::temporary("/api/docs") }))
         .route("/api/file/{*path}", axum::routing::options(file_management::file_options))

@@ -285,7 +285,10 @@ mod tests {
             "User provided some reference files:\nFile notes.txt content: hi\n\nUser wants to answer questions based on the above information: What?"
         );
         assert_eq!(fold_attachments("What?", None), "What?");
-        assert_eq!(attached_files(Some(&files)), vec![AttachedFile { object_name: "a/1.txt".into(), name: "notes.txt".into() }]);
+        assert_eq!(
+            attached_files(Some(&files)),
+            vec![AttachedFile { object_name: "a/1.txt".into(), name: "notes.txt".into() }]
+        );
     }
 
     #[test]

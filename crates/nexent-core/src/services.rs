@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::agent::mcp::McpTools;
+use crate::agent::mcp::{McpServerConfig, McpTools};
 use crate::agent::{Agent, AgentRuns};
 use crate::chat::{SharedChatModel, UnavailableChat};
 use crate::config_sync::{CONFIG_FILE_NAME, ConfigSync, ConfigSyncError};
@@ -61,6 +61,8 @@ pub struct ServicesOptions {
     pub models_dir: PathBuf,
     /// Opens the engines behind model records for health checks.
     pub model_connector: std::sync::Arc<dyn ModelConnector>,
+    /// MCP servers whose tools the agent may call.
+    pub mcp_servers: Vec<McpServerConfig>,
 }
 
 impl Default for ServicesOptions {
@@ -81,6 +83,7 @@ impl Default for ServicesOptions {
             }),
             models_dir: PathBuf::from("models"),
             model_connector: std::sync::Arc::new(NoEngines),
+            mcp_servers: Vec::new(),
         }
     }
 }
@@ -142,7 +145,7 @@ impl Services {
             knowledge: knowledge.clone(),
             storage: storage.clone(),
             chat: options.chat_model.clone(),
-            mcp: McpTools::default(),
+            mcp: McpTools::connect(options.mcp_servers.clone()),
             runs: AgentRuns::default(),
         };
         Ok(Self {

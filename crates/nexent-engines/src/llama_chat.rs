@@ -24,12 +24,11 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
-use llama_cpp_2::token::LlamaToken;
 use llama_cpp_2::sampling::LlamaSampler;
+use llama_cpp_2::token::LlamaToken;
 use nexent_core::chat::{
     ChatError, ChatEvent, ChatMessage, ChatModel, ChatRequest, ChatStream, FinishReason, Role, ToolCall, ToolChoice,
-    Usage,
-    find_stop, held_back,
+    Usage, find_stop, held_back,
 };
 use tokio::sync::mpsc;
 
@@ -245,7 +244,9 @@ impl Engine<'_> {
 
         let mut batch = LlamaBatch::new(PROMPT_BATCH, 1);
         let last = tokens.len() - 1;
-        for (start, piece) in tokens[reused..].chunks(PROMPT_BATCH).enumerate().map(|(n, piece)| (reused + n * PROMPT_BATCH, piece)) {
+        for (start, piece) in
+            tokens[reused..].chunks(PROMPT_BATCH).enumerate().map(|(n, piece)| (reused + n * PROMPT_BATCH, piece))
+        {
             if events.is_closed() {
                 return Ok(());
             }
@@ -411,7 +412,8 @@ struct ToolCallGuard<'m> {
 
 impl<'m> ToolCallGuard<'m> {
     fn new(model: &'m LlamaModel, request: &ChatRequest) -> Self {
-        let callable = !request.tools.is_empty() && request.grammar.is_none() && request.tool_choice != ToolChoice::None;
+        let callable =
+            !request.tools.is_empty() && request.grammar.is_none() && request.tool_choice != ToolChoice::None;
         let grammar = callable.then(|| tool_call_grammar(&request.tools));
         let refuse_calls = !request.tools.is_empty() && request.tool_choice == ToolChoice::None;
         let mut guard = Self { grammar, model, constrained: None, bare: false, refuse_calls };

@@ -83,6 +83,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             chat_model,
             models_dir: settings.models_dir.clone(),
             model_connector,
+            mcp_servers: settings.mcp_servers.clone(),
         },
     )
     .await

@@ -7,6 +7,7 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
+use nexent_core::agent::mcp::{McpServerConfig, McpTransport};
 use nexent_core::storage::{S3Config, StorageBackend};
 use serde::Deserialize;
 
@@ -61,6 +62,55 @@ pub struct ServeArgs {
     /// Keep a folder ingested into a knowledge base: `FOLDER=INDEX` (repeatable).
     #[arg(long = "watch", value_name = "FOLDER=INDEX", value_parser = parse_watch)]
     pub watch: Vec<WatchSpec>,
+    /// An MCP server whose tools the agent may call: `NAME=URL` (streamable HTTP) or `NAME=COMMAND ARGS...`
+    /// (stdio; split on spaces). Repeatable.
+    #[arg(long = "mcp-server", value_name = "NAME=URL|COMMAND", value_parser = parse_mcp)]
+    pub mcp_servers: Vec<McpSpec>,
+}
+
+/// An MCP server, from `--mcp-server` or `[[mcp_server]]` in config.toml (`url`, or `command` and `args`).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct McpSpec {
+    pub name: String,
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub args: Vec<String>,
+}
+
+impl McpSpec {
+    pub fn config(&self) -> anyhow::Result<McpServerConfig> {
+        let transport = match (&self.url, &self.command) {
+            (Some(url), None) => {
+                anyhow::ensure!(
+                    url.starts_with("http://") || url.starts_with("https://"),
+                    "MCP server {}: the url must start with http:// or https://, not {url:?}",
+                    self.name
+                );
+                McpTransport::Http { url: url.clone() }
+            }
+            (None, Some(command)) => McpTransport::Stdio { command: command.clone(), args: self.args.clone() },
+            _ => bail!("MCP server {}: give either url or command", self.name),
+        };
+        Ok(McpServerConfig { name: self.name.clone(), transport })
+    }
+}
+
+fn parse_mcp(text: &str) -> Result<McpSpec, String> {
+    let (name, target) = text.split_once('=').ok_or("expected NAME=URL or NAME=COMMAND ARGS...")?;
+    let (name, target) = (name.trim(), target.trim());
+    if name.is_empty() || target.is_empty() {
+        return Err("expected NAME=URL or NAME=COMMAND ARGS...".into());
+    }
+    if target.starts_with("http://") || target.starts_with("https://") {
+        return Ok(McpSpec { name: name.into(), url: Some(target.into()), command: None, args: Vec::new() });
+    }
+    let mut words = target.split_whitespace().map(str::to_owned);
+    let command = words.next();
+    Ok(McpSpec { name: name.into(), url: None, command, args: words.collect() })
 }
 
 /// A folder to keep ingested, from `--watch` or `[[watch]]` in config.toml.
@@ -161,6 +211,8 @@ pub struct ConfigFile {
     pub llm_context: Option<u32>,
     #[serde(default)]
     pub watch: Vec<WatchSpec>,
+    #[serde(default)]
+    pub mcp_server: Vec<McpSpec>,
     /// Where stored files live; `objects/` in the data dir unless this says otherwise.
     pub storage: Option<StorageSection>,
     /// A `tracing` filter such as `info` or `nexent_api=debug`; `NEXENT_LOG` overrides it.
@@ -196,6 +248,7 @@ pub struct Settings {
     pub llm_threads: Option<usize>,
     pub llm_context: u32,
     pub watch: Vec<WatchSpec>,
+    pub mcp_servers: Vec<McpServerConfig>,
     pub storage: StorageBackend,
     pub log_filter: Option<String>,
 }
@@ -259,6 +312,12 @@ impl Settings {
             llm_threads: args.llm_threads.or(file.llm_threads).map(|threads| threads.max(1)),
             llm_context: args.llm_context.or(file.llm_context).unwrap_or(4096).clamp(512, 131_072),
             watch: file.watch.into_iter().chain(args.watch).collect(),
+            mcp_servers: file
+                .mcp_server
+                .iter()
+                .chain(&args.mcp_servers)
+                .map(McpSpec::config)
+                .collect::<anyhow::Result<_>>()?,
             storage: file
                 .storage
                 .or_else(|| StorageSection::from_minio_environment(|key| std::env::var(key).ok()))

@@ -81,9 +81,14 @@ pub async fn run_agent(
     params(("conversation_id" = i64, Path)),
     responses((status = 200, description = r#"{"status":"success","message":...}: the run stops, its stream ends with an error message, what it produced is saved"#),
               (status = 404, description = "no run in progress for this conversation")))]
-pub async fn stop_agent(State(state): State<AppState>, ApiPath(conversation_id): ApiPath<i64>) -> Result<Json<Value>, ApiError> {
+pub async fn stop_agent(
+    State(state): State<AppState>,
+    ApiPath(conversation_id): ApiPath<i64>,
+) -> Result<Json<Value>, ApiError> {
     if state.services.agent.runs.stop(conversation_id) {
-        Ok(Json(json!({"status": "success", "message": format!("Agent run of conversation {conversation_id} stopped")})))
+        Ok(Json(
+            json!({"status": "success", "message": format!("Agent run of conversation {conversation_id} stopped")}),
+        ))
     } else {
         Err(ApiError::NotFound(format!("No agent run in progress for conversation {conversation_id}")))
     }

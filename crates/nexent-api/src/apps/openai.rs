@@ -176,7 +176,11 @@ impl ChatCompletionBody {
                     tools.clear();
                     ToolChoice::Auto
                 }
-                other => return Err(OpenAiError::invalid(format!("tool_choice must be auto, none or required, not {other:?}"))),
+                other => {
+                    return Err(OpenAiError::invalid(format!(
+                        "tool_choice must be auto, none or required, not {other:?}"
+                    )));
+                }
             },
             Some(choice) => {
                 let name = choice["function"]["name"].as_str().unwrap_or_default();

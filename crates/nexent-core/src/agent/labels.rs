@@ -82,7 +82,10 @@ mod tests {
     fn labels_follow_nexents_templates() {
         assert_eq!(Language::English.step_count(2), "\n**Step 2** \n");
         assert_eq!(Language::Chinese.step_count(1), "\n**步骤 1** \n");
-        assert_eq!(Language::English.duration(1.23456), "<span style=\"color: #bbbbc2; font-size: 12px;\">Duration:1.23</span> ");
+        assert_eq!(
+            Language::English.duration(1.23456),
+            "<span style=\"color: #bbbbc2; font-size: 12px;\">Duration:1.23</span> "
+        );
         assert_eq!(Language::Chinese.error("x"), "\n💥 运行出错\nx\n");
         assert_eq!(Language::parse("zh-CN"), Language::Chinese);
         assert_eq!(Language::parse("en"), Language::English);

@@ -315,7 +315,8 @@ impl AgentMachine {
             let arguments = normalised_arguments(&call.arguments);
             let Some(tool) = self.tools.iter().find(|tool| tool.definition.name == call.name) else {
                 let known: Vec<&str> = self.tools.iter().map(|tool| tool.definition.name.as_str()).collect();
-                let message = format!("The model called an unknown tool {:?}; the tools are: {}", call.name, known.join(", "));
+                let message =
+                    format!("The model called an unknown tool {:?}; the tools are: {}", call.name, known.join(", "));
                 effects.push(emit(kinds::ERROR, &self.config.language.error(&message)));
                 self.answer_call(&call, &format!("Error: {message}"));
                 continue;
@@ -323,7 +324,8 @@ impl AgentMachine {
             let arguments = match arguments {
                 Ok(arguments) => arguments,
                 Err(reason) => {
-                    let message = format!("The call of {} had arguments that are not a JSON object: {reason}", call.name);
+                    let message =
+                        format!("The call of {} had arguments that are not a JSON object: {reason}", call.name);
                     effects.push(emit(kinds::ERROR, &self.config.language.error(&message)));
                     self.answer_call(&call, &format!("Error: {message}"));
                     continue;
@@ -569,7 +571,10 @@ mod tests {
     }
 
     fn machine(tools: Vec<ToolSpec>, history: Vec<HistoryTurn>) -> AgentMachine {
-        AgentMachine::new(AgentConfig::default(), AgentTask { query: "How long is the Zorblax warranty?".into(), history, tools })
+        AgentMachine::new(
+            AgentConfig::default(),
+            AgentTask { query: "How long is the Zorblax warranty?".into(), history, tools },
+        )
     }
 
     fn kinds_of(effects: &[Effect]) -> Vec<String> {
@@ -590,7 +595,14 @@ mod tests {
     }
 
     fn source(text: &str) -> FoundSource {
-        FoundSource { title: "Zorblax manual".into(), text: text.into(), score: 0.9, accurate: Some(1.0), semantic: Some(0.8), ..Default::default() }
+        FoundSource {
+            title: "Zorblax manual".into(),
+            text: text.into(),
+            score: 0.9,
+            accurate: Some(1.0),
+            semantic: Some(0.8),
+            ..Default::default()
+        }
     }
 
     fn second(seconds: u64) -> Duration {
@@ -604,14 +616,33 @@ mod tests {
         assert_eq!(kinds_of(&effects), ["agent_new_run", "step_count", "call_model(tools=1)"]);
         let Effect::CallModel(first) = &effects[2] else { panic!() };
         assert_eq!(first.tool_choice, ToolChoice::Required);
-        assert_eq!(kinds_of(&agent.handle(Event::ModelText("Let me look.".into()), second(1))), ["model_output_thinking"]);
-        assert!(agent.handle(Event::ModelToolCalls(vec![call("knowledge_base_search", r#"{"query":"Zorblax warranty"}"#)]), second(1)).is_empty());
+        assert_eq!(
+            kinds_of(&agent.handle(Event::ModelText("Let me look.".into()), second(1))),
+            ["model_output_thinking"]
+        );
+        assert!(
+            agent
+                .handle(
+                    Event::ModelToolCalls(vec![call("knowledge_base_search", r#"{"query":"Zorblax warranty"}"#)]),
+                    second(1)
+                )
+                .is_empty()
+        );
         let effects = agent.handle(Event::ModelFinished(FinishReason::ToolCalls), second(2));
-        assert_eq!(kinds_of(&effects), ["model_output_code", "parse", "tool", "card", "call_tool(knowledge_base_search)"]);
+        assert_eq!(
+            kinds_of(&effects),
+            ["model_output_code", "parse", "tool", "card", "call_tool(knowledge_base_search)"]
+        );
         let Effect::Emit(card) = &effects[3] else { panic!() };
         assert_eq!(card.content, r#"[{"icon":"search","text":"Zorblax warranty"}]"#);
-        let effects = agent.handle(Event::ToolFinished(ToolOutcome::Sources(vec![source("The Zorblax warranty lasts 7 years.")])), second(3));
-        assert_eq!(kinds_of(&effects), ["search_content", "execution_logs", "token_count", "step_count", "call_model(tools=0)"]);
+        let effects = agent.handle(
+            Event::ToolFinished(ToolOutcome::Sources(vec![source("The Zorblax warranty lasts 7 years.")])),
+            second(3),
+        );
+        assert_eq!(
+            kinds_of(&effects),
+            ["search_content", "execution_logs", "token_count", "step_count", "call_model(tools=0)"]
+        );
         let Effect::Emit(found) = &effects[0] else { panic!() };
         let found: Value = serde_json::from_str(&found.content).unwrap();
         assert_eq!(found[0]["cite_index"], 0);
@@ -620,7 +651,10 @@ mod tests {
         let Effect::CallModel(request) = &effects[4] else { panic!() };
         assert_eq!(request.tool_choice, ToolChoice::None, "the answer step describes the tools but may not call them");
         let answer_prompt = request.messages.last().unwrap();
-        assert!(answer_prompt.role == Role::User && answer_prompt.content.contains("Zorblax warranty?"), "{answer_prompt:?}");
+        assert!(
+            answer_prompt.role == Role::User && answer_prompt.content.contains("Zorblax warranty?"),
+            "{answer_prompt:?}"
+        );
         let last = &request.messages[request.messages.len() - 2];
         assert_eq!((last.role, last.tool_call_id.as_deref()), (Role::Tool, Some("call_0")));
         assert!(last.content.contains("\"index\":\"a0\""), "{}", last.content);
@@ -652,9 +686,23 @@ mod tests {
     fn unknown_tools_and_bad_arguments_are_error_steps_and_the_run_goes_on() {
         let mut agent = machine(vec![search_tool()], Vec::new());
         agent.start(second(0));
-        agent.handle(Event::ModelToolCalls(vec![call("web_search", "{}"), call("knowledge_base_search", "[1]")]), second(1));
+        agent.handle(
+            Event::ModelToolCalls(vec![call("web_search", "{}"), call("knowledge_base_search", "[1]")]),
+            second(1),
+        );
         let effects = agent.handle(Event::ModelFinished(FinishReason::ToolCalls), second(1));
-        assert_eq!(kinds_of(&effects), ["model_output_code", "model_output_code", "error", "error", "token_count", "step_count", "call_model(tools=1)"]);
+        assert_eq!(
+            kinds_of(&effects),
+            [
+                "model_output_code",
+                "model_output_code",
+                "error",
+                "error",
+                "token_count",
+                "step_count",
+                "call_model(tools=1)"
+            ]
+        );
         let Effect::Emit(error) = &effects[2] else { panic!() };
         assert!(error.content.contains("unknown tool \"web_search\""), "{}", error.content);
     }
@@ -664,13 +712,19 @@ mod tests {
         let mut agent = machine(vec![search_tool()], Vec::new());
         agent.start(second(0));
         for round in 0..2 {
-            agent.handle(Event::ModelToolCalls(vec![call("knowledge_base_search", r#"{"query": "warranty"}"#)]), second(1));
+            agent.handle(
+                Event::ModelToolCalls(vec![call("knowledge_base_search", r#"{"query": "warranty"}"#)]),
+                second(1),
+            );
             let effects = agent.handle(Event::ModelFinished(FinishReason::ToolCalls), second(1));
             if round == 0 {
                 assert!(kinds_of(&effects).contains(&"call_tool(knowledge_base_search)".to_owned()));
                 agent.handle(Event::ToolFinished(ToolOutcome::Sources(Vec::new())), second(2));
             } else {
-                assert_eq!(kinds_of(&effects), ["model_output_code", "token_count", "step_count", "call_model(tools=0)"]);
+                assert_eq!(
+                    kinds_of(&effects),
+                    ["model_output_code", "token_count", "step_count", "call_model(tools=0)"]
+                );
             }
         }
     }
@@ -704,12 +758,18 @@ mod tests {
         assert_eq!(kinds_of(&agent.handle(Event::ModelFailed("busy".into()), second(1))), ["error", "finish"]);
         let mut agent = machine(Vec::new(), Vec::new());
         agent.start(second(0));
-        assert_eq!(kinds_of(&agent.handle(Event::ModelFinished(FinishReason::Stop), second(1))), ["token_count", "error", "finish"]);
+        assert_eq!(
+            kinds_of(&agent.handle(Event::ModelFinished(FinishReason::Stop), second(1))),
+            ["token_count", "error", "finish"]
+        );
     }
 
     #[test]
     fn citations_are_normalised_and_added_when_missing() {
-        let sources = vec![("a0".to_owned(), "The Zorblax X2 costs 412 euros.".to_owned()), ("a1".to_owned(), "Unrelated text.".to_owned())];
+        let sources = vec![
+            ("a0".to_owned(), "The Zorblax X2 costs 412 euros.".to_owned()),
+            ("a1".to_owned(), "Unrelated text.".to_owned()),
+        ];
         assert_eq!(cite_sources("It costs 412 euros [[a0]].", &sources), "It costs 412 euros [[a0]].");
         assert_eq!(cite_sources("It costs 412 euros 【a0】 [a9].", &sources), "It costs 412 euros [[a0]] .");
         assert_eq!(cite_sources("The Zorblax costs 412 euros.", &sources), "The Zorblax costs 412 euros. [[a0]]");

@@ -29,7 +29,11 @@ pub fn tool_call_grammar(tools: &[ToolDefinition]) -> String {
         .collect();
     let mut grammar = String::new();
     let _ = writeln!(grammar, "root ::= \"{{\" space \"\\\"name\\\"\" space \":\" space call-body space \"}}\"");
-    let _ = writeln!(grammar, "call-body ::= {}", if alternatives.is_empty() { "\"\\\"\\\"\"".into() } else { alternatives.join(" | ") });
+    let _ = writeln!(
+        grammar,
+        "call-body ::= {}",
+        if alternatives.is_empty() { "\"\\\"\\\"\"".into() } else { alternatives.join(" | ") }
+    );
     for (name, body) in &builder.rules {
         let _ = writeln!(grammar, "{name} ::= {body}");
     }
@@ -69,7 +73,10 @@ impl Builder {
         }
         if let Some(Value::Array(choices)) = object.get("enum") {
             if !choices.is_empty() {
-                return self.rule(name, choices.iter().map(|choice| literal(&choice.to_string())).collect::<Vec<_>>().join(" | "));
+                return self.rule(
+                    name,
+                    choices.iter().map(|choice| literal(&choice.to_string())).collect::<Vec<_>>().join(" | "),
+                );
             }
         }
         for key in ["anyOf", "oneOf"] {
@@ -126,7 +133,9 @@ impl Builder {
             return self.rule(name, "\"{\" space \"}\"".into());
         }
         let required: Vec<&str> = match schema.get("required") {
-            Some(Value::Array(names)) => names.iter().filter_map(Value::as_str).filter(|key| properties.contains_key(*key)).collect(),
+            Some(Value::Array(names)) => {
+                names.iter().filter_map(Value::as_str).filter(|key| properties.contains_key(*key)).collect()
+            }
             _ => Vec::new(),
         };
         let mut pairs: Vec<(String, bool)> = Vec::new();
@@ -141,11 +150,14 @@ impl Builder {
             let index = properties.keys().position(|candidate| candidate == key).unwrap_or_default();
             required_pairs.push(&pairs[index].0);
         }
-        let optional: Vec<&str> = pairs.iter().filter(|(_, required)| !required).map(|(rule, _)| rule.as_str()).collect();
+        let optional: Vec<&str> =
+            pairs.iter().filter(|(_, required)| !required).map(|(rule, _)| rule.as_str()).collect();
         let optional_choice = (!optional.is_empty()).then(|| format!("({})", optional.join(" | ")));
         let body = match (required_pairs.is_empty(), optional_choice) {
             (false, None) => required_pairs.join(" space \",\" space "),
-            (false, Some(choice)) => format!("{} (space \",\" space {choice})*", required_pairs.join(" space \",\" space ")),
+            (false, Some(choice)) => {
+                format!("{} (space \",\" space {choice})*", required_pairs.join(" space \",\" space "))
+            }
             (true, Some(choice)) => format!("({choice} (space \",\" space {choice})*)?"),
             (true, None) => String::new(),
         };
@@ -178,7 +190,9 @@ fn literal(text: &str) -> String {
 
 /// Rule names are letters, digits and dashes.
 fn sanitize(name: &str) -> String {
-    name.chars().map(|character| if character.is_ascii_alphanumeric() { character.to_ascii_lowercase() } else { '-' }).collect()
+    name.chars()
+        .map(|character| if character.is_ascii_alphanumeric() { character.to_ascii_lowercase() } else { '-' })
+        .collect()
 }
 
 #[cfg(test)]
@@ -200,18 +214,31 @@ mod tests {
         ]);
         assert!(grammar.contains(r#""\"knowledge_base_search\"" space "," space "\"arguments\"""#), "{grammar}");
         assert!(grammar.contains(r#"tool0-args-kv0 ::= "\"query\"" space ":" space string"#), "{grammar}");
-        assert!(grammar.contains(r#"tool0-args ::= "{" space tool0-args-kv0 (space "," space (tool0-args-kv1))* space "}""#), "{grammar}");
+        assert!(
+            grammar
+                .contains(r#"tool0-args ::= "{" space tool0-args-kv0 (space "," space (tool0-args-kv1))* space "}""#),
+            "{grammar}"
+        );
         assert!(grammar.contains(r#"tool1-args-p0 ::= "\"c\"" | "\"f\"""#), "{grammar}");
         assert!(grammar.starts_with("root ::= "));
     }
 
     #[test]
     fn unusual_schemas_fall_back_to_any_value() {
-        let grammar = tool_call_grammar(&[tool("odd", serde_json::json!({"type": "object", "properties": {"x": {"type": ["string", "null"]}, "y": {}, "z": {"type": "array", "items": {"type": "number"}}}}))]);
+        let grammar = tool_call_grammar(&[tool(
+            "odd",
+            serde_json::json!({"type": "object", "properties": {"x": {"type": ["string", "null"]}, "y": {}, "z": {"type": "array", "items": {"type": "number"}}}}),
+        )]);
         assert!(grammar.contains("tool0-args-p0 ::= string | null"), "{grammar}");
         assert!(grammar.contains(r#"tool0-args-kv1 ::= "\"y\"" space ":" space value"#), "{grammar}");
-        assert!(grammar.contains(r#"tool0-args-p2 ::= "[" space (number (space "," space number)*)? space "]""#), "{grammar}");
-        let deep = (0..20).fold(serde_json::json!({"type": "string"}), |inner, _| serde_json::json!({"type": "object", "properties": {"a": inner}, "required": ["a"]}));
+        assert!(
+            grammar.contains(r#"tool0-args-p2 ::= "[" space (number (space "," space number)*)? space "]""#),
+            "{grammar}"
+        );
+        let deep = (0..20).fold(
+            serde_json::json!({"type": "string"}),
+            |inner, _| serde_json::json!({"type": "object", "properties": {"a": inner}, "required": ["a"]}),
+        );
         assert!(tool_call_grammar(&[tool("deep", deep)]).contains("value"));
     }
 }

@@ -1,0 +1,107 @@
+//! MCP both ways: the agent calls a tool of a stdio MCP server (written with the official `mcp` SDK, in
+//! `mcp/warehouse_server.py`), and the official SDK's client lists and calls our own `/mcp` tools. A
+//! foreign Host or Origin on `/mcp` is refused.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use nexent_e2e::{NexentServer, ServerOptions, upload_to_kb, wait_for_task};
+use serde_json::{Value, json};
+
+fn test_python() -> String {
+    std::env::var("NEXENT_TEST_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/nexent/test-venv/bin/python", std::env::var("HOME").unwrap_or_default()))
+}
+
+const WAREHOUSE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/mcp/warehouse_server.py");
+const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/mcp/nexent_client.py");
+
+async fn agent_messages(server: &NexentServer, query: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let response = server
+        .client
+        .post(server.url("/api/agent/run"))
+        .json(&json!({"query": query, "history": []}))
+        .timeout(Duration::from_secs(300))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let mut text = Vec::new();
+    let mut body = response.bytes_stream();
+    while let Some(chunk) = body.next().await {
+        text.extend_from_slice(&chunk?);
+    }
+    Ok(String::from_utf8(text)?
+        .lines()
+        .filter_map(|line| line.strip_prefix("data:"))
+        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
+        .map(|message| {
+            (message["type"].as_str().unwrap_or("").to_owned(), message["content"].as_str().unwrap_or("").to_owned())
+        })
+        .collect())
+}
+
+#[tokio::test]
+async fn the_agent_calls_a_tool_of_a_stdio_mcp_server() -> anyhow::Result<()> {
+    let options = ServerOptions::default()
+        .arg("--llm-threads")
+        .arg("1")
+        .arg("--mcp-server")
+        .arg(format!("warehouse={} {WAREHOUSE}", test_python()));
+    let server = NexentServer::start_with(options)?;
+    // No knowledge base is selected: the MCP tool is the agent's only tool.
+    let messages =
+        agent_messages(&server, "How many units of blue widget does the warehouse hold? Check the warehouse stock.")
+            .await?;
+    let content = |kind: &str| messages.iter().filter(|(k, _)| k == kind).map(|(_, c)| c.as_str()).collect::<String>();
+    assert!(content("parse").contains("warehouse_stock"), "{messages:#?}");
+    assert!(content("execution_logs").contains("4812"), "the tool's answer is shown: {messages:#?}");
+    let answer = content("final_answer");
+    assert!(answer.contains("4812") || answer.contains("4,812"), "{answer:?} {messages:#?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_official_mcp_client_lists_and_calls_our_tools_and_foreign_pages_are_refused() -> anyhow::Result<()> {
+    let server = NexentServer::start()?;
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/agent/corpus/zorblax-x2.md"))?;
+    let (status, body) = upload_to_kb(&server, "facts", "zorblax-x2.md", &bytes).await?;
+    assert_eq!(status, 201, "{body}");
+    wait_for_task(&server, body["process_tasks"]["task_id"].as_str().unwrap_or_default()).await?;
+
+    let base = server.url("");
+    let output =
+        tokio::process::Command::new(test_python()).arg(CLIENT).arg(base.trim_end_matches('/')).output().await?;
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let seen: Value = serde_json::from_slice(&output.stdout)?;
+    assert_eq!(seen["tools"], json!(["knowledge_base_search", "list_indices"]), "{seen}");
+    assert_eq!(seen["indices"]["indices"][0]["name"], "facts", "{seen}");
+    assert_eq!(seen["indices"]["indices"][0]["doc_count"], 1, "{seen}");
+    let hit = &seen["search"]["results"][0];
+    assert_eq!(hit["filename"], "zorblax-x2.md", "{seen}");
+    assert!(hit["text"].as_str().unwrap_or("").contains("7 years"), "{seen}");
+    assert_eq!(seen["empty_query_is_error"], true, "{seen}");
+    assert!(seen["empty_query_message"].as_str().unwrap_or("").contains("empty"), "{seen}");
+
+    // A page elsewhere (DNS rebinding or a cross-site request) cannot reach the tools.
+    let initialize = json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+        "params": {"protocolVersion": "2025-03-26", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}});
+    let post = |host: Option<&str>, origin: Option<&str>| {
+        let mut request = server
+            .client
+            .post(server.url("/mcp"))
+            .header("accept", "application/json, text/event-stream")
+            .json(&initialize);
+        if let Some(host) = host {
+            request = request.header("host", host);
+        }
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    assert_eq!(post(Some("evil.example"), None).await?.status(), 403);
+    assert_eq!(post(None, Some("http://evil.example")).await?.status(), 403);
+    let own_origin = format!("http://127.0.0.1:{}", server.port);
+    assert_eq!(post(None, Some(&own_origin)).await?.status(), 200, "our own origin may");
+    Ok(())
+}
