@@ -26,15 +26,17 @@ const GENERATED: usize = 128;
 const RUNS: usize = 3;
 const CONTEXT: u32 = 2048;
 
-/// A prompt of a few hundred tokens, asking for a long answer.
-fn question() -> String {
+/// A prompt of a few hundred tokens, asking for a long answer. Each run's differs in its first words: the
+/// server keeps the prompt prefix a request shares with the previous one in its KV cache, and the prompt
+/// rate is what is measured here.
+fn question(run: usize) -> String {
     let passage = "Tides are the rise and fall of sea levels caused by the combined effects of the gravitational \
         forces exerted by the Moon and the Sun, and the rotation of the Earth. Tide tables can be used for any \
         given locale to find the predicted times and amplitude. The predictions are influenced by many factors \
         including the alignment of the Sun and Moon, the phase and amplitude of the tide, the amphidromic \
         systems of the oceans, and the shape of the coastline and near-shore bathymetry. ";
     format!(
-        "{}\nExplain in a long, detailed essay how tides work and why they differ from place to place.",
+        "Question {run}. {}\nExplain in a long, detailed essay how tides work and why they differ from place to place.",
         passage.repeat(4)
     )
 }
@@ -68,9 +70,6 @@ fn median_figures(runs: &[Figures]) -> Figures {
 fn direct(backend: &LlamaBackend, path: &Path, threads: i32) -> anyhow::Result<Figures> {
     let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())?;
     let template = model.chat_template(None)?;
-    let chat = [LlamaChatMessage::new("user".into(), question())?];
-    let prompt = model.apply_chat_template(&template, &chat, true)?;
-    let tokens = model.vocab().tokenize(prompt.as_bytes(), false, true);
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(CONTEXT))
         .with_n_batch(512)
@@ -78,7 +77,10 @@ fn direct(backend: &LlamaBackend, path: &Path, threads: i32) -> anyhow::Result<F
         .with_n_threads_batch(threads);
     let mut context = model.new_context(backend, params)?;
     let mut runs = Vec::new();
-    for _ in 0..RUNS {
+    for run in 0..RUNS {
+        let chat = [LlamaChatMessage::new("user".into(), question(run))?];
+        let prompt = model.apply_chat_template(&template, &chat, true)?;
+        let tokens = model.vocab().tokenize(prompt.as_bytes(), false, true);
         context.clear_kv_cache();
         let mut sampler = LlamaSampler::greedy();
         let started = Instant::now();
@@ -126,15 +128,15 @@ async fn through_server(path: &Path, threads: usize) -> anyhow::Result<Figures> 
         .arg("--llm-context")
         .arg(CONTEXT.to_string());
     let server = NexentServer::start_with(options)?;
-    let body = json!({"messages": [{"role": "user", "content": question()}], "max_tokens": GENERATED,
-                      "temperature": 0, "stream": true, "stream_options": {"include_usage": true}});
     // One request loads the model (it loads in the background) and warms the page cache.
     let (status, warm) = server
         .post_json("/v1/chat/completions", &json!({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 1}))
         .await?;
     anyhow::ensure!(status == 200, "{warm}");
     let mut runs = Vec::new();
-    for _ in 0..RUNS {
+    for run in 0..RUNS {
+        let body = json!({"messages": [{"role": "user", "content": question(run)}], "max_tokens": GENERATED,
+                          "temperature": 0, "stream": true, "stream_options": {"include_usage": true}});
         let started = Instant::now();
         let response = server.client.post(server.url("/v1/chat/completions")).json(&body).send().await?;
         anyhow::ensure!(response.status() == 200, "status {}", response.status());
@@ -177,6 +179,53 @@ async fn through_server(path: &Path, threads: usize) -> anyhow::Result<Figures> 
     Ok(median_figures(&runs))
 }
 
+/// A process that keeps one core busy (what an indexing job, a browser or a build does to an assistant).
+struct BusyCore(std::process::Child);
+
+impl BusyCore {
+    fn start() -> anyhow::Result<Self> {
+        Ok(Self(std::process::Command::new("sh").arg("-c").arg("while :; do :; done").spawn()?))
+    }
+}
+
+impl Drop for BusyCore {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Why the default is cores − 1: the default model, direct, idle and beside one busy process, with one
+/// thread fewer than the cores and with all of them.
+fn contention(backend: &LlamaBackend, models: &Path) -> anyhow::Result<String> {
+    let name = MODELS[1];
+    let path = models.join(format!("{name}.gguf"));
+    let cores = nexent_bench::cores();
+    let mut table = format!(
+        "\n## Under load: the thread default\n\n{name}, direct, as above; \"busy\" runs a shell loop that keeps one \
+         core busy during the measurement. llama.cpp's workers spin-wait on each other, so a thread that shares \
+         its core with another process holds all of them back.\n\n\
+         | threads | other load | prompt tok/s | generation tok/s | first token ms |\n|---|---|---|---|---|\n"
+    );
+    let mut thread_counts = vec![cores.saturating_sub(1).max(1), cores];
+    thread_counts.dedup();
+    for threads in thread_counts {
+        for busy in [false, true] {
+            let _load = if busy { Some(BusyCore::start()?) } else { None };
+            let figures = direct(backend, &path, threads as i32)?;
+            eprintln!("{name} threads {threads} busy {busy}: {:.1} tok/s", figures.generation_per_s);
+            table.push_str(&format!(
+                "| {threads} | {} | {:.0} | {:.1} | {:.0} |\n",
+                if busy { "one busy process" } else { "idle" },
+                figures.prompt_per_s,
+                figures.generation_per_s,
+                figures.first_token_ms
+            ));
+        }
+    }
+    Ok(table)
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let arguments: Vec<String> = std::env::args().collect();
@@ -194,7 +243,7 @@ async fn main() -> anyhow::Result<()> {
          generation step. Goal: server ≥ 95% of direct.\n\n\
          | model | threads | path | prompt tokens | prompt tok/s | generated | generation tok/s | first token ms | server / direct (gen) |\n\
          |---|---|---|---|---|---|---|---|---|\n",
-        question().len()
+        question(0).len()
     );
     for name in MODELS {
         let path = models.join(format!("{name}.gguf"));
@@ -223,6 +272,7 @@ async fn main() -> anyhow::Result<()> {
             }
         }
     }
+    report.push_str(&contention(&backend, &models)?);
     print!("{report}");
     if let Some(out) = out {
         std::fs::write(&out, &report)?;

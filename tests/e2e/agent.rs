@@ -359,3 +359,25 @@ async fn twenty_runs_at_once_complete_or_get_a_clear_503() -> anyhow::Result<()>
     assert_eq!(status, 200);
     Ok(())
 }
+
+#[tokio::test]
+async fn an_attached_file_is_read_by_the_agent() -> anyhow::Result<()> {
+    let server = NexentServer::start_with(qwen())?;
+    let memo = b"Internal memo. The Orlen-7 pump was replaced on 3 June. Its new serial number is KX-44019.".to_vec();
+    let form =
+        reqwest::multipart::Form::new().part("files", reqwest::multipart::Part::bytes(memo).file_name("memo.txt"));
+    let (status, stored) =
+        nexent_e2e::read_json(server.client.post(server.url("/api/file/storage")).multipart(form).send().await?)
+            .await?;
+    assert_eq!(status, 200, "{stored}");
+    let object_name = stored["results"][0]["object_name"].as_str().expect("object name").to_owned();
+    let files = json!([{"object_name": object_name, "name": "memo.txt", "type": "txt", "size": 90}]);
+    let messages =
+        read_all(run(&server, &json!({"query": "What is the new serial number of the Orlen-7 pump?", "history": [], "minio_files": files})).await?)
+            .await?;
+    let content = |kind: &str| messages.iter().filter(|(k, _)| k == kind).map(|(_, c)| c.as_str()).collect::<String>();
+    assert!(content("parse").contains("read_attached_file"), "{messages:#?}");
+    assert!(content("execution_logs").contains("KX-44019"), "{messages:#?}");
+    assert!(content("final_answer").contains("KX-44019"), "{messages:#?}");
+    Ok(())
+}

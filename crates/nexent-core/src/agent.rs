@@ -206,6 +206,9 @@ fn attached_files(minio_files: Option<&Value>) -> Vec<AttachedFile> {
         .collect()
 }
 
+/// A run in progress: its id and what stops it.
+type RunEntry = (u64, CancellationToken);
+
 /// Runs at once by default: the local engine's queue holds 8 requests, and each run has one at a time.
 pub const DEFAULT_MAX_RUNS: usize = 8;
 
@@ -214,7 +217,7 @@ pub const DEFAULT_MAX_RUNS: usize = 8;
 #[derive(Clone)]
 pub struct AgentRuns {
     next_id: Arc<AtomicU64>,
-    running: Arc<Mutex<HashMap<i64, Vec<(u64, CancellationToken)>>>>,
+    running: Arc<Mutex<HashMap<i64, Vec<RunEntry>>>>,
     capacity: Arc<tokio::sync::Semaphore>,
     max_runs: usize,
 }

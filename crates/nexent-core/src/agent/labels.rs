@@ -66,6 +66,13 @@ impl Language {
         }
     }
 
+    pub(crate) fn reading(self) -> &'static str {
+        match self {
+            Self::English => "Reading the attached files...",
+            Self::Chinese => "正在读取附件...",
+        }
+    }
+
     pub(crate) fn calling(self, name: &str) -> String {
         match self {
             Self::English => format!("Calling {name}..."),

@@ -53,7 +53,8 @@ pub struct AgentConfig {
     /// The first step must call a tool when a search tool is offered ("always retrieve"): small models
     /// answer from memory too often when left to choose. The query is still the model's own.
     pub search_first: bool,
-    /// A step that found sources is followed by the answer (small models otherwise search again and again).
+    /// A step that found sources (or read an attachment) is followed by the answer (small models otherwise
+    /// search again and again).
     pub answer_after_sources: bool,
 }
 
@@ -79,8 +80,17 @@ impl Default for AgentConfig {
 pub enum ToolKind {
     /// Results are cited sources (`search_content`, cite indices `{sign}{n}`).
     Search { sign: String, search_type: String },
+    /// Reads what the user gave (an attached file): results are text, and like a search it grounds the
+    /// answer (the first step must call one of these, and the answer follows).
+    Reader,
     /// Results are text for the model.
     Plain,
+}
+
+impl ToolKind {
+    fn grounds(&self) -> bool {
+        matches!(self, ToolKind::Search { .. } | ToolKind::Reader)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -225,11 +235,9 @@ impl AgentMachine {
                 let message = reason.unwrap_or_else(|| self.config.language.stopped().to_owned());
                 self.fail(&message, &mut effects);
             }
-            (Event::ModelText(text), Phase::Generating) => {
-                if !text.is_empty() {
-                    self.step_text.push_str(&text);
-                    effects.push(emit(kinds::THINKING, &text));
-                }
+            (Event::ModelText(text), Phase::Generating) if !text.is_empty() => {
+                self.step_text.push_str(&text);
+                effects.push(emit(kinds::THINKING, &text));
             }
             (Event::ModelToolCalls(calls), Phase::Generating) => self.step_calls.extend(calls),
             (Event::ModelFinished(reason), Phase::Generating) => self.end_generation(reason, now, &mut effects),
@@ -260,8 +268,8 @@ impl AgentMachine {
         }
         if offer_tools {
             request.tools = self.tools.iter().map(|tool| tool.definition.clone()).collect();
-            let searches = self.tools.iter().any(|tool| matches!(tool.kind, ToolKind::Search { .. }));
-            if self.step == 1 && self.config.search_first && searches {
+            let grounded = self.tools.iter().any(|tool| tool.kind.grounds());
+            if self.step == 1 && self.config.search_first && grounded {
                 request.tool_choice = ToolChoice::Required;
             }
         } else if self.tool_rounds > 0 {
@@ -345,6 +353,7 @@ impl AgentMachine {
                     let text = arguments.get("query").and_then(Value::as_str).unwrap_or_default();
                     effects.push(emit(kinds::CARD, &json!([{"icon": "search", "text": text}]).to_string()));
                 }
+                ToolKind::Reader => effects.push(emit(kinds::TOOL, self.config.language.reading())),
                 ToolKind::Plain => effects.push(emit(kinds::TOOL, &self.config.language.calling(&call.name))),
             }
             let call = ToolCall { arguments: arguments.to_string(), ..call };
@@ -360,6 +369,14 @@ impl AgentMachine {
     fn tool_finished(&mut self, outcome: ToolOutcome, now: Duration, effects: &mut Vec<Effect>) {
         let Some(call) = self.running.take() else { return };
         let kind = self.tools.iter().find(|tool| tool.definition.name == call.name).map(|tool| tool.kind.clone());
+        let found_something = match &outcome {
+            ToolOutcome::Text(_) => true,
+            ToolOutcome::Sources(sources) => !sources.is_empty(),
+            ToolOutcome::Failed(_) => false,
+        };
+        if found_something && self.config.answer_after_sources && kind.as_ref().is_some_and(ToolKind::grounds) {
+            self.must_answer = true;
+        }
         let observation = match outcome {
             ToolOutcome::Text(text) => {
                 effects.push(emit(kinds::EXECUTION_LOGS, &self.config.language.execution_logs(&text)));
@@ -371,9 +388,6 @@ impl AgentMachine {
                 text
             }
             ToolOutcome::Sources(sources) => {
-                if self.config.answer_after_sources {
-                    self.must_answer = true;
-                }
                 let (sign, search_type) = match kind {
                     Some(ToolKind::Search { sign, search_type }) => (sign, search_type),
                     _ => ("a".to_owned(), call.name.clone()),
@@ -441,6 +455,10 @@ fn system_prompt(config: &AgentConfig, tools: &[ToolSpec]) -> String {
              query, then answer only from the results and cite each result you use by its index, like [[a0]]. \
              If the results do not hold the answer, say that the documents do not say.",
         );
+    }
+    if tools.iter().any(|tool| tool.kind == ToolKind::Reader) {
+        prompt
+            .push_str(" The user attached files to the question: read them with read_attached_file before answering.");
     }
     prompt
 }
@@ -510,10 +528,8 @@ pub fn cite_sources(answer: &str, sources: &[(String, String)]) -> String {
             .iter()
             .map(|(index, source)| (index, words(source).intersection(&answer_words).count()))
             .max_by_key(|(_, shared)| *shared);
-        if let Some((index, shared)) = best {
-            if shared >= 2 {
-                text = format!("{} [[{index}]]", text.trim_end());
-            }
+        if let Some((index, _)) = best.filter(|(_, shared)| *shared >= 2) {
+            text = format!("{} [[{index}]]", text.trim_end());
         }
     }
     text
@@ -644,13 +660,13 @@ mod tests {
             ["search_content", "execution_logs", "token_count", "step_count", "call_model(tools=0)"]
         );
         let Effect::Emit(found) = &effects[0] else { panic!() };
-        let found: Value = serde_json::from_str(&found.content).unwrap();
+        let found: Value = serde_json::from_str(&found.content).expect("search_content is JSON");
         assert_eq!(found[0]["cite_index"], 0);
         assert_eq!(found[0]["tool_sign"], "a");
         assert_eq!(found[0]["score_details"], json!({"accurate": 1.0, "semantic": 0.8}));
         let Effect::CallModel(request) = &effects[4] else { panic!() };
         assert_eq!(request.tool_choice, ToolChoice::None, "the answer step describes the tools but may not call them");
-        let answer_prompt = request.messages.last().unwrap();
+        let answer_prompt = request.messages.last().expect("messages");
         assert!(
             answer_prompt.role == Role::User && answer_prompt.content.contains("Zorblax warranty?"),
             "{answer_prompt:?}"

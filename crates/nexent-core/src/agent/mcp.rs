@@ -193,10 +193,8 @@ impl Tool for McpTool {
                 .filter_map(|block| block.as_text().map(|text| text.text.clone()))
                 .collect::<Vec<_>>()
                 .join("\n");
-            if text.is_empty() {
-                if let Some(structured) = &result.structured_content {
-                    text = structured.to_string();
-                }
+            if let Some(structured) = result.structured_content.as_ref().filter(|_| text.is_empty()) {
+                text = structured.to_string();
             }
             if text.chars().count() > MAX_RESULT_CHARS {
                 text = text.chars().take(MAX_RESULT_CHARS).collect::<String>() + "…";

@@ -145,7 +145,7 @@ impl Tool for AttachedFileTool {
                     "required": ["name"]
                 }),
             },
-            kind: ToolKind::Plain,
+            kind: ToolKind::Reader,
         }
     }
 

@@ -71,13 +71,11 @@ impl Builder {
         if let Some(constant) = object.get("const") {
             return literal(&constant.to_string());
         }
-        if let Some(Value::Array(choices)) = object.get("enum") {
-            if !choices.is_empty() {
-                return self.rule(
-                    name,
-                    choices.iter().map(|choice| literal(&choice.to_string())).collect::<Vec<_>>().join(" | "),
-                );
-            }
+        if let Some(Value::Array(choices)) =
+            object.get("enum").filter(|choices| choices.as_array().is_some_and(|c| !c.is_empty()))
+        {
+            return self
+                .rule(name, choices.iter().map(|choice| literal(&choice.to_string())).collect::<Vec<_>>().join(" | "));
         }
         for key in ["anyOf", "oneOf"] {
             if let Some(Value::Array(options)) = object.get(key) {
