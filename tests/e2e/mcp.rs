@@ -105,3 +105,23 @@ async fn the_official_mcp_client_lists_and_calls_our_tools_and_foreign_pages_are
     assert_eq!(post(None, Some(&own_origin)).await?.status(), 200, "our own origin may");
     Ok(())
 }
+
+#[tokio::test]
+async fn an_mcp_server_that_cannot_start_only_lacks_its_tools() -> anyhow::Result<()> {
+    let model = nexent_e2e::models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    let options = ServerOptions::default()
+        .arg("--chat-model")
+        .arg(model.display().to_string())
+        .arg("--llm-threads")
+        .arg("1")
+        .arg("--mcp-server")
+        .arg("ghost=/nonexistent/nexent-mcp-ghost --stdio")
+        .env("AGENT_MAX_STEP_TOKENS", "16");
+    let server = NexentServer::start_with(options)?;
+    for _ in 0..2 {
+        let messages = agent_messages(&server, "Say hello.").await?;
+        assert_eq!(messages.last().map(|(kind, _)| kind.as_str()), Some("final_answer"), "{messages:?}");
+        assert!(!messages.iter().any(|(kind, _)| kind == "parse"), "no tool to call: {messages:?}");
+    }
+    Ok(())
+}

@@ -1,7 +1,8 @@
 //! Tools of configured MCP servers, offered to every agent run, through `rmcp`: a server is a command
 //! started as a child process (stdio) or a streamable-HTTP URL. Servers connect in the background at
-//! start-up; one that cannot be reached is logged and retried at the next run, and its tools are absent
-//! meanwhile, so an MCP server never stops the agent.
+//! start-up (a run waits for a first attempt still under way); one that cannot be reached is logged and
+//! retried in the background at most every [`RETRY_AFTER`], and its tools are absent meanwhile, so an MCP
+//! server that is down never stops or slows the agent.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -21,6 +22,8 @@ use crate::chat::ToolDefinition;
 /// How long connecting (start, initialize, list tools) and one call may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 const CALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long a server that failed is left alone before it is tried again.
+pub const RETRY_AFTER: Duration = Duration::from_secs(30);
 /// Characters of a tool's result given to the model.
 const MAX_RESULT_CHARS: usize = 8000;
 
@@ -43,8 +46,11 @@ type Client = RunningService<RoleClient, ()>;
 
 struct Connection {
     config: McpServerConfig,
+    /// Held while connecting, so a run can wait for an attempt under way.
     client: Mutex<Option<Arc<Client>>>,
     tools: std::sync::RwLock<Vec<SharedTool>>,
+    /// When the last attempt to connect ended; `None` before the first.
+    last_attempt: std::sync::Mutex<Option<std::time::Instant>>,
 }
 
 /// The MCP servers and their tools.
@@ -58,7 +64,14 @@ impl McpTools {
     pub fn connect(servers: Vec<McpServerConfig>) -> Self {
         let connections: Vec<Arc<Connection>> = servers
             .into_iter()
-            .map(|config| Arc::new(Connection { config, client: Mutex::new(None), tools: Default::default() }))
+            .map(|config| {
+                Arc::new(Connection {
+                    config,
+                    client: Mutex::new(None),
+                    tools: Default::default(),
+                    last_attempt: std::sync::Mutex::new(None),
+                })
+            })
             .collect();
         for connection in &connections {
             let connection = connection.clone();
@@ -67,11 +80,23 @@ impl McpTools {
         Self { connections: Arc::new(connections) }
     }
 
-    /// The tools of every server that is connected; servers not connected are tried again first.
+    /// The tools of every connected server. A first attempt still under way is waited for; a server that
+    /// failed is retried in the background (at most every [`RETRY_AFTER`]) and left out of this run.
     pub async fn tools(&self) -> Vec<SharedTool> {
         let mut tools = Vec::new();
         for connection in self.connections.iter() {
-            connection.ensure().await;
+            let last_attempt = *crate::sync::lock(&connection.last_attempt);
+            match last_attempt {
+                None => connection.ensure().await,
+                Some(at)
+                    if at.elapsed() >= RETRY_AFTER
+                        && connection.client.try_lock().is_ok_and(|client| client.is_none()) =>
+                {
+                    let connection = connection.clone();
+                    tokio::spawn(async move { connection.ensure().await });
+                }
+                Some(_) => {}
+            }
             tools.extend(crate::sync::read(&connection.tools).iter().cloned());
         }
         tools
@@ -96,8 +121,15 @@ impl Connection {
         if client.as_ref().is_some_and(|client| !client.is_closed()) {
             return;
         }
+        // An attempt that just failed (perhaps the one this caller waited for) is not repeated at once.
+        let recent = crate::sync::lock(&self.last_attempt).is_some_and(|at| at.elapsed() < RETRY_AFTER);
+        if client.is_none() && recent {
+            return;
+        }
         *client = None;
-        match tokio::time::timeout(CONNECT_TIMEOUT, self.open()).await {
+        let outcome = tokio::time::timeout(CONNECT_TIMEOUT, self.open()).await;
+        *crate::sync::lock(&self.last_attempt) = Some(std::time::Instant::now());
+        match outcome {
             Ok(Ok((connected, tools))) => {
                 tracing::info!(server = %self.config.name, tools = tools.len(), "MCP server connected");
                 let connected = Arc::new(connected);
