@@ -125,3 +125,26 @@ async fn an_mcp_server_that_cannot_start_only_lacks_its_tools() -> anyhow::Resul
     }
     Ok(())
 }
+
+#[tokio::test]
+async fn the_agent_calls_tools_over_streamable_http_from_another_instance() -> anyhow::Result<()> {
+    // Instance A holds the documents and serves them at /mcp; instance B has none and uses A's tools.
+    let holder = NexentServer::start()?;
+    let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/agent/corpus/orrin-chess-club.md"))?;
+    let (status, body) = upload_to_kb(&holder, "clubs", "orrin-chess-club.md", &bytes).await?;
+    assert_eq!(status, 201, "{body}");
+    wait_for_task(&holder, body["process_tasks"]["task_id"].as_str().unwrap_or_default()).await?;
+    let options = ServerOptions::default()
+        .arg("--llm-threads")
+        .arg("1")
+        .arg("--mcp-server")
+        .arg(format!("library=http://127.0.0.1:{}/mcp", holder.port));
+    let asker = NexentServer::start_with(options)?;
+    let messages =
+        agent_messages(&asker, "Search the knowledge base: who is the champion of the Orrin Chess Club?").await?;
+    let content = |kind: &str| messages.iter().filter(|(k, _)| k == kind).map(|(_, c)| c.as_str()).collect::<String>();
+    assert!(content("parse").contains("knowledge_base_search"), "{messages:#?}");
+    assert!(content("execution_logs").contains("Castellane"), "A's passage came back over MCP: {messages:#?}");
+    assert!(content("final_answer").contains("Castellane"), "{messages:#?}");
+    Ok(())
+}
