@@ -172,7 +172,7 @@ pub fn service(
         .iter()
         .filter(|host| host.as_str() != "*")
         .flat_map(|host| {
-            let host = if host.contains(':') { format!("[{host}]") } else { host.clone() };
+            let host = if host.contains(':') && !host.starts_with('[') { format!("[{host}]") } else { host.clone() };
             [format!("http://{host}:{}", policy.port), format!("https://{host}:{}", policy.port)]
         })
         .collect();

@@ -94,7 +94,13 @@ impl Agent {
             Some(id) => self.conversations.get(id).await?.id,
             None => self.conversations.create(None).await?.id,
         };
-        self.conversations.append_user_message(conversation_id, &query, request.minio_files.as_ref()).await?;
+        // Stoppable from here on: choosing the tools may wait for an MCP server's first connection.
+        let (run_id, stop) = self.runs.register(conversation_id);
+        let saved = self.conversations.append_user_message(conversation_id, &query, request.minio_files.as_ref()).await;
+        if let Err(error) = saved {
+            self.runs.unregister(conversation_id, run_id);
+            return Err(error.into());
+        }
 
         let tools = self.tools_for(request.minio_files.as_ref()).await;
         let language = request
@@ -123,7 +129,6 @@ impl Agent {
         };
         let machine = AgentMachine::new(config, task);
         let (sink, messages) = mpsc::channel(256);
-        let (run_id, stop) = self.runs.register(conversation_id);
         let driver = driver::Driver::new(machine, self.chat.clone(), tools, stop, sink);
         let conversations = self.conversations.clone();
         let runs = self.runs.clone();
@@ -165,6 +170,12 @@ impl Agent {
             tools.push(Arc::new(AttachedFileTool { storage: self.storage.clone(), files }));
         }
         for tool in self.mcp.tools().await {
+            let name = tool.spec().definition.name;
+            if tools.get(&name).is_some() {
+                // One name must mean one tool for the model and the grammar; ours (or the first) wins.
+                tracing::warn!(tool = %name, "an MCP tool has the name of another tool; not offered");
+                continue;
+            }
             tools.push(tool);
         }
         tools

@@ -269,6 +269,7 @@ impl Engine<'_> {
         // With tools, a call the model starts is finished under a grammar of the tools' schemas.
         let mut calls = ToolCallGuard::new(self.model, request);
         let parses_calls = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
+        let refuses_calls = !request.tools.is_empty() && !parses_calls;
         let mut position = tokens.len();
         let mut logits_index = batch.n_tokens() - 1;
         let mut pending_bytes: Vec<u8> = Vec::new();
@@ -293,6 +294,14 @@ impl Engine<'_> {
             answer.push_str(std::str::from_utf8(&pending_bytes[..valid]).unwrap_or_default());
             pending_bytes.drain(..valid);
             calls.observe(&answer);
+            if refuses_calls && let Some(at) = answer.find("<tool_call>") {
+                // Tools are only described here: a call the model starts anyway ends the answer.
+                answer.truncate(at);
+                if !send_text(events, &answer, &mut sent) {
+                    return Ok(());
+                }
+                break FinishReason::Stop;
+            }
             if let Some(stop) = find_stop(&answer, &request.stop) {
                 answer.truncate(stop);
                 if !calls.active() && !send_text(events, &answer, &mut sent) {
@@ -301,7 +310,7 @@ impl Engine<'_> {
                 break FinishReason::Stop;
             }
             let safe = answer.len() - held_back(&answer, &request.stop);
-            let visible = if !parses_calls {
+            let visible = if request.tools.is_empty() {
                 safe
             } else if calls.active() {
                 sent
@@ -325,20 +334,20 @@ impl Engine<'_> {
             decoded.map_err(|error| ChatError::Failed(format!("generation: {error}")))?;
             cache.tokens.push(token);
         };
+        let grammar_engaged = calls.active();
         if calls.bare {
             // The call began as bare JSON (Qwen 0.5B's habit): tag it so one parser reads every form.
             answer = format!("<tool_call>{answer}</tool_call>");
         }
-        let (text, calls) = if parses_calls { parse_tool_calls(&answer) } else { (answer.clone(), Vec::new()) };
+        let (_, calls) = if parses_calls { parse_tool_calls(&answer) } else { (String::new(), Vec::new()) };
         let mut reason = reason;
         if calls.is_empty() {
-            if !send_text(events, &answer, &mut sent) {
+            // A call cut off by max_tokens or a stop sequence is no answer: its raw text is not sent.
+            if !grammar_engaged && !send_text(events, &answer, &mut sent) {
                 return Ok(());
             }
         } else {
-            if text.len() > sent && !send_text(events, &text, &mut sent) {
-                return Ok(());
-            }
+            // The prose before the call was streamed as it came; the call itself goes as calls.
             reason = FinishReason::ToolCalls;
             if events.blocking_send(Ok(ChatEvent::ToolCalls(calls))).is_err() {
                 return Ok(());

@@ -153,6 +153,10 @@ impl ChatCompletionBody {
             Some(Value::Array(stops)) => stops.iter().filter_map(|stop| stop.as_str().map(str::to_owned)).collect(),
             Some(other) => return Err(OpenAiError::invalid(format!("stop must be a string or a list, not {other}"))),
         };
+        // Stop sequences are checked at every token: OpenAI's limit of four, of a sensible length.
+        if stop.len() > 4 || stop.iter().any(|stop| stop.len() > 256) {
+            return Err(OpenAiError::invalid("stop takes at most 4 sequences of at most 256 bytes each".to_owned()));
+        }
         if let Some(temperature) = self.temperature.filter(|t| !(0.0..=2.0).contains(t)) {
             return Err(OpenAiError::invalid(format!("temperature must be between 0 and 2, not {temperature}")));
         }

@@ -15,6 +15,8 @@ use crate::chat::{ChatEvent, SharedChatModel};
 use crate::conversation::units::StreamUnit;
 
 const CLIENT_GONE: &str = "The client disconnected; the run was stopped";
+/// How long a message may wait for a client that does not read before the client counts as gone.
+const SEND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 pub struct Driver {
     machine: AgentMachine,
@@ -83,7 +85,8 @@ impl Driver {
 
     /// Replaces what was planned with the machine's answer to the cancellation.
     fn cancel(&mut self) {
-        self.pending.clear();
+        // Messages the machine already produced are kept (they are saved); only planned work is dropped.
+        self.pending.retain(|effect| matches!(effect, Effect::Emit(_)));
         let reason = self.client_gone.then(|| CLIENT_GONE.to_owned());
         self.feed(Event::Cancelled(reason));
     }
@@ -94,7 +97,17 @@ impl Driver {
     }
 
     async fn emit(&mut self, unit: StreamUnit) {
-        if !self.client_gone && self.sink.send(unit.clone()).await.is_err() {
+        // A client that keeps its connection open but stops reading must not hold the run (and the model)
+        // forever: a stop ends the wait, and so does a minute without progress.
+        let delivered = if self.client_gone {
+            true
+        } else {
+            tokio::select! {
+                sent = tokio::time::timeout(SEND_TIMEOUT, self.sink.send(unit.clone())) => matches!(sent, Ok(Ok(()))),
+                () = self.stop.cancelled(), if !self.stop.is_cancelled() => true,
+            }
+        };
+        if !delivered {
             // Keep what was produced for saving; stop spending the model on nobody.
             self.client_gone = true;
             if !self.machine.is_finished() {

@@ -179,6 +179,9 @@ pub struct AgentMachine {
     seen_calls: HashSet<(String, String)>,
     /// The next step answers without tools.
     must_answer: bool,
+    /// The current step offered tools (calls in a step that did not are ignored: a remote model may
+    /// disregard `tool_choice` none, and running them would loop past `max_steps`).
+    offered_tools: bool,
     next_cite: usize,
     /// (`a0`, text) of every source shown, for citing the answer.
     cited: Vec<(String, String)>,
@@ -209,6 +212,7 @@ impl AgentMachine {
             running: None,
             seen_calls: HashSet::new(),
             must_answer: false,
+            offered_tools: false,
             next_cite: 0,
             cited: Vec::new(),
         }
@@ -281,6 +285,7 @@ impl AgentMachine {
                 format!("Using the results above, answer this question in one or two full sentences: {}", self.query),
             ));
         }
+        self.offered_tools = offer_tools;
         request.temperature = Some(self.config.temperature);
         request.max_tokens = Some(self.config.max_step_tokens);
         self.phase = Phase::Generating;
@@ -288,7 +293,10 @@ impl AgentMachine {
     }
 
     fn end_generation(&mut self, reason: FinishReason, now: Duration, effects: &mut Vec<Effect>) {
-        let calls = std::mem::take(&mut self.step_calls);
+        let mut calls = std::mem::take(&mut self.step_calls);
+        if !self.offered_tools {
+            calls.clear();
+        }
         if calls.is_empty() {
             let answer = self.step_text.trim().to_owned();
             self.end_step(now, effects);
@@ -743,6 +751,20 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn calls_in_a_step_without_tools_are_ignored() {
+        let mut agent = AgentMachine::new(
+            AgentConfig { max_steps: 1, ..AgentConfig::default() },
+            AgentTask { query: "q".into(), history: Vec::new(), tools: vec![search_tool()] },
+        );
+        let effects = agent.start(second(0));
+        assert_eq!(kinds_of(&effects), ["agent_new_run", "step_count", "call_model(tools=0)"]);
+        agent.handle(Event::ModelText("It is 7.".into()), second(1));
+        agent.handle(Event::ModelToolCalls(vec![call("knowledge_base_search", r#"{"query": "a"}"#)]), second(1));
+        let effects = agent.handle(Event::ModelFinished(FinishReason::ToolCalls), second(1));
+        assert_eq!(kinds_of(&effects), ["token_count", "final_answer", "finish"]);
     }
 
     #[test]

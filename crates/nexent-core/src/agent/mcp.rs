@@ -90,7 +90,10 @@ impl McpTools {
                 None => connection.ensure().await,
                 Some(at)
                     if at.elapsed() >= RETRY_AFTER
-                        && connection.client.try_lock().is_ok_and(|client| client.is_none()) =>
+                        && connection
+                            .client
+                            .try_lock()
+                            .is_ok_and(|client| client.as_ref().is_none_or(|client| client.is_closed())) =>
                 {
                     let connection = connection.clone();
                     tokio::spawn(async move { connection.ensure().await });
@@ -136,7 +139,8 @@ impl Connection {
                 let shared: Vec<SharedTool> = tools
                     .into_iter()
                     .map(|tool| {
-                        Arc::new(McpTool { server: self.clone(), client: connected.clone(), tool }) as SharedTool
+                        Arc::new(McpTool { server: Arc::downgrade(self), client: connected.clone(), tool })
+                            as SharedTool
                     })
                     .collect();
                 *crate::sync::write(&self.tools) = shared;
@@ -158,6 +162,7 @@ impl Connection {
             McpTransport::Stdio { command, args } => {
                 let mut process = tokio::process::Command::new(command);
                 process.args(args).kill_on_drop(true);
+                die_with_parent(&mut process);
                 let transport =
                     TokioChildProcess::new(process).map_err(|error| format!("cannot start {command}: {error}"))?;
                 ().serve(transport).await.map_err(|error| error.to_string())?
@@ -176,14 +181,41 @@ impl Connection {
         let mut current = self.client.lock().await;
         if current.as_ref().is_some_and(|current| Arc::ptr_eq(current, client)) {
             *current = None;
+            crate::sync::write(&self.tools).clear();
         }
     }
 }
 
+/// On Linux the server is told to end when we do, even if we are killed (drop-kill needs an orderly exit).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn die_with_parent(process: &mut tokio::process::Command) {
+    // SAFETY: between fork and exec the closure only calls prctl, which is async-signal-safe and touches
+    // no memory of the parent.
+    unsafe {
+        process.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn die_with_parent(_process: &mut tokio::process::Command) {}
+
 struct McpTool {
-    server: Arc<Connection>,
+    /// Weak: the connection holds its tools, so a strong reference back would keep both alive forever.
+    server: std::sync::Weak<Connection>,
     client: Arc<Client>,
     tool: rmcp::model::Tool,
+}
+
+impl McpTool {
+    fn server_name(&self) -> String {
+        self.server.upgrade().map(|server| server.config.name.clone()).unwrap_or_default()
+    }
 }
 
 impl Tool for McpTool {
@@ -192,7 +224,7 @@ impl Tool for McpTool {
         ToolSpec {
             definition: ToolDefinition {
                 name: self.tool.name.to_string(),
-                description: format!("{description} (from the MCP server {})", self.server.config.name),
+                description: format!("{description} (from the MCP server {})", self.server_name()),
                 parameters: Value::Object((*self.tool.input_schema).clone()),
             },
             kind: ToolKind::Plain,
@@ -212,10 +244,16 @@ impl Tool for McpTool {
                 Ok(Ok(result)) => result,
                 Ok(Err(error)) => {
                     // A transport error: connect again at the next run.
-                    server.forget(&client).await;
+                    if let Some(server) = server.upgrade() {
+                        server.forget(&client).await;
+                    }
                     return ToolOutcome::Failed(format!("The MCP tool {name} failed: {error}"));
                 }
                 Err(_) => {
+                    // A server that hangs is connected afresh at a later run rather than waited on again.
+                    if let Some(server) = server.upgrade() {
+                        server.forget(&client).await;
+                    }
                     return ToolOutcome::Failed(format!("The MCP tool {name} did not answer within {CALL_TIMEOUT:?}"));
                 }
             };

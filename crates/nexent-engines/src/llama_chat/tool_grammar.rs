@@ -5,7 +5,8 @@
 //! does not exist, misspell `arguments`, leave out a required parameter or write broken JSON. The schema
 //! subset covers what tool definitions use: objects with properties (required ones in order, optional ones
 //! after), strings (with `enum`), numbers, integers, booleans, null, arrays, `anyOf`/`oneOf`, `const`;
-//! anything else is any JSON value. Whitespace is bounded so a model cannot spin on newlines.
+//! anything else is any JSON value. Whitespace and strings (256 characters) are bounded so a small model
+//! cannot spin on newlines or ramble inside an argument.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -42,8 +43,8 @@ pub fn tool_call_grammar(tools: &[ToolDefinition]) -> String {
 }
 
 const COMMON_RULES: &str = r#"space ::= | " " | "\n" [ \t]{0,12}
-string ::= "\"" char* "\""
-char ::= [^"\\\x7F\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})
+string ::= "\"" char{0,256} "\""
+char ::= [^"\\\x00-\x1F] | "\\" (["\\/bfnrt] | "u" [0-9a-fA-F]{4})
 integer ::= "-"? ("0" | [1-9] [0-9]{0,15})
 number ::= integer ("." [0-9]{1,16})? ([eE] [-+]? [0-9]{1,4})?
 boolean ::= "true" | "false"
@@ -132,7 +133,14 @@ impl Builder {
         }
         let required: Vec<&str> = match schema.get("required") {
             Some(Value::Array(names)) => {
-                names.iter().filter_map(Value::as_str).filter(|key| properties.contains_key(*key)).collect()
+                let mut required: Vec<&str> = Vec::new();
+                for key in names.iter().filter_map(Value::as_str).filter(|key| properties.contains_key(*key)) {
+                    // A name listed twice must not make the key appear twice.
+                    if !required.contains(&key) {
+                        required.push(key);
+                    }
+                }
+                required
             }
             _ => Vec::new(),
         };
