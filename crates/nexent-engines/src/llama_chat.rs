@@ -175,7 +175,7 @@ fn run_engine(
         }
         let outcome = engine.generate(&mut context, &mut cache, &job.request, &job.events);
         if let Err(error) = outcome {
-            let _ = job.events.blocking_send(Err(error));
+            let _ = deliver(&job.events, Err(error));
         }
     }
 }
@@ -349,12 +349,12 @@ impl Engine<'_> {
         } else {
             // The prose before the call was streamed as it came; the call itself goes as calls.
             reason = FinishReason::ToolCalls;
-            if events.blocking_send(Ok(ChatEvent::ToolCalls(calls))).is_err() {
+            if !deliver(events, Ok(ChatEvent::ToolCalls(calls))) {
                 return Ok(());
             }
         }
         let usage = Usage { prompt_tokens: tokens.len() as u32, completion_tokens: generated as u32 };
-        let _ = events.blocking_send(Ok(ChatEvent::Finished { reason, usage }));
+        let _ = deliver(events, Ok(ChatEvent::Finished { reason, usage }));
         Ok(())
     }
 }
@@ -366,7 +366,31 @@ fn send_text(events: &mpsc::Sender<Result<ChatEvent, ChatError>>, text: &str, se
     }
     let piece = text[*sent..].to_owned();
     *sent = text.len();
-    events.blocking_send(Ok(ChatEvent::Text(piece))).is_ok()
+    deliver(events, Ok(ChatEvent::Text(piece)))
+}
+
+/// How long the engine waits for a caller that does not take what it generated.
+const DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Sends one event; false when the caller went away or took nothing for [`DELIVERY_TIMEOUT`] (a client
+/// that keeps its connection open but stops reading must not hold the one engine thread for everyone).
+fn deliver(events: &mpsc::Sender<Result<ChatEvent, ChatError>>, event: Result<ChatEvent, ChatError>) -> bool {
+    let deadline = std::time::Instant::now() + DELIVERY_TIMEOUT;
+    let mut event = event;
+    loop {
+        match events.try_send(event) {
+            Ok(()) => return true,
+            Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            Err(mpsc::error::TrySendError::Full(back)) => {
+                if std::time::Instant::now() >= deadline {
+                    tracing::warn!("a caller stopped reading the chat stream; the generation is abandoned");
+                    return false;
+                }
+                event = back;
+                std::thread::sleep(std::time::Duration::from_millis(2));
+            }
+        }
+    }
 }
 
 /// The first token of an answer that may not call a tool: any text but a JSON object, a code fence or a tag.
