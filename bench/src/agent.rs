@@ -15,8 +15,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use nexent_bench::{argument, read_jsonl};
-use nexent_e2e::{NexentServer, ServerOptions, upload_to_kb, wait_for_task};
+use nexent_bench::{argument, median, read_jsonl};
+use nexent_e2e::{NexentServer, ServerOptions, ingest_file, select_knowledge_bases};
 use serde_json::{Value, json};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/agent");
@@ -122,14 +122,6 @@ async fn ask_directly(server: &NexentServer, question: &Question, document: Opti
     Ok(Outcome { fact: holds_fact(text, question), answer_ms: elapsed, ..Outcome::default() })
 }
 
-fn median(mut values: Vec<f64>) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
-}
-
 fn percent(outcomes: &[Outcome], test: impl Fn(&Outcome) -> bool) -> String {
     let count = outcomes.iter().filter(|outcome| test(outcome)).count();
     format!("{count}/{} ({:.0}%)", outcomes.len(), 100.0 * count as f64 / outcomes.len().max(1) as f64)
@@ -168,17 +160,9 @@ async fn start_with_corpus(model: &Path, threads: &str, search_first: bool) -> a
     documents.sort();
     for document in &documents {
         let name = document.file_name().and_then(|name| name.to_str()).unwrap_or_default();
-        let (status, body) = upload_to_kb(&server, "facts", name, &std::fs::read(document)?).await?;
-        anyhow::ensure!(status == 201, "upload {name}: {body}");
-        let task = wait_for_task(&server, body["process_tasks"]["task_id"].as_str().unwrap_or_default()).await?;
-        anyhow::ensure!(task["status"] == "completed", "{task}");
+        ingest_file(&server, "facts", name, &std::fs::read(document)?).await?;
     }
-    let config = json!({
-        "app": {"appName": "Nexent", "appDescription": "", "iconType": "preset", "customIconUrl": null, "avatarUri": null},
-        "models": {}, "data": {"selectedKbNames": ["facts"], "selectedKbModels": [], "selectedKbSources": []}
-    });
-    let (status, body) = server.post_json("/api/config/save_config", &config).await?;
-    anyhow::ensure!(status == 200, "{body}");
+    select_knowledge_bases(&server, &["facts"]).await?;
     Ok(server)
 }
 

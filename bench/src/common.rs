@@ -22,6 +22,12 @@ pub fn percentile(sorted: &[f64], fraction: f64) -> f64 {
     sorted[((sorted.len() as f64 * fraction) as usize).min(sorted.len() - 1)]
 }
 
+/// The middle value of a sample (NaN for an empty one).
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    percentile(&values, 0.5)
+}
+
 /// The cores of this machine, which the benchmarks give the embedder.
 pub fn cores() -> usize {
     std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1)

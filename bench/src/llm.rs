@@ -17,7 +17,7 @@ use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::{LlamaChatMessage, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
-use nexent_bench::argument;
+use nexent_bench::{argument, median};
 use nexent_e2e::{NexentServer, ServerOptions};
 use serde_json::{Value, json};
 
@@ -48,11 +48,6 @@ struct Figures {
     generated: usize,
     generation_per_s: f64,
     first_token_ms: f64,
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values[values.len() / 2]
 }
 
 fn median_figures(runs: &[Figures]) -> Figures {

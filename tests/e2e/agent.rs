@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use nexent_e2e::{NexentServer, ServerOptions, models_dir, upload_to_kb, wait_for_task};
+use nexent_e2e::{AgentStreamParser, NexentServer, ServerOptions, ingest_file, models_dir, select_knowledge_bases};
 use serde_json::{Value, json};
 
 const CORPUS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/agent/corpus");
@@ -19,60 +19,13 @@ fn smollm2() -> ServerOptions {
     ServerOptions::default().arg("--chat-model").arg(model.display().to_string()).arg("--llm-threads").arg("1")
 }
 
-/// Nexent's frontend parser (chatStreamHandler): split on newlines, take `data:` lines, trim, JSON-parse,
-/// drop messages whose type or content is empty. Checks every content is a string.
-struct FrontendParser {
-    buffer: Vec<u8>,
-    messages: Vec<(String, String)>,
-}
-
-impl FrontendParser {
-    fn new() -> Self {
-        Self { buffer: Vec::new(), messages: Vec::new() }
-    }
-
-    fn feed(&mut self, bytes: &[u8]) {
-        self.buffer.extend_from_slice(bytes);
-        while let Some(newline) = self.buffer.iter().position(|byte| *byte == b'\n') {
-            let line: Vec<u8> = self.buffer.drain(..=newline).collect();
-            let line = String::from_utf8(line).expect("the stream is UTF-8 at line ends");
-            let Some(data) = line.strip_prefix("data:") else {
-                assert!(line.trim().is_empty(), "only data lines and blank lines: {line:?}");
-                continue;
-            };
-            let message: Value = serde_json::from_str(data.trim()).expect("each data line is JSON");
-            let kind = message["type"].as_str().expect("type is a string").to_owned();
-            let content =
-                message["content"].as_str().unwrap_or_else(|| panic!("content is a string: {message}")).to_owned();
-            if !kind.is_empty() && !content.is_empty() {
-                self.messages.push((kind, content));
-            }
-        }
-    }
-}
-
 async fn corpus_server(options: ServerOptions, files: &[&str]) -> anyhow::Result<NexentServer> {
     let server = NexentServer::start_with(options)?;
     for file in files {
-        let bytes = std::fs::read(format!("{CORPUS}/{file}"))?;
-        let (status, body) = upload_to_kb(&server, "facts", file, &bytes).await?;
-        assert_eq!(status, 201, "{body}");
-        let task = wait_for_task(&server, body["process_tasks"]["task_id"].as_str().unwrap_or_default()).await?;
-        assert_eq!(task["status"], "completed", "{task}");
+        ingest_file(&server, "facts", file, &std::fs::read(format!("{CORPUS}/{file}"))?).await?;
     }
     select_knowledge_bases(&server, &["facts"]).await?;
     Ok(server)
-}
-
-async fn select_knowledge_bases(server: &NexentServer, names: &[&str]) -> anyhow::Result<()> {
-    let config = json!({
-        "app": {"appName": "Nexent", "appDescription": "", "iconType": "preset", "customIconUrl": null, "avatarUri": null},
-        "models": {},
-        "data": {"selectedKbNames": names, "selectedKbModels": [], "selectedKbSources": []}
-    });
-    let (status, body) = server.post_json("/api/config/save_config", &config).await?;
-    assert_eq!(status, 200, "{body}");
-    Ok(())
 }
 
 async fn new_conversation(server: &NexentServer) -> anyhow::Result<i64> {
@@ -82,15 +35,6 @@ async fn new_conversation(server: &NexentServer) -> anyhow::Result<i64> {
 
 async fn run(server: &NexentServer, body: &Value) -> anyhow::Result<reqwest::Response> {
     Ok(server.client.post(server.url("/api/agent/run")).json(body).timeout(Duration::from_secs(300)).send().await?)
-}
-
-async fn read_all(response: reqwest::Response) -> anyhow::Result<Vec<(String, String)>> {
-    let mut parser = FrontendParser::new();
-    let mut body = response.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        parser.feed(&chunk?);
-    }
-    Ok(parser.messages)
 }
 
 fn kinds(messages: &[(String, String)]) -> Vec<&str> {
@@ -131,7 +75,7 @@ async fn a_question_is_answered_from_the_documents_in_nexents_protocol_and_saved
     .await?;
     assert_eq!(response.status(), 200);
     assert_eq!(response.headers()["content-type"], "text/event-stream; charset=utf-8");
-    let messages = read_all(response).await?;
+    let messages = AgentStreamParser::read_all(response).await?;
     let types = collapsed(&messages);
     // Step 1 searches, step 2 answers.
     assert_eq!(
@@ -203,7 +147,7 @@ async fn a_question_is_answered_from_the_documents_in_nexents_protocol_and_saved
     );
 
     // Chinese step labels on request; bad requests are 4xx with a message.
-    let messages = read_all(
+    let messages = AgentStreamParser::read_all(
         run(
             &server,
             &json!({"query": "What is the name of the Velmora Island ferry?", "history": [], "language": "zh"}),
@@ -226,7 +170,7 @@ async fn read_until(
     kind: &str,
     wanted: usize,
 ) -> anyhow::Result<(Vec<(String, String)>, futures::stream::BoxStream<'static, reqwest::Result<Vec<u8>>>)> {
-    let mut parser = FrontendParser::new();
+    let mut parser = AgentStreamParser::default();
     let mut body = response.bytes_stream().map(|chunk| chunk.map(|bytes| bytes.to_vec())).boxed();
     while parser.messages.iter().filter(|(k, _)| k == kind).count() < wanted {
         let chunk = body.next().await.expect("the run goes on")?;
@@ -247,7 +191,7 @@ async fn stop_ends_the_stream_with_an_error_and_saves_what_was_produced() -> any
     let (mut messages, mut rest) = read_until(response, "model_output_thinking", 5).await?;
     let (status, stopped) = server.get_json(&format!("/api/agent/stop/{conversation_id}")).await?;
     assert_eq!((status, stopped["status"].as_str()), (200, Some("success")), "{stopped}");
-    let mut parser = FrontendParser::new();
+    let mut parser = AgentStreamParser::default();
     while let Some(chunk) = tokio::time::timeout(Duration::from_secs(30), rest.next()).await? {
         parser.feed(&chunk?);
     }
@@ -304,7 +248,7 @@ async fn a_knowledge_base_deleted_mid_run_is_an_error_step_not_a_crash() -> anyh
     // The model is still writing its search call: the index goes now.
     let deleted = server.client.delete(server.url("/api/indices/facts")).send().await?;
     assert_eq!(deleted.status(), 200);
-    let mut parser = FrontendParser::new();
+    let mut parser = AgentStreamParser::default();
     while let Some(chunk) = rest.next().await {
         parser.feed(&chunk?);
     }
@@ -329,7 +273,7 @@ async fn twenty_runs_at_once_complete_or_get_a_clear_503() -> anyhow::Result<()>
             let response = run(&server, &body).await?;
             let status = response.status().as_u16();
             if status == 200 {
-                anyhow::Ok((status, read_all(response).await?, Value::Null))
+                anyhow::Ok((status, AgentStreamParser::read_all(response).await?, Value::Null))
             } else {
                 let (status, body) = nexent_e2e::read_json(response).await?;
                 anyhow::Ok((status, Vec::new(), body))
@@ -381,7 +325,7 @@ async fn an_attached_file_is_read_by_the_agent() -> anyhow::Result<()> {
     let object_name = stored["results"][0]["object_name"].as_str().expect("object name").to_owned();
     let files = json!([{"object_name": object_name, "name": "memo.txt", "type": "txt", "size": 90}]);
     let messages =
-        read_all(run(&server, &json!({"query": "What is the new serial number of the Orlen-7 pump?", "history": [], "minio_files": files})).await?)
+        AgentStreamParser::read_all(run(&server, &json!({"query": "What is the new serial number of the Orlen-7 pump?", "history": [], "minio_files": files})).await?)
             .await?;
     let content = |kind: &str| messages.iter().filter(|(k, _)| k == kind).map(|(_, c)| c.as_str()).collect::<String>();
     assert!(content("parse").contains("read_attached_file"), "{messages:#?}");

@@ -4,14 +4,8 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
-use nexent_e2e::{NexentServer, ServerOptions, upload_to_kb, wait_for_task};
+use nexent_e2e::{AgentStreamParser, NexentServer, ServerOptions, ingest_file, test_python};
 use serde_json::{Value, json};
-
-fn test_python() -> String {
-    std::env::var("NEXENT_TEST_PYTHON")
-        .unwrap_or_else(|_| format!("{}/.cache/nexent/test-venv/bin/python", std::env::var("HOME").unwrap_or_default()))
-}
 
 const WAREHOUSE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/mcp/warehouse_server.py");
 const CLIENT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/e2e/mcp/nexent_client.py");
@@ -25,19 +19,7 @@ async fn agent_messages(server: &NexentServer, query: &str) -> anyhow::Result<Ve
         .send()
         .await?;
     assert_eq!(response.status(), 200);
-    let mut text = Vec::new();
-    let mut body = response.bytes_stream();
-    while let Some(chunk) = body.next().await {
-        text.extend_from_slice(&chunk?);
-    }
-    Ok(String::from_utf8(text)?
-        .lines()
-        .filter_map(|line| line.strip_prefix("data:"))
-        .filter_map(|data| serde_json::from_str::<Value>(data.trim()).ok())
-        .map(|message| {
-            (message["type"].as_str().unwrap_or("").to_owned(), message["content"].as_str().unwrap_or("").to_owned())
-        })
-        .collect())
+    AgentStreamParser::read_all(response).await
 }
 
 #[tokio::test]
@@ -64,9 +46,7 @@ async fn the_agent_calls_a_tool_of_a_stdio_mcp_server() -> anyhow::Result<()> {
 async fn the_official_mcp_client_lists_and_calls_our_tools_and_foreign_pages_are_refused() -> anyhow::Result<()> {
     let server = NexentServer::start()?;
     let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/agent/corpus/zorblax-x2.md"))?;
-    let (status, body) = upload_to_kb(&server, "facts", "zorblax-x2.md", &bytes).await?;
-    assert_eq!(status, 201, "{body}");
-    wait_for_task(&server, body["process_tasks"]["task_id"].as_str().unwrap_or_default()).await?;
+    ingest_file(&server, "facts", "zorblax-x2.md", &bytes).await?;
 
     let base = server.url("");
     let output =
@@ -131,9 +111,7 @@ async fn the_agent_calls_tools_over_streamable_http_from_another_instance() -> a
     // Instance A holds the documents and serves them at /mcp; instance B has none and uses A's tools.
     let holder = NexentServer::start()?;
     let bytes = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/agent/corpus/orrin-chess-club.md"))?;
-    let (status, body) = upload_to_kb(&holder, "clubs", "orrin-chess-club.md", &bytes).await?;
-    assert_eq!(status, 201, "{body}");
-    wait_for_task(&holder, body["process_tasks"]["task_id"].as_str().unwrap_or_default()).await?;
+    ingest_file(&holder, "clubs", "orrin-chess-club.md", &bytes).await?;
     let options = ServerOptions::default()
         .arg("--llm-threads")
         .arg("1")

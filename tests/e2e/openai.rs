@@ -5,17 +5,12 @@
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use nexent_e2e::{NexentServer, ServerOptions, models_dir};
+use nexent_e2e::{NexentServer, ServerOptions, models_dir, test_python};
 use serde_json::{Value, json};
 
 fn smollm2() -> ServerOptions {
     let model = models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
     ServerOptions::default().arg("--chat-model").arg(model.display().to_string()).arg("--llm-threads").arg("1")
-}
-
-fn test_python() -> String {
-    std::env::var("NEXENT_TEST_PYTHON")
-        .unwrap_or_else(|_| format!("{}/.cache/nexent/test-venv/bin/python", std::env::var("HOME").unwrap_or_default()))
 }
 
 #[tokio::test]

@@ -321,3 +321,70 @@ pub async fn top_hit(server: &NexentServer, index: &str, query: &str) -> anyhow:
     anyhow::ensure!(status == 200, "search {query}: {status} {found}");
     Ok(found["results"][0].clone())
 }
+
+/// Uploads one file into a knowledge base and waits until it is indexed (a failed task is an error).
+pub async fn ingest_file(server: &NexentServer, index: &str, name: &str, bytes: &[u8]) -> anyhow::Result<()> {
+    let (status, body) = upload_to_kb(server, index, name, bytes).await?;
+    anyhow::ensure!(status == 201, "upload {name}: {status} {body}");
+    let task = wait_for_task(server, body["process_tasks"]["task_id"].as_str().unwrap_or_default()).await?;
+    anyhow::ensure!(task["status"] == "completed", "{name} was not indexed: {task}");
+    Ok(())
+}
+
+/// Saves a Config Sync configuration that selects `names` as the agent's knowledge bases.
+pub async fn select_knowledge_bases(server: &NexentServer, names: &[&str]) -> anyhow::Result<()> {
+    let config = serde_json::json!({
+        "app": {"appName": "Nexent", "appDescription": "", "iconType": "preset", "customIconUrl": null, "avatarUri": null},
+        "models": {},
+        "data": {"selectedKbNames": names, "selectedKbModels": [], "selectedKbSources": []}
+    });
+    let (status, body) = server.post_json("/api/config/save_config", &config).await?;
+    anyhow::ensure!(status == 200, "save_config: {status} {body}");
+    Ok(())
+}
+
+/// The Python of the test virtual environment (`scripts/setup-test.sh`; `NEXENT_TEST_PYTHON` overrides).
+pub fn test_python() -> String {
+    std::env::var("NEXENT_TEST_PYTHON")
+        .unwrap_or_else(|_| format!("{}/.cache/nexent/test-venv/bin/python", std::env::var("HOME").unwrap_or_default()))
+}
+
+/// Nexent's frontend parser for agent streams (chatStreamHandler): split on newlines, take `data:` lines,
+/// trim, JSON-parse, drop messages whose type or content is empty. Checks every content is a string.
+#[derive(Default)]
+pub struct AgentStreamParser {
+    buffer: Vec<u8>,
+    pub messages: Vec<(String, String)>,
+}
+
+impl AgentStreamParser {
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.buffer.extend_from_slice(bytes);
+        while let Some(newline) = self.buffer.iter().position(|byte| *byte == b'\n') {
+            let line: Vec<u8> = self.buffer.drain(..=newline).collect();
+            let line = String::from_utf8(line).expect("the stream is UTF-8 at line ends");
+            let Some(data) = line.strip_prefix("data:") else {
+                assert!(line.trim().is_empty(), "only data lines and blank lines: {line:?}");
+                continue;
+            };
+            let message: serde_json::Value = serde_json::from_str(data.trim()).expect("each data line is JSON");
+            let kind = message["type"].as_str().expect("type is a string").to_owned();
+            let content =
+                message["content"].as_str().unwrap_or_else(|| panic!("content is a string: {message}")).to_owned();
+            if !kind.is_empty() && !content.is_empty() {
+                self.messages.push((kind, content));
+            }
+        }
+    }
+
+    /// Reads a whole response body.
+    pub async fn read_all(response: reqwest::Response) -> anyhow::Result<Vec<(String, String)>> {
+        use futures::StreamExt;
+        let mut parser = Self::default();
+        let mut body = response.bytes_stream();
+        while let Some(chunk) = body.next().await {
+            parser.feed(&chunk?);
+        }
+        Ok(parser.messages)
+    }
+}

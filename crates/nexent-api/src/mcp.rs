@@ -17,7 +17,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use rmcp::{ErrorData, RoleServer, ServerHandler};
 use serde_json::{Value, json};
 
-use nexent_core::knowledge::{Fusion, KnowledgeBase, SearchMode, SearchRequest};
+use nexent_core::knowledge::{KnowledgeBase, SearchRequest};
 use nexent_core::services::Services;
 
 use crate::security::SecurityPolicy;
@@ -86,13 +86,7 @@ impl KnowledgeMcp {
             }
         }
         let top_k = arguments.get("top_k").and_then(Value::as_i64).unwrap_or(5);
-        let request = SearchRequest {
-            index_names,
-            query,
-            top_k,
-            mode: SearchMode::Hybrid { weight_accurate: 0.3, fusion: Fusion::WeightedMax },
-        };
-        match knowledge.search(request).await {
+        match knowledge.search(SearchRequest::hybrid(index_names, query, top_k)).await {
             Ok(outcome) => {
                 let results: Vec<Value> = outcome
                     .hits

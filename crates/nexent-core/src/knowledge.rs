@@ -85,6 +85,17 @@ pub struct SearchRequest {
     pub mode: SearchMode,
 }
 
+/// Nexent's default weight of the keyword list in hybrid search (§3.3).
+pub const DEFAULT_WEIGHT_ACCURATE: f32 = 0.3;
+
+impl SearchRequest {
+    /// Hybrid search with Nexent's defaults (weighted max fusion, keyword weight 0.3).
+    pub fn hybrid(index_names: Vec<String>, query: String, top_k: i64) -> Self {
+        let mode = SearchMode::Hybrid { weight_accurate: DEFAULT_WEIGHT_ACCURATE, fusion: Fusion::WeightedMax };
+        Self { index_names, query, top_k, mode }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SearchHit {
     pub index: String,

@@ -269,7 +269,6 @@ impl Engine<'_> {
         // With tools, a call the model starts is finished under a grammar of the tools' schemas.
         let mut calls = ToolCallGuard::new(self.model, request);
         let parses_calls = !request.tools.is_empty() && request.tool_choice != ToolChoice::None;
-        let refuses_calls = !request.tools.is_empty() && !parses_calls;
         let mut position = tokens.len();
         let mut logits_index = batch.n_tokens() - 1;
         let mut pending_bytes: Vec<u8> = Vec::new();
@@ -294,7 +293,9 @@ impl Engine<'_> {
             answer.push_str(std::str::from_utf8(&pending_bytes[..valid]).unwrap_or_default());
             pending_bytes.drain(..valid);
             calls.observe(&answer);
-            if refuses_calls && let Some(at) = answer.find("<tool_call>") {
+            if calls.refuse_calls
+                && let Some(at) = answer.find("<tool_call>")
+            {
                 // Tools are only described here: a call the model starts anyway ends the answer.
                 answer.truncate(at);
                 if !send_text(events, &answer, &mut sent) {

@@ -329,7 +329,7 @@ impl AgentMachine {
     fn next_call(&mut self, now: Duration, effects: &mut Vec<Effect>) {
         while let Some(call) = self.queued_calls.pop() {
             let arguments = normalised_arguments(&call.arguments);
-            let Some(tool) = self.tools.iter().find(|tool| tool.definition.name == call.name) else {
+            let Some(kind) = self.tool(&call.name).map(|tool| tool.kind.clone()) else {
                 let known: Vec<&str> = self.tools.iter().map(|tool| tool.definition.name.as_str()).collect();
                 let message =
                     format!("The model called an unknown tool {:?}; the tools are: {}", call.name, known.join(", "));
@@ -355,7 +355,7 @@ impl AgentMachine {
             }
             let shown = serde_json::to_string_pretty(&arguments).unwrap_or_default();
             effects.push(emit(kinds::PARSE, &self.config.language.used_tool(&call.name, &shown)));
-            match &tool.kind {
+            match kind {
                 ToolKind::Search { .. } => {
                     effects.push(emit(kinds::TOOL, self.config.language.searching()));
                     let text = arguments.get("query").and_then(Value::as_str).unwrap_or_default();
@@ -376,7 +376,7 @@ impl AgentMachine {
 
     fn tool_finished(&mut self, outcome: ToolOutcome, now: Duration, effects: &mut Vec<Effect>) {
         let Some(call) = self.running.take() else { return };
-        let kind = self.tools.iter().find(|tool| tool.definition.name == call.name).map(|tool| tool.kind.clone());
+        let kind = self.tool(&call.name).map(|tool| tool.kind.clone());
         let found_something = match &outcome {
             ToolOutcome::Text(_) => true,
             ToolOutcome::Sources(sources) => !sources.is_empty(),
@@ -430,6 +430,10 @@ impl AgentMachine {
         };
         self.answer_call(&call, &observation);
         self.next_call(now, effects);
+    }
+
+    fn tool(&self, name: &str) -> Option<&ToolSpec> {
+        self.tools.iter().find(|tool| tool.definition.name == name)
     }
 
     fn answer_call(&mut self, call: &ToolCall, content: &str) {
@@ -495,7 +499,8 @@ fn normalised_arguments(arguments: &str) -> Result<Value, String> {
     }
 }
 
-fn truncate_chars(text: &str, limit: usize) -> String {
+/// The first `limit` characters of `text`, with `…` when something was cut.
+pub(super) fn truncate_chars(text: &str, limit: usize) -> String {
     if text.chars().count() <= limit {
         return text.to_owned();
     }

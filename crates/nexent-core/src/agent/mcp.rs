@@ -266,9 +266,7 @@ impl Tool for McpTool {
             if let Some(structured) = result.structured_content.as_ref().filter(|_| text.is_empty()) {
                 text = structured.to_string();
             }
-            if text.chars().count() > MAX_RESULT_CHARS {
-                text = text.chars().take(MAX_RESULT_CHARS).collect::<String>() + "…";
-            }
+            let text = super::machine::truncate_chars(&text, MAX_RESULT_CHARS);
             if result.is_error == Some(true) {
                 ToolOutcome::Failed(format!("The MCP tool {name} reported an error: {text}"))
             } else {

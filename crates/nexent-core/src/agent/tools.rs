@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use super::machine::{FoundSource, ToolKind, ToolOutcome, ToolSpec};
 use crate::chat::ToolDefinition;
 use crate::ingest::preprocess::extract_text;
-use crate::knowledge::{Fusion, KnowledgeBase, KnowledgeError, SearchMode, SearchRequest};
+use crate::knowledge::{KnowledgeBase, KnowledgeError, SearchRequest};
 use crate::storage::FileStorage;
 
 pub const KNOWLEDGE_SEARCH_TOOL: &str = "knowledge_base_search";
@@ -27,20 +27,21 @@ pub type SharedTool = Arc<dyn Tool>;
 /// The tools of one run, found by name.
 #[derive(Clone, Default)]
 pub struct ToolBox {
-    tools: Vec<SharedTool>,
+    /// Each tool with its spec, taken once when it joins.
+    tools: Vec<(ToolSpec, SharedTool)>,
 }
 
 impl ToolBox {
     pub fn push(&mut self, tool: SharedTool) {
-        self.tools.push(tool);
+        self.tools.push((tool.spec(), tool));
     }
 
     pub fn specs(&self) -> Vec<ToolSpec> {
-        self.tools.iter().map(|tool| tool.spec()).collect()
+        self.tools.iter().map(|(spec, _)| spec.clone()).collect()
     }
 
     pub fn get(&self, name: &str) -> Option<&SharedTool> {
-        self.tools.iter().find(|tool| tool.spec().definition.name == name)
+        self.tools.iter().find(|(spec, _)| spec.definition.name == name).map(|(_, tool)| tool)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -82,13 +83,7 @@ impl Tool for KnowledgeSearchTool {
             if query.is_empty() {
                 return ToolOutcome::Failed("knowledge_base_search needs a non-empty \"query\"".into());
             }
-            let request = SearchRequest {
-                index_names,
-                query,
-                top_k,
-                mode: SearchMode::Hybrid { weight_accurate: 0.3, fusion: Fusion::WeightedMax },
-            };
-            match knowledge.search(request).await {
+            match knowledge.search(SearchRequest::hybrid(index_names, query, top_k)).await {
                 Ok(outcome) => ToolOutcome::Sources(
                     outcome
                         .hits
