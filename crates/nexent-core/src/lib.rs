@@ -13,6 +13,8 @@
 //! - [`knowledge`]: knowledge bases: a Tantivy keyword + vector index each; accurate, semantic, hybrid search.
 //! - [`model_engine`]: a ModelEngine hub (OpenAI-compatible router at MODEL_ENGINE_HOST).
 //! - [`models`]: Model Management: model records, local GGUF files, health checks through a connector.
+//! - [`process`]: child processes (MCP servers, the speech-to-text helper) that end with the server.
+//! - [`voice`]: the Voice App: speech-to-text and text-to-speech seams, voice activity, sentence streaming.
 //! - [`storage`]: File Management's object storage (`object_store`), records, signed expiring URLs.
 //! - [`watch`]: watched folders: files kept ingested into a knowledge base, reconciled by content hash.
 //! - [`services`]: opens all of the above on a data dir, the one wiring point for every binary.
@@ -29,7 +31,9 @@ pub mod ingest;
 pub mod knowledge;
 pub mod model_engine;
 pub mod models;
+pub mod process;
 pub mod services;
 pub mod storage;
 pub mod sync;
+pub mod voice;
 pub mod watch;

@@ -162,7 +162,7 @@ impl Connection {
             McpTransport::Stdio { command, args } => {
                 let mut process = tokio::process::Command::new(command);
                 process.args(args).kill_on_drop(true);
-                die_with_parent(&mut process);
+                crate::process::die_with_parent(&mut process);
                 let transport =
                     TokioChildProcess::new(process).map_err(|error| format!("cannot start {command}: {error}"))?;
                 ().serve(transport).await.map_err(|error| error.to_string())?
@@ -185,25 +185,6 @@ impl Connection {
         }
     }
 }
-
-/// On Linux the server is told to end when we do, even if we are killed (drop-kill needs an orderly exit).
-#[cfg(target_os = "linux")]
-#[allow(unsafe_code)]
-fn die_with_parent(process: &mut tokio::process::Command) {
-    // SAFETY: between fork and exec the closure only calls prctl, which is async-signal-safe and touches
-    // no memory of the parent.
-    unsafe {
-        process.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM) == -1 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        });
-    }
-}
-
-#[cfg(not(target_os = "linux"))]
-fn die_with_parent(_process: &mut tokio::process::Command) {}
 
 struct McpTool {
     /// Weak: the connection holds its tools, so a strong reference back would keep both alive forever.

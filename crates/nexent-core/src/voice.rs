@@ -1,0 +1,270 @@
+//! The Voice App's domain: speech-to-text and text-to-speech seams, and the streaming logic on top of them.
+//!
+//! - [`Transcriber`] turns one utterance (16 kHz mono signed 16-bit samples) into text; [`Synthesizer`]
+//!   turns one sentence into audio in the format asked for. Implementations (whisper.cpp in the `nexent-stt`
+//!   helper process, Piper on ONNX Runtime) live in `nexent-engines` and never run on the async runtime.
+//! - [`segmenter`] cuts a live stream into utterances with an energy voice-activity detector, so whisper
+//!   sees one utterance at a time instead of a 30-second window per chunk.
+//! - [`stt_stream::SpeechToTextStream`] is one `/api/voice/stt/ws` session: bytes in, the cumulative
+//!   transcript out (partials while someone speaks, final text per utterance).
+//! - [`sentences`] splits text for synthesis sentence by sentence, so the first audio comes early;
+//!   [`tts_stream`] streams a text's audio chunks in order.
+
+pub mod segmenter;
+pub mod sentences;
+pub mod stt_stream;
+pub mod tts_stream;
+
+use std::sync::Arc;
+
+use futures::future::BoxFuture;
+
+/// Sample rate of every audio the transcribers take (Nexent's clients send 16 kHz PCM).
+pub const STT_SAMPLE_RATE: u32 = 16_000;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum VoiceError {
+    /// The engine is not installed or could not start; the message says what is missing.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error("the {0} engine is busy; try again shortly")]
+    Busy(&'static str),
+    /// The client's input cannot be used; the message says why.
+    #[error("{0}")]
+    InvalidInput(String),
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// One utterance to transcribe.
+#[derive(Debug, Clone, Default)]
+pub struct TranscribeRequest {
+    /// 16 kHz mono samples.
+    pub samples: Vec<i16>,
+    /// ISO 639-1 code; none for the model's default (English for English-only models, detection otherwise).
+    pub language: Option<String>,
+    /// What was said just before (the previous utterance's text), which keeps names spelled consistently.
+    pub previous_text: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Transcript {
+    pub text: String,
+}
+
+pub trait Transcriber: Send + Sync {
+    /// Model name as clients ask for it (`tiny.en`, `base`).
+    fn model_name(&self) -> &str;
+    /// Whether the model understands languages other than English.
+    fn multilingual(&self) -> bool;
+    /// Makes the engine ready (starts a helper, loads the model), so the first utterance is not slowed.
+    fn prepare(&self) -> BoxFuture<'static, Result<(), VoiceError>>;
+    fn transcribe(&self, request: TranscribeRequest) -> BoxFuture<'static, Result<Transcript, VoiceError>>;
+}
+
+pub type SharedTranscriber = Arc<dyn Transcriber>;
+
+/// How audio leaves the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioFormat {
+    /// MP3 (what Nexent's clients play); each sentence is a complete MP3 stream, so chunks concatenate.
+    Mp3,
+    /// A WAV header (with the streaming "unknown length" sizes) and then PCM.
+    Wav,
+    /// Signed 16-bit little-endian mono PCM.
+    Pcm,
+}
+
+impl AudioFormat {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "mp3" => Some(Self::Mp3),
+            "wav" => Some(Self::Wav),
+            "pcm" | "raw" | "s16le" => Some(Self::Pcm),
+            _ => None,
+        }
+    }
+}
+
+/// What a synthesizer produces for one sentence: MP3 or PCM (WAV is PCM behind one header).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioEncoding {
+    Mp3,
+    Pcm16,
+}
+
+pub trait Synthesizer: Send + Sync {
+    fn voice_name(&self) -> &str;
+    /// The rate the voice speaks at; other rates are resampled.
+    fn native_sample_rate(&self) -> u32;
+    /// Synthesises one sentence at `sample_rate`, encoded as asked.
+    fn synthesize(
+        &self,
+        text: String,
+        encoding: AudioEncoding,
+        sample_rate: u32,
+    ) -> BoxFuture<'static, Result<Vec<u8>, VoiceError>>;
+}
+
+pub type SharedSynthesizer = Arc<dyn Synthesizer>;
+
+/// Stands in when an engine could not be set up, so the server still starts and says why on use.
+pub struct UnavailableVoice {
+    pub name: String,
+    pub reason: String,
+}
+
+impl Transcriber for UnavailableVoice {
+    fn model_name(&self) -> &str {
+        &self.name
+    }
+
+    fn multilingual(&self) -> bool {
+        false
+    }
+
+    fn prepare(&self) -> BoxFuture<'static, Result<(), VoiceError>> {
+        let reason = self.reason.clone();
+        Box::pin(async move { Err(VoiceError::Unavailable(reason)) })
+    }
+
+    fn transcribe(&self, _request: TranscribeRequest) -> BoxFuture<'static, Result<Transcript, VoiceError>> {
+        self.prepare_then_fail()
+    }
+}
+
+impl Synthesizer for UnavailableVoice {
+    fn voice_name(&self) -> &str {
+        &self.name
+    }
+
+    fn native_sample_rate(&self) -> u32 {
+        22_050
+    }
+
+    fn synthesize(&self, _: String, _: AudioEncoding, _: u32) -> BoxFuture<'static, Result<Vec<u8>, VoiceError>> {
+        let reason = self.reason.clone();
+        Box::pin(async move { Err(VoiceError::Unavailable(reason)) })
+    }
+}
+
+impl UnavailableVoice {
+    fn prepare_then_fail<T: Send + 'static>(&self) -> BoxFuture<'static, Result<T, VoiceError>> {
+        let reason = self.reason.clone();
+        Box::pin(async move { Err(VoiceError::Unavailable(reason)) })
+    }
+}
+
+/// The voice engines the server has: transcribers by model name (the first is the default) and a voice.
+#[derive(Clone)]
+pub struct Voice {
+    transcribers: Vec<SharedTranscriber>,
+    synthesizer: SharedSynthesizer,
+}
+
+impl Voice {
+    pub fn new(transcribers: Vec<SharedTranscriber>, synthesizer: SharedSynthesizer) -> Self {
+        Self { transcribers, synthesizer }
+    }
+
+    /// No engines: every use says so.
+    pub fn unavailable(reason: &str) -> Self {
+        let engine = Arc::new(UnavailableVoice { name: "none".into(), reason: reason.to_owned() });
+        Self { transcribers: vec![engine.clone()], synthesizer: engine }
+    }
+
+    /// The transcriber for `model` (by name, or by the name without its `.en`), or the default.
+    pub fn transcriber(&self, model: Option<&str>) -> Result<SharedTranscriber, VoiceError> {
+        let Some(model) = model.filter(|model| !model.trim().is_empty()) else {
+            return self
+                .transcribers
+                .first()
+                .cloned()
+                .ok_or_else(|| VoiceError::Unavailable("no speech-to-text model is configured".into()));
+        };
+        let wanted = model.trim().to_ascii_lowercase();
+        self.transcribers
+            .iter()
+            .find(|transcriber| {
+                let name = transcriber.model_name().to_ascii_lowercase();
+                name == wanted || name.trim_end_matches(".en") == wanted
+            })
+            .cloned()
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.transcribers.iter().map(|transcriber| transcriber.model_name()).collect();
+                VoiceError::InvalidInput(format!(
+                    "unknown speech-to-text model {model:?}; this server has {}",
+                    known.join(", ")
+                ))
+            })
+    }
+
+    pub fn transcribers(&self) -> &[SharedTranscriber] {
+        &self.transcribers
+    }
+
+    pub fn synthesizer(&self) -> &SharedSynthesizer {
+        &self.synthesizer
+    }
+}
+
+/// Signed 16-bit little-endian bytes of `samples`.
+pub fn pcm16_bytes(samples: &[i16]) -> Vec<u8> {
+    samples.iter().flat_map(|sample| sample.to_le_bytes()).collect()
+}
+
+/// A 44-byte WAV header for a mono 16-bit stream. `data_bytes` none writes the sizes streaming players
+/// read as "until the end" (0xFFFFFFFF), since a streamed answer's length is not known up front.
+pub fn wav_header(sample_rate: u32, data_bytes: Option<u32>) -> Vec<u8> {
+    let data = data_bytes.unwrap_or(u32::MAX);
+    let riff = data_bytes.map_or(u32::MAX, |bytes| bytes.saturating_add(36));
+    let mut header = Vec::with_capacity(44);
+    header.extend_from_slice(b"RIFF");
+    header.extend_from_slice(&riff.to_le_bytes());
+    header.extend_from_slice(b"WAVEfmt ");
+    header.extend_from_slice(&16u32.to_le_bytes());
+    header.extend_from_slice(&1u16.to_le_bytes()); // PCM
+    header.extend_from_slice(&1u16.to_le_bytes()); // mono
+    header.extend_from_slice(&sample_rate.to_le_bytes());
+    header.extend_from_slice(&(sample_rate * 2).to_le_bytes());
+    header.extend_from_slice(&2u16.to_le_bytes());
+    header.extend_from_slice(&16u16.to_le_bytes());
+    header.extend_from_slice(b"data");
+    header.extend_from_slice(&data.to_le_bytes());
+    header
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_wav_header_describes_mono_16_bit_audio() {
+        let header = wav_header(16_000, Some(32_000));
+        assert_eq!(header.len(), 44);
+        assert_eq!(&header[0..4], b"RIFF");
+        assert_eq!(u32::from_le_bytes([header[4], header[5], header[6], header[7]]), 32_036);
+        assert_eq!(u32::from_le_bytes([header[24], header[25], header[26], header[27]]), 16_000);
+        assert_eq!(u32::from_le_bytes([header[40], header[41], header[42], header[43]]), 32_000);
+        let streaming = wav_header(22_050, None);
+        assert_eq!(&streaming[40..44], &[0xFF; 4]);
+    }
+
+    #[test]
+    fn formats_parse_by_name() {
+        assert_eq!(AudioFormat::parse("MP3"), Some(AudioFormat::Mp3));
+        assert_eq!(AudioFormat::parse("pcm"), Some(AudioFormat::Pcm));
+        assert_eq!(AudioFormat::parse("ogg"), None);
+    }
+
+    #[test]
+    fn transcribers_are_found_by_name_with_or_without_dot_en() {
+        let tiny: SharedTranscriber = Arc::new(UnavailableVoice { name: "tiny.en".into(), reason: "x".into() });
+        let base: SharedTranscriber = Arc::new(UnavailableVoice { name: "base".into(), reason: "x".into() });
+        let voice = Voice::new(vec![tiny, base], Arc::new(UnavailableVoice { name: "v".into(), reason: "x".into() }));
+        assert_eq!(voice.transcriber(None).map(|t| t.model_name().to_owned()), Ok("tiny.en".into()));
+        assert_eq!(voice.transcriber(Some("tiny")).map(|t| t.model_name().to_owned()), Ok("tiny.en".into()));
+        assert_eq!(voice.transcriber(Some("BASE")).map(|t| t.model_name().to_owned()), Ok("base".into()));
+        assert!(matches!(voice.transcriber(Some("large")), Err(VoiceError::InvalidInput(_))));
+    }
+}
