@@ -16,4 +16,5 @@ mod openai;
 mod proxy;
 mod s3;
 mod security;
+mod voice;
 mod watch;

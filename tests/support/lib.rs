@@ -40,6 +40,25 @@ fn locate_or_build() -> anyhow::Result<PathBuf> {
     if !status.success() {
         bail!("building the nexent binary failed ({status})");
     }
+    // The speech-to-text helper lives beside it. A build of its own: whisper.cpp's portable CPU flags
+    // (the Makefile's GGML_FLAGS) must not reach llama.cpp's build, whose own flags they would change.
+    let mut helper = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    helper.current_dir(workspace).args(["build", "--quiet", "-p", "nexent-stt"]);
+    for flag in ["GGML_NATIVE=OFF", "GGML_AVX=ON", "GGML_AVX2=ON", "GGML_FMA=ON", "GGML_F16C=ON", "GGML_BMI2=ON"] {
+        if let Some((key, value)) = flag.split_once('=') {
+            helper.env(key, value);
+        }
+    }
+    if profile_dir.file_name().is_some_and(|name| name == "release") {
+        helper.arg("--release");
+    }
+    if let Some(target_dir) = profile_dir.parent() {
+        helper.env("CARGO_TARGET_DIR", target_dir);
+    }
+    let status = helper.status().context("cannot run cargo to build nexent-stt")?;
+    if !status.success() {
+        bail!("building nexent-stt failed ({status})");
+    }
     let binary = profile_dir.join("nexent");
     if !binary.exists() {
         bail!("{} was not built", binary.display());
@@ -387,4 +406,73 @@ impl AgentStreamParser {
         }
         Ok(parser.messages)
     }
+}
+
+/// Words of `text` for a word error rate: lower case, punctuation dropped (but not inside numbers such as
+/// 3.5 or 9:30), `%` read as "percent", hyphens as spaces, small numbers as digits, "Dr" as "doctor".
+pub fn normalized_words(text: &str) -> Vec<String> {
+    let text = text.to_lowercase().replace('%', " percent").replace(['-', '\u{2014}'], " ");
+    let mut words = Vec::new();
+    for word in text.split_whitespace() {
+        let characters: Vec<char> = word.chars().collect();
+        let mut kept = String::new();
+        for (index, &character) in characters.iter().enumerate() {
+            let between = |test: fn(&char) -> bool| {
+                index > 0 && test(&characters[index - 1]) && characters.get(index + 1).is_some_and(test)
+            };
+            let keep = character.is_alphanumeric()
+                || (matches!(character, '.' | ':' | ',') && between(|c| c.is_ascii_digit()))
+                || (character == '\'' && between(|c| c.is_alphabetic()));
+            if keep {
+                kept.push(character);
+            }
+        }
+        if !kept.is_empty() {
+            // Small numbers are written either way ("five", "5"): one spelling for both.
+            let digits = NUMBER_WORDS.iter().position(|name| *name == kept).map(|value| match value {
+                0..=20 => value.to_string(),
+                tens => ((tens - 18) * 10).to_string(),
+            });
+            let word = digits.unwrap_or(kept);
+            words.push(if word == "dr" { "doctor".to_owned() } else { word });
+        }
+    }
+    words
+}
+
+const NUMBER_WORDS: [&str; 28] = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
+    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty", "thirty", "forty",
+    "fifty", "sixty", "seventy", "eighty", "ninety",
+];
+
+/// Word-level edit distance between two texts (after [`normalized_words`]) and the reference's length.
+pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
+    let reference = normalized_words(reference);
+    let hypothesis = normalized_words(hypothesis);
+    let mut previous: Vec<usize> = (0..=hypothesis.len()).collect();
+    for (row, expected) in reference.iter().enumerate() {
+        let mut current = vec![row + 1; hypothesis.len() + 1];
+        for (column, heard) in hypothesis.iter().enumerate() {
+            let substitution = previous[column] + usize::from(expected != heard);
+            current[column + 1] = substitution.min(previous[column + 1] + 1).min(current[column] + 1);
+        }
+        previous = current;
+    }
+    (previous[hypothesis.len()], reference.len())
+}
+
+/// 16 kHz mono 16-bit samples of a WAV file's data chunk (the test audio is in that format).
+pub fn wav_pcm(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
+    anyhow::ensure!(bytes.len() > 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE", "not a WAV file");
+    let mut offset = 12;
+    while offset + 8 <= bytes.len() {
+        let size = u32::from_le_bytes([bytes[offset + 4], bytes[offset + 5], bytes[offset + 6], bytes[offset + 7]]) as usize;
+        if &bytes[offset..offset + 4] == b"data" {
+            let end = (offset + 8 + size).min(bytes.len());
+            return Ok(bytes[offset + 8..end].to_vec());
+        }
+        offset += 8 + size + (size & 1);
+    }
+    bail!("the WAV file has no data chunk")
 }

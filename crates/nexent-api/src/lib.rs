@@ -15,6 +15,7 @@ pub mod apps {
     pub mod model_management;
     pub mod openai;
     pub mod proxy;
+    pub mod voice;
     pub mod watched_folders;
 }
 pub mod error;

@@ -15,7 +15,7 @@ use utoipa_swagger_ui::SwaggerUi;
 use crate::AppState;
 use crate::apps::{
     agent, base, config_sync, conversation, data_process, file_management, knowledge, model_management, openai, proxy,
-    watched_folders,
+    voice, watched_folders,
 };
 use crate::security;
 
@@ -29,6 +29,7 @@ use crate::security;
         (name = "knowledge", description = "Elasticsearch App (knowledge bases)"),
         (name = "file", description = "File Management App"),
         (name = "data_process", description = "Data Process App (ingestion tasks)"),
+        (name = "voice", description = "Voice App (local speech-to-text and text-to-speech)"),
     )
 )]
 struct ApiDoc;
@@ -91,6 +92,9 @@ pub fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(model_management::me_list))
         .routes(routes!(model_management::me_health))
         .routes(routes!(model_management::me_model_health))
+        .routes(routes!(voice::speech_to_text_socket))
+        .routes(routes!(voice::text_to_speech_socket))
+        .routes(routes!(voice::voice_connectivity))
         .routes(routes!(openai::list_models))
         .routes(routes!(openai::chat_completions))
         .routes(routes!(openai::embeddings))

@@ -176,11 +176,18 @@ pub struct ModelRegistry {
     pool: SqlitePool,
     models_dir: PathBuf,
     connector: Arc<dyn ModelConnector>,
+    /// The speech engines, which `stt` and `tts` records are checked against.
+    voice: crate::voice::Voice,
 }
 
 impl ModelRegistry {
-    pub fn new(pool: SqlitePool, models_dir: PathBuf, connector: Arc<dyn ModelConnector>) -> Self {
-        Self { pool, models_dir, connector }
+    pub fn new(
+        pool: SqlitePool,
+        models_dir: PathBuf,
+        connector: Arc<dyn ModelConnector>,
+        voice: crate::voice::Voice,
+    ) -> Self {
+        Self { pool, models_dir, connector, voice }
     }
 
     pub async fn create(&self, input: ModelInput) -> Result<ModelRecord, ModelError> {
@@ -345,10 +352,8 @@ impl ModelRegistry {
                 }
                 Ok(format!("embedded a word into {dimension} dimensions"))
             }
-            "stt" | "tts" => Err(format!(
-                "no local {} engine is installed yet (it arrives with the voice engines)",
-                record.model_type
-            )),
+            "stt" => self.voice.check_speech_to_text(Some(&record.model_name)).await.map_err(|error| error.to_string()),
+            "tts" => self.voice.check_text_to_speech().await.map_err(|error| error.to_string()),
             other => Err(format!("health checks are not supported for {other} models")),
         }
     }

@@ -16,6 +16,7 @@ use crate::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
 use crate::knowledge::{KnowledgeBase, KnowledgeError};
 use crate::models::{ModelConnector, ModelRegistry, NoEngines};
 use crate::storage::{DEFAULT_MAX_UPLOAD_BYTES, FileStorage, StorageBackend, StorageError, UrlSigner};
+use crate::voice::Voice;
 use crate::watch::{FolderWatcher, WatchError};
 
 #[derive(Debug, thiserror::Error)]
@@ -63,6 +64,8 @@ pub struct ServicesOptions {
     pub model_connector: std::sync::Arc<dyn ModelConnector>,
     /// MCP servers whose tools the agent may call.
     pub mcp_servers: Vec<McpServerConfig>,
+    /// Speech-to-text and text-to-speech engines.
+    pub voice: Voice,
 }
 
 impl Default for ServicesOptions {
@@ -84,6 +87,7 @@ impl Default for ServicesOptions {
             models_dir: PathBuf::from("models"),
             model_connector: std::sync::Arc::new(NoEngines),
             mcp_servers: Vec::new(),
+            voice: Voice::unavailable("no speech engines were configured"),
         }
     }
 }
@@ -102,6 +106,7 @@ pub struct Services {
     pub chat: SharedChatModel,
     pub models: ModelRegistry,
     pub agent: Agent,
+    pub voice: Voice,
 }
 
 impl Services {
@@ -158,8 +163,9 @@ impl Services {
             ingest,
             watcher,
             chat: options.chat_model,
-            models: ModelRegistry::new(model_pool, options.models_dir, options.model_connector),
+            models: ModelRegistry::new(model_pool, options.models_dir, options.model_connector, options.voice.clone()),
             agent,
+            voice: options.voice,
         })
     }
 }

@@ -206,6 +206,37 @@ impl Voice {
     pub fn synthesizer(&self) -> &SharedSynthesizer {
         &self.synthesizer
     }
+
+    /// Health check of a transcriber: it starts and transcribes a second of audio.
+    pub async fn check_speech_to_text(&self, model: Option<&str>) -> Result<String, VoiceError> {
+        // A record's name may be anything; the default model answers for names this server does not have.
+        let transcriber = self.transcriber(model).or_else(|_| self.transcriber(None))?;
+        let started = std::time::Instant::now();
+        transcriber.prepare().await?;
+        let request = TranscribeRequest { samples: vec![0; STT_SAMPLE_RATE as usize], ..Default::default() };
+        transcriber.transcribe(request).await?;
+        Ok(format!(
+            "{} transcribed a second of audio in {} ms",
+            transcriber.model_name(),
+            started.elapsed().as_millis()
+        ))
+    }
+
+    /// Health check of the voice: it speaks a word.
+    pub async fn check_text_to_speech(&self) -> Result<String, VoiceError> {
+        let started = std::time::Instant::now();
+        let rate = self.synthesizer.native_sample_rate();
+        let audio = self.synthesizer.synthesize("Hello.".into(), AudioEncoding::Pcm16, rate).await?;
+        if audio.is_empty() {
+            return Err(VoiceError::Failed("the voice produced no audio".into()));
+        }
+        let seconds = audio.len() as f64 / 2.0 / f64::from(rate);
+        Ok(format!(
+            "{} spoke {seconds:.1} s of audio in {} ms",
+            self.synthesizer.voice_name(),
+            started.elapsed().as_millis()
+        ))
+    }
 }
 
 /// Signed 16-bit little-endian bytes of `samples`.

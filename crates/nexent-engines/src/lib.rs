@@ -8,9 +8,15 @@
 //! - [`remote_chat`]: any OpenAI-compatible `/v1/chat/completions` server, streamed.
 //! - [`connector`]: the engines behind Model Management's records (health checks).
 //! - [`llama_chat`]: chat on a GGUF model through llama.cpp (vendored source, built with the crate).
+//! - [`whisper_sidecar`]: speech-to-text through whisper.cpp in the `nexent-stt` helper process.
+//! - [`piper`]: text-to-speech with a Piper voice on ONNX Runtime, phonemes from the espeak-ng program.
+//! - [`audio`]: resampling and MP3 encoding (the lame program) for synthesised speech.
 
+pub mod audio;
 pub mod connector;
 pub mod llama_chat;
 pub mod onnx_embedder;
+pub mod piper;
 pub mod remote_chat;
 pub mod remote_embedder;
+pub mod whisper_sidecar;

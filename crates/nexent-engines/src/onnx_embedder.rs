@@ -82,7 +82,7 @@ pub struct OnnxEmbedder {
 /// ONNX Runtime allows one environment per process; every session shares it.
 static ENVIRONMENT: OnceLock<Result<ort::environment::Environment, String>> = OnceLock::new();
 
-fn environment(library: &Path) -> Result<&'static ort::environment::Environment, OnnxEmbedderError> {
+pub(crate) fn environment(library: &Path) -> Result<&'static ort::environment::Environment, OnnxEmbedderError> {
     let result = ENVIRONMENT.get_or_init(|| {
         let builder = ort::init_from(library).map_err(|error| error.to_string())?;
         builder.with_name("nexent").build().map_err(|error| error.to_string())
@@ -90,7 +90,7 @@ fn environment(library: &Path) -> Result<&'static ort::environment::Environment,
     result.as_ref().map_err(|reason| OnnxEmbedderError::Runtime { path: library.to_path_buf(), reason: reason.clone() })
 }
 
-fn build_session(environment: &ort::environment::Environment, model: &Path, threads: usize) -> ort::Result<Session> {
+pub(crate) fn build_session(environment: &ort::environment::Environment, model: &Path, threads: usize) -> ort::Result<Session> {
     Session::builder(environment)?
         .with_optimization_level(GraphOptimizationLevel::Level3)?
         .with_intra_threads(threads.max(1))?

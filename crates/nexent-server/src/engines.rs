@@ -10,12 +10,17 @@ use nexent_core::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
 use nexent_engines::llama_chat::{LlamaChat, LlamaChatConfig};
 use nexent_engines::onnx_embedder::{MINILM_DIMENSION, MINILM_MODEL_NAME, OnnxEmbedder, OnnxEmbedderConfig};
 use nexent_engines::remote_chat::RemoteChat;
+use nexent_core::voice::{SharedSynthesizer, SharedTranscriber, UnavailableVoice, Voice};
+use nexent_engines::piper::{PiperConfig, PiperSynthesizer};
 use nexent_engines::remote_embedder::RemoteEmbedder;
+use nexent_engines::whisper_sidecar::{WhisperSidecar, WhisperSidecarConfig};
 
 use crate::settings::Settings;
 
 /// The default chat model's file in the models folder (`python3 models/fetch.py llm`).
 pub const DEFAULT_CHAT_MODEL_FILE: &str = "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gguf";
+/// The default speech-to-text model (`python3 models/fetch.py stt` converts it).
+pub const DEFAULT_STT_MODEL_FILE: &str = "ggml-tiny.en.bin";
 
 /// The chat model: a remote OpenAI-compatible one when Config Sync names it (`LLM_MODEL_URL`, with
 /// `LLM_MODEL_NAME` and `LLM_API_KEY`, as Nexent's settings page writes them) and no `--chat-model` is
@@ -116,4 +121,53 @@ fn remote_embedder_from_config(data_dir: &Path) -> Option<SharedEmbedder> {
             None
         }
     }
+}
+
+/// The speech engines: whisper.cpp (through the `nexent-stt` helper) for every `ggml-*.bin` in the models
+/// folder, tiny.en first (the default), and the Piper voice. A missing piece leaves that engine saying why.
+pub fn load_voice(settings: &Settings) -> Voice {
+    let mut models: Vec<PathBuf> = std::fs::read_dir(&settings.models_dir)
+        .map(|entries| {
+            entries
+                .filter_map(|entry| entry.ok().map(|entry| entry.path()))
+                .filter(|path| {
+                    path.file_name()
+                        .and_then(|name| name.to_str())
+                        .is_some_and(|name| name.starts_with("ggml-") && name.ends_with(".bin"))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    models.sort_by_key(|path| (!path.ends_with(DEFAULT_STT_MODEL_FILE), path.clone()));
+    let mut transcribers: Vec<SharedTranscriber> = Vec::new();
+    for model in models {
+        let config = WhisperSidecarConfig {
+            helper: settings.stt_helper.clone(),
+            model_name: WhisperSidecarConfig::model_name_of(&model),
+            model,
+            threads: settings.voice_threads,
+        };
+        match WhisperSidecar::new(config) {
+            Ok(transcriber) => transcribers.push(Arc::new(transcriber)),
+            Err(error) => tracing::warn!(%error, "speech-to-text is unavailable"),
+        }
+    }
+    if transcribers.is_empty() {
+        let reason = format!(
+            "no speech-to-text model: run `python3 models/fetch.py stt` and build nexent-stt (`make build`); looked for \
+             ggml-*.bin in {} and the helper at {}",
+            settings.models_dir.display(),
+            settings.stt_helper.display()
+        );
+        transcribers.push(Arc::new(UnavailableVoice { name: "tiny.en".into(), reason }));
+    }
+    let synthesizer: SharedSynthesizer = match PiperSynthesizer::load(PiperConfig::joe(&settings.models_dir, settings.voice_threads)) {
+        Ok(voice) => Arc::new(voice),
+        Err(error) => {
+            let reason = format!("{error} (run `python3 models/fetch.py tts`)");
+            tracing::warn!(%reason, "text-to-speech is unavailable");
+            Arc::new(UnavailableVoice { name: "en_US-joe-medium".into(), reason })
+        }
+    };
+    Voice::new(transcribers, synthesizer)
 }

@@ -64,7 +64,10 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
 async fn serve(settings: Settings) -> anyhow::Result<()> {
     let fetch_policy = FetchPolicy { allow_private_targets: settings.allow_private_fetch, ..FetchPolicy::default() };
     let engine_settings = settings.clone();
-    let embedder = tokio::task::spawn_blocking(move || engines::load_embedder(&engine_settings)).await?;
+    let (embedder, voice) = tokio::task::spawn_blocking(move || {
+        (engines::load_embedder(&engine_settings), engines::load_voice(&engine_settings))
+    })
+    .await?;
     let chat_model = engines::load_chat_model(&settings);
     let model_connector = std::sync::Arc::new(nexent_engines::connector::EngineConnector {
         chat: chat_model.clone(),
@@ -84,6 +87,7 @@ async fn serve(settings: Settings) -> anyhow::Result<()> {
             models_dir: settings.models_dir.clone(),
             model_connector,
             mcp_servers: settings.mcp_servers.clone(),
+            voice,
         },
     )
     .await

@@ -59,6 +59,12 @@ pub struct ServeArgs {
     /// Tokens of context for the chat model (prompt and answer together; default 4096).
     #[arg(long, env = "NEXENT_LLM_CONTEXT")]
     pub llm_context: Option<u32>,
+    /// Threads each speech engine (whisper.cpp, Piper) may use (default: one fewer than the cores, at least one).
+    #[arg(long, env = "NEXENT_VOICE_THREADS")]
+    pub voice_threads: Option<usize>,
+    /// The `nexent-stt` speech-to-text helper (default: next to this executable).
+    #[arg(long, env = "NEXENT_STT_HELPER")]
+    pub stt_helper: Option<PathBuf>,
     /// Keep a folder ingested into a knowledge base: `FOLDER=INDEX` (repeatable).
     #[arg(long = "watch", value_name = "FOLDER=INDEX", value_parser = parse_watch)]
     pub watch: Vec<WatchSpec>,
@@ -209,6 +215,8 @@ pub struct ConfigFile {
     pub chat_model: Option<PathBuf>,
     pub llm_threads: Option<usize>,
     pub llm_context: Option<u32>,
+    pub voice_threads: Option<usize>,
+    pub stt_helper: Option<PathBuf>,
     #[serde(default)]
     pub watch: Vec<WatchSpec>,
     #[serde(default)]
@@ -247,10 +255,18 @@ pub struct Settings {
     pub chat_model: Option<PathBuf>,
     pub llm_threads: Option<usize>,
     pub llm_context: u32,
+    pub voice_threads: usize,
+    pub stt_helper: PathBuf,
     pub watch: Vec<WatchSpec>,
     pub mcp_servers: Vec<McpServerConfig>,
     pub storage: StorageBackend,
     pub log_filter: Option<String>,
+}
+
+/// `nexent-stt` beside the running executable (where cargo and the desktop bundle put it).
+fn default_stt_helper() -> PathBuf {
+    let name = format!("nexent-stt{}", std::env::consts::EXE_SUFFIX);
+    std::env::current_exe().map(|exe| exe.with_file_name(&name)).unwrap_or_else(|_| PathBuf::from(name))
 }
 
 /// The data dir: the flag or `NEXENT_HOME`, else the platform's data dir.
@@ -311,6 +327,8 @@ impl Settings {
             chat_model: args.chat_model.or(file.chat_model),
             llm_threads: args.llm_threads.or(file.llm_threads).map(|threads| threads.max(1)),
             llm_context: args.llm_context.or(file.llm_context).unwrap_or(4096).clamp(512, 131_072),
+            voice_threads: args.voice_threads.or(file.voice_threads).unwrap_or(cores.saturating_sub(1)).max(1),
+            stt_helper: args.stt_helper.or(file.stt_helper).unwrap_or_else(default_stt_helper),
             watch: file.watch.into_iter().chain(args.watch).collect(),
             mcp_servers: file
                 .mcp_server

@@ -3,7 +3,8 @@
 //! Whisper is built for 30-second windows; feeding it every chunk of a stream would pay that window on each
 //! chunk and make it hallucinate on silence. The segmenter keeps silence out entirely, opens an utterance
 //! at the first loud frame (with a little audio before it, so the first consonant is kept), and closes it
-//! after a pause or at a length whisper handles well in one pass.
+//! after a pause (a short one once the utterance is a few seconds long, a long one always) or at a length
+//! whisper handles well in one pass.
 //!
 //! Loud means above both an absolute floor and a multiple of the tracked background level, so a quiet
 //! room and a noisy fan both work. Pure logic: samples in, utterances out.
@@ -12,8 +13,14 @@
 pub const FRAME_SAMPLES: usize = 480;
 /// Audio kept before the first loud frame (300 ms).
 const PRE_ROLL_FRAMES: usize = 10;
-/// A pause this long ends an utterance (600 ms).
+/// A pause this long ends an utterance of at least [`MIN_CLOSED_SAMPLES`] (600 ms).
 const CLOSING_SILENCE_FRAMES: usize = 20;
+/// A pause this long ends any utterance (1.5 s).
+const LONG_SILENCE_FRAMES: usize = 50;
+/// Utterances shorter than this (8 s) run on across short pauses: whisper hears a phrase far better in the
+/// context of its sentence than alone (tiny.en heard jfk.wav's "ask not" as "asked not" when the first
+/// 4.8 s were cut off at a pause).
+const MIN_CLOSED_SAMPLES: usize = 8 * 16_000;
 /// Silence kept at an utterance's end (210 ms).
 const TRAILING_SILENCE_FRAMES: usize = 7;
 /// Utterances are cut at 25 s, inside whisper's 30-second window.
@@ -122,7 +129,8 @@ impl Segmenter {
         } else {
             self.silent_run += 1;
         }
-        if self.silent_run >= CLOSING_SILENCE_FRAMES {
+        let long_enough = self.utterance.len() >= MIN_CLOSED_SAMPLES + self.silent_run * FRAME_SAMPLES;
+        if (self.silent_run >= CLOSING_SILENCE_FRAMES && long_enough) || self.silent_run >= LONG_SILENCE_FRAMES {
             let keep = self.utterance.len() - (self.silent_run - TRAILING_SILENCE_FRAMES) * FRAME_SAMPLES;
             // The silence cut off is the next utterance's pre-roll.
             let silence = self.utterance.split_off(keep);
@@ -195,22 +203,22 @@ mod tests {
     fn a_pause_closes_an_utterance_and_keeps_a_little_audio_around_it() {
         let mut segmenter = Segmenter::new();
         let mut audio = silence(1.0);
-        audio.extend(tone(2.0, 0.3));
+        audio.extend(syllables(9.0, 0.3));
         audio.extend(silence(1.0));
         let closed = segmenter.push(&audio);
         assert_eq!(closed.len(), 1);
         let seconds = closed[0].len() as f32 / 16_000.0;
-        // 2 s of speech, 300 ms before it, 210 ms after it.
-        assert!((2.4..2.6).contains(&seconds), "{seconds}");
+        // 9 s of speech, 300 ms before it, about 210 ms after it.
+        assert!((9.3..9.7).contains(&seconds), "{seconds}");
         assert!(segmenter.finish().is_none());
     }
 
     #[test]
     fn two_sentences_make_two_utterances_and_the_last_is_closed_by_finish() {
         let mut segmenter = Segmenter::new();
-        let mut audio = tone(1.0, 0.2);
+        let mut audio = syllables(8.5, 0.2);
         audio.extend(silence(0.8));
-        audio.extend(tone(1.5, 0.2));
+        audio.extend(syllables(1.5, 0.2));
         let mut closed = Vec::new();
         // Odd chunk sizes, as a network delivers them.
         for chunk in audio.chunks(1237) {
@@ -230,6 +238,18 @@ mod tests {
         audio.extend(tone(1.0, 0.2));
         assert!(segmenter.push(&audio).is_empty());
         assert!(segmenter.finish().is_some());
+    }
+
+    #[test]
+    fn a_short_phrase_runs_on_across_a_pause_but_not_across_a_long_one() {
+        let mut segmenter = Segmenter::new();
+        let mut audio = syllables(1.5, 0.2);
+        audio.extend(silence(0.8));
+        audio.extend(syllables(1.5, 0.2));
+        assert!(segmenter.push(&audio).is_empty(), "two short phrases are one utterance");
+        let closed = segmenter.push(&silence(2.0));
+        assert_eq!(closed.len(), 1, "a long pause ends it");
+        assert!(closed[0].len() > 3 * 16_000);
     }
 
     #[test]

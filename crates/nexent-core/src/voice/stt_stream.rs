@@ -187,7 +187,8 @@ impl SpeechToTextStream {
         let request = TranscribeRequest {
             samples,
             language: self.language.clone(),
-            previous_text: self.closed.last().cloned(),
+            // Not the previous utterance as a prompt: tiny models then often repeat it instead of listening.
+            previous_text: None,
         };
         Ok(clean_transcript(&self.transcriber.transcribe(request).await?.text))
     }
@@ -333,7 +334,7 @@ mod tests {
     #[tokio::test]
     async fn utterances_join_into_one_cumulative_transcript() {
         let (mut stream, _) = new_stream();
-        let mut audio = syllables(2.0);
+        let mut audio = syllables(8.5);
         audio.extend(vec![0i16; 16_000]);
         audio.extend(syllables(1.0));
         let mut seen = Vec::new();
