@@ -3,6 +3,10 @@
 CARGO_TARGET_DIR ?= $(HOME)/.cache/nexent/target
 export CARGO_TARGET_DIR
 NEXENT_BIN := $(CARGO_TARGET_DIR)/release/nexent
+# whisper.cpp (in the nexent-stt helper) defaults to -march=native; these make it portable with the vector
+# units every x86-64 machine of the last decade has (crates.md §2). They go to the helper's build alone:
+# llama.cpp's build script watches GGML_* variables, and its own flags must not change under it.
+GGML_FLAGS := GGML_NATIVE=OFF GGML_AVX=ON GGML_AVX2=ON GGML_FMA=ON GGML_F16C=ON GGML_BMI2=ON
 
 .PHONY: run test setup build lint bench-server bench-retrieval bench-scale bench-ingest bench-llm bench-agent bench-embedders
 
@@ -10,6 +14,7 @@ setup:
 	@bash scripts/setup.sh
 
 build: setup
+	env $(GGML_FLAGS) cargo build --release -p nexent-stt
 	cargo build --release -p nexent-server --bin nexent
 
 ## run: install what is missing, build in release mode, start the server and print its URL.
@@ -18,8 +23,9 @@ run: build
 
 ## test: every test of the workspace (unit and end-to-end against the real binary).
 test:
-	@NEXENT_MODEL_GROUPS="embedding llm llm-tiny" bash scripts/setup.sh
+	@NEXENT_MODEL_GROUPS="embedding llm llm-tiny voice test-audio" bash scripts/setup.sh
 	bash scripts/setup-test.sh
+	env $(GGML_FLAGS) cargo build -p nexent-stt
 	cargo build -p nexent-server --bin nexent
 	@if cargo nextest --version >/dev/null 2>&1; then \
 	  cargo nextest run --workspace --no-fail-fast; \

@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 # Packages the build needs. gcc/g++ and pkg-config build the C parts of sqlite and the TLS stack.
 # cmake and libclang build llama.cpp (llama-cpp-sys-2 runs CMake and bindgen).
 APT_PACKAGES=(build-essential pkg-config ca-certificates cmake libclang-dev clang)
+# Speech: espeak-ng turns text into phonemes for the Piper voice and lame encodes MP3. Both are separate
+# programs (GPL / LGPL), never linked into nexent.
+APT_PACKAGES+=(espeak-ng lame)
 # python3 with pip fetches model files; Debian's packages are used only when no python3/pip is found.
 command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1 || APT_PACKAGES+=(python3 python3-pip)
 
@@ -41,6 +44,6 @@ if [ "$(printf '%s\n%s\n' "$required" "$have" | sort -V | head -1)" != "$require
 fi
 # Model files from the package registries, sha256-checked (skipped when already present).
 # NEXENT_MODEL_GROUPS picks others (`make test` adds the tiny chat model its tests use).
-python3 models/fetch.py ${NEXENT_MODEL_GROUPS:-embedding llm}
+python3 models/fetch.py ${NEXENT_MODEL_GROUPS:-embedding llm voice}
 
 say "ready (rustc $have)"

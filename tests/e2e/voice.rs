@@ -186,3 +186,175 @@ async fn spoken_sentences_come_back_as_the_same_words() -> anyhow::Result<()> {
     assert!(rate <= 0.10, "word error rate {:.1}%:\n{}", rate * 100.0, report.join("\n"));
     Ok(())
 }
+
+#[tokio::test]
+async fn odd_length_frames_and_silence_and_a_huge_frame_and_noise_each_get_a_clear_answer() -> anyhow::Result<()> {
+    let server = NexentServer::start()?;
+    // A sample split across frames is joined again: the transcript is the same.
+    let (text, _) = transcribe(&server, &jfk_pcm()?, 8191).await?;
+    assert_eq!(word_errors(JFK_TEXT, &text).0, 0, "{text:?}");
+
+    // Silence only: no words (whisper is never asked to invent some).
+    let (text, messages) = transcribe(&server, &vec![0u8; 16_000 * 2 * 5], 8192).await?;
+    assert_eq!(text, "");
+    assert!(messages.iter().all(|message| message["result"]["text"].as_str().unwrap_or("").is_empty()));
+
+    // A 10 MB frame: refused by name, and the socket goes on.
+    let mut socket = connect(&server, "/api/voice/stt/ws").await?;
+    assert_eq!(next_json(&mut socket).await?, Some(json!({"status": "ready"})));
+    socket.send(Message::Binary(vec![0u8; 10 * 1024 * 1024].into())).await?;
+    let refused = next_json(&mut socket).await?.unwrap_or_default();
+    assert!(refused["error"].as_str().unwrap_or("").contains("larger than"), "{refused}");
+    socket.send(Message::Binary(Vec::new().into())).await?;
+    let last = next_json(&mut socket).await?.unwrap_or_default();
+    assert_eq!((last["is_final"].as_bool(), last["result"]["text"].as_str()), (Some(true), Some("")), "{last}");
+
+    // Random bytes and an MP3 file are not PCM speech: an error that says so, then the socket closes.
+    let mut state = 0x2545_f491u32;
+    let noise: Vec<u8> = (0..64_000)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 17;
+            state ^= state << 5;
+            state as u8
+        })
+        .collect();
+    let mut socket = connect(&server, "/api/voice/stt/ws").await?;
+    for frame in noise.chunks(8192) {
+        socket.send(Message::Binary(frame.to_vec().into())).await?;
+    }
+    let mut answers = Vec::new();
+    while let Some(message) = next_json(&mut socket).await? {
+        answers.push(message);
+    }
+    let error = answers.iter().find_map(|message| message["error"].as_str()).unwrap_or_default();
+    assert!(error.contains("does not sound like speech"), "{answers:?}");
+    let mut socket = connect(&server, "/api/voice/stt/ws").await?;
+    socket.send(Message::Binary(b"ID3\x04\x00\x00\x00\x00\x00\x00rest of an mp3".to_vec().into())).await?;
+    let mut answers = Vec::new();
+    while let Some(message) = next_json(&mut socket).await? {
+        answers.push(message);
+    }
+    assert!(answers.iter().any(|message| message["error"].as_str().unwrap_or("").contains("MP3")), "{answers:?}");
+
+    // Options as a first text frame; an unknown model is named.
+    let mut socket = connect(&server, "/api/voice/stt/ws").await?;
+    assert_eq!(next_json(&mut socket).await?, Some(json!({"status": "ready"})));
+    socket.send(Message::Text(json!({"model": "large-v9"}).to_string().into())).await?;
+    let unknown = next_json(&mut socket).await?.unwrap_or_default();
+    assert!(unknown["error"].as_str().unwrap_or("").contains("large-v9"), "{unknown}");
+    let (status, _) = server.get_json("/api/health").await?;
+    assert_eq!(status, 200);
+    Ok(())
+}
+
+#[tokio::test]
+async fn the_helper_is_restarted_when_it_dies() -> anyhow::Result<()> {
+    let server = NexentServer::start()?;
+    let pcm = jfk_pcm()?;
+    transcribe(&server, &pcm, 8192).await?;
+    let server_pid = server.pid().unwrap_or_default();
+    let helpers = helper_pids(server_pid);
+    assert_eq!(helpers.len(), 1, "one helper runs: {helpers:?}");
+    // As a crash would.
+    let status = std::process::Command::new("kill").arg("-9").arg(helpers[0].to_string()).status()?;
+    assert!(status.success());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (text, _) = transcribe(&server, &pcm, 8192).await?;
+    assert_eq!(word_errors(JFK_TEXT, &text).0, 0, "{text:?}");
+    let again = helper_pids(server_pid);
+    assert_eq!(again.len(), 1, "{again:?}");
+    assert_ne!(again[0], helpers[0]);
+    Ok(())
+}
+
+/// Children of `parent` running nexent-stt.
+fn helper_pids(parent: u32) -> Vec<u32> {
+    let mut pids = Vec::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // pid (comm) state ppid ...
+        let Some(after_comm) = stat.rsplit_once(") ").map(|(_, rest)| rest) else { continue };
+        let ppid: u32 = after_comm.split(' ').nth(1).and_then(|field| field.parse().ok()).unwrap_or(0);
+        if ppid == parent && stat.contains("(nexent-stt)") {
+            pids.push(pid);
+        }
+    }
+    pids
+}
+
+#[tokio::test]
+async fn text_to_speech_streams_mp3_by_default_and_takes_one_text_after_another() -> anyhow::Result<()> {
+    let server = NexentServer::start()?;
+    let mut socket = connect(&server, "/api/voice/tts/ws").await?;
+    // Nexent's client: `{"text"}` only; MP3 chunks, one per sentence, then completed.
+    let chunks = speak_on(&mut socket, json!({"text": "Hello there. This is your local assistant speaking."})).await?;
+    assert_eq!(chunks.len(), 2, "one chunk per sentence");
+    for chunk in &chunks {
+        let frame_sync = chunk.len() > 2 && chunk[0] == 0xFF && chunk[1] & 0xE0 == 0xE0;
+        assert!(frame_sync || chunk.starts_with(b"ID3"), "an MP3 stream: {:?}", &chunk[..4.min(chunk.len())]);
+    }
+    // WAV on request, at another rate: a header first, then PCM.
+    let wav = speak_on(&mut socket, json!({"text": "One more.", "format": "wav", "sample_rate": 24000})).await?;
+    assert!(wav[0].starts_with(b"RIFF"));
+    assert_eq!(u32::from_le_bytes([wav[0][24], wav[0][25], wav[0][26], wav[0][27]]), 24_000);
+    assert!(wav[1].len() > 24_000, "half a second of 24 kHz audio at least");
+
+    // Empty text: the error Nexent sends, and the socket stays usable.
+    socket.send(Message::Text(json!({"text": ""}).to_string().into())).await?;
+    assert_eq!(next_json(&mut socket).await?, Some(json!({"error": "No text provided"})));
+    // 100 kB of text: refused by name, socket usable.
+    socket.send(Message::Text(json!({"text": "word ".repeat(20_000)}).to_string().into())).await?;
+    let refused = next_json(&mut socket).await?.unwrap_or_default();
+    assert!(refused["error"].as_str().unwrap_or("").contains("longer than"), "{refused}");
+    socket.send(Message::Text("not json".into())).await?;
+    let refused = next_json(&mut socket).await?.unwrap_or_default();
+    assert!(refused["error"].as_str().unwrap_or("").contains("JSON"), "{refused}");
+
+    // Two texts in flight on one socket: both are spoken, in order, each ending with completed.
+    socket.send(Message::Text(json!({"text": "First request.", "format": "pcm"}).to_string().into())).await?;
+    socket
+        .send(Message::Text(json!({"text": "Second request, a little longer.", "format": "pcm"}).to_string().into()))
+        .await?;
+    let mut sizes = vec![0usize];
+    let mut completed = 0;
+    while completed < 2 {
+        match tokio::time::timeout(Duration::from_secs(120), socket.next()).await? {
+            Some(Ok(Message::Binary(bytes))) => {
+                if let Some(last) = sizes.last_mut() {
+                    *last += bytes.len();
+                }
+            }
+            Some(Ok(Message::Text(text))) => {
+                assert_eq!(serde_json::from_str::<Value>(text.as_str())?, json!({"status": "completed"}));
+                completed += 1;
+                sizes.push(0);
+            }
+            other => anyhow::bail!("socket ended: {other:?}"),
+        }
+    }
+    assert!(sizes[0] > 0 && sizes[1] > sizes[0], "the longer text is second: {sizes:?}");
+    Ok(())
+}
+
+#[tokio::test]
+async fn connectivity_and_health_checks_use_the_local_engines() -> anyhow::Result<()> {
+    let server = NexentServer::start()?;
+    for kind in ["stt", "tts"] {
+        let (status, body) = server.post_json("/api/voice/connectivity", &json!({"model_type": kind})).await?;
+        assert_eq!(status, 200, "{body}");
+        assert_eq!((body["connected"].as_bool(), body["model_type"].as_str()), (Some(true), Some(kind)), "{body}");
+    }
+    let (status, body) = server.post_json("/api/voice/connectivity", &json!({"model_type": "vlm"})).await?;
+    assert_eq!(status, 400, "{body}");
+    assert!(body["message"].as_str().unwrap_or("").contains("stt or tts"), "{body}");
+    for (name, kind) in [("tiny.en", "stt"), ("en_US-joe-medium", "tts")] {
+        let (_, created) =
+            server.post_json("/api/model/create", &json!({"model_name": name, "model_type": kind})).await?;
+        assert_eq!(created["code"], 200, "{created}");
+        let (_, health) = server.get_json(&format!("/api/model/healthcheck?model_name={name}")).await?;
+        assert_eq!(health["data"]["connectivity"], true, "{health}");
+    }
+    Ok(())
+}

@@ -441,9 +441,34 @@ pub fn normalized_words(text: &str) -> Vec<String> {
 }
 
 const NUMBER_WORDS: [&str; 28] = [
-    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten", "eleven", "twelve",
-    "thirteen", "fourteen", "fifteen", "sixteen", "seventeen", "eighteen", "nineteen", "twenty", "thirty", "forty",
-    "fifty", "sixty", "seventy", "eighty", "ninety",
+    "zero",
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+    "twenty",
+    "thirty",
+    "forty",
+    "fifty",
+    "sixty",
+    "seventy",
+    "eighty",
+    "ninety",
 ];
 
 /// Word-level edit distance between two texts (after [`normalized_words`]) and the reference's length.
@@ -467,7 +492,8 @@ pub fn wav_pcm(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
     anyhow::ensure!(bytes.len() > 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE", "not a WAV file");
     let mut offset = 12;
     while offset + 8 <= bytes.len() {
-        let size = u32::from_le_bytes([bytes[offset + 4], bytes[offset + 5], bytes[offset + 6], bytes[offset + 7]]) as usize;
+        let size =
+            u32::from_le_bytes([bytes[offset + 4], bytes[offset + 5], bytes[offset + 6], bytes[offset + 7]]) as usize;
         if &bytes[offset..offset + 4] == b"data" {
             let end = (offset + 8 + size).min(bytes.len());
             return Ok(bytes[offset + 8..end].to_vec());

@@ -75,7 +75,8 @@ pub async fn encode_mp3(lame: &Path, samples: &[i16], sample_rate: u32) -> Resul
         .kill_on_drop(true)
         .spawn()
         .map_err(|error| format!("cannot start {} (install Debian's lame package): {error}", lame.display()))?;
-    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) = (child.stdin.take(), child.stdout.take(), child.stderr.take())
+    let (Some(mut stdin), Some(mut stdout), Some(mut stderr)) =
+        (child.stdin.take(), child.stdout.take(), child.stderr.take())
     else {
         return Err("lame's pipes are missing".into());
     };

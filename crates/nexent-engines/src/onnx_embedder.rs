@@ -90,7 +90,11 @@ pub(crate) fn environment(library: &Path) -> Result<&'static ort::environment::E
     result.as_ref().map_err(|reason| OnnxEmbedderError::Runtime { path: library.to_path_buf(), reason: reason.clone() })
 }
 
-pub(crate) fn build_session(environment: &ort::environment::Environment, model: &Path, threads: usize) -> ort::Result<Session> {
+pub(crate) fn build_session(
+    environment: &ort::environment::Environment,
+    model: &Path,
+    threads: usize,
+) -> ort::Result<Session> {
     Session::builder(environment)?
         .with_optimization_level(GraphOptimizationLevel::Level3)?
         .with_intra_threads(threads.max(1))?

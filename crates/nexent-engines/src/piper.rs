@@ -146,11 +146,8 @@ impl PiperSynthesizer {
             .name("nexent-tts".into())
             .spawn(move || run_engine(engine, receiver))
             .map_err(|error| unavailable(format!("cannot start the speech engine thread: {error}")))?;
-        let voice_name = config
-            .model
-            .file_stem()
-            .map(|stem| stem.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "piper".into());
+        let voice_name =
+            config.model.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_else(|| "piper".into());
         tracing::info!(voice = %voice_name, sample_rate = voice.audio.sample_rate, "text-to-speech voice loaded");
         Ok(Self {
             inner: Arc::new(Inner {

@@ -99,7 +99,12 @@ impl WhisperSidecar {
         // English-only whisper models are named `*.en`.
         let multilingual = !config.model_name.ends_with(".en");
         Ok(Self {
-            inner: Arc::new(Inner { config, multilingual, helper: Mutex::new(None), waiting: Semaphore::new(MAX_WAITING) }),
+            inner: Arc::new(Inner {
+                config,
+                multilingual,
+                helper: Mutex::new(None),
+                waiting: Semaphore::new(MAX_WAITING),
+            }),
         })
     }
 
@@ -122,9 +127,8 @@ impl Inner {
             .stderr(Stdio::piped())
             .kill_on_drop(true);
         nexent_core::process::die_with_parent(&mut command);
-        let mut child = command
-            .spawn()
-            .map_err(|error| format!("cannot start {}: {error}", self.config.helper.display()))?;
+        let mut child =
+            command.spawn().map_err(|error| format!("cannot start {}: {error}", self.config.helper.display()))?;
         let pid = child.id();
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err("the helper's pipes are missing".into());
@@ -179,7 +183,12 @@ impl Inner {
             };
             match outcome {
                 Ok((text, elapsed_ms)) => {
-                    tracing::debug!(seconds, elapsed_ms, round_trip_ms = started.elapsed().as_millis() as u64, "transcribed");
+                    tracing::debug!(
+                        seconds,
+                        elapsed_ms,
+                        round_trip_ms = started.elapsed().as_millis() as u64,
+                        "transcribed"
+                    );
                     return Ok(Transcript { text });
                 }
                 Err(HelperFailure::Refused(error)) => return Err(VoiceError::Failed(error)),

@@ -7,11 +7,11 @@ use std::sync::Arc;
 use nexent_core::chat::{DeferredChat, SharedChatModel, UnavailableChat};
 use nexent_core::config_sync::{CONFIG_FILE_NAME, ConfigSync};
 use nexent_core::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
+use nexent_core::voice::{SharedSynthesizer, SharedTranscriber, UnavailableVoice, Voice};
 use nexent_engines::llama_chat::{LlamaChat, LlamaChatConfig};
 use nexent_engines::onnx_embedder::{MINILM_DIMENSION, MINILM_MODEL_NAME, OnnxEmbedder, OnnxEmbedderConfig};
-use nexent_engines::remote_chat::RemoteChat;
-use nexent_core::voice::{SharedSynthesizer, SharedTranscriber, UnavailableVoice, Voice};
 use nexent_engines::piper::{PiperConfig, PiperSynthesizer};
+use nexent_engines::remote_chat::RemoteChat;
 use nexent_engines::remote_embedder::RemoteEmbedder;
 use nexent_engines::whisper_sidecar::{WhisperSidecar, WhisperSidecarConfig};
 
@@ -161,13 +161,14 @@ pub fn load_voice(settings: &Settings) -> Voice {
         );
         transcribers.push(Arc::new(UnavailableVoice { name: "tiny.en".into(), reason }));
     }
-    let synthesizer: SharedSynthesizer = match PiperSynthesizer::load(PiperConfig::joe(&settings.models_dir, settings.voice_threads)) {
-        Ok(voice) => Arc::new(voice),
-        Err(error) => {
-            let reason = format!("{error} (run `python3 models/fetch.py tts`)");
-            tracing::warn!(%reason, "text-to-speech is unavailable");
-            Arc::new(UnavailableVoice { name: "en_US-joe-medium".into(), reason })
-        }
-    };
+    let synthesizer: SharedSynthesizer =
+        match PiperSynthesizer::load(PiperConfig::joe(&settings.models_dir, settings.voice_threads)) {
+            Ok(voice) => Arc::new(voice),
+            Err(error) => {
+                let reason = format!("{error} (run `python3 models/fetch.py tts`)");
+                tracing::warn!(%reason, "text-to-speech is unavailable");
+                Arc::new(UnavailableVoice { name: "en_US-joe-medium".into(), reason })
+            }
+        };
     Voice::new(transcribers, synthesizer)
 }

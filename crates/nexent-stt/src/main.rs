@@ -154,18 +154,13 @@ fn read_request(input: &mut impl Read) -> Result<Option<(Request, Vec<f32>)>, St
     input.read_exact(&mut header).map_err(|error| format!("truncated request header: {error}"))?;
     let header: Request =
         serde_json::from_slice(&header).map_err(|error| format!("request header is not valid JSON: {error}"))?;
-    let samples = read_u32(input)
-        .map_err(|error| error.to_string())?
-        .ok_or("request without audio")? as usize;
+    let samples = read_u32(input).map_err(|error| error.to_string())?.ok_or("request without audio")? as usize;
     if samples > MAX_SAMPLES {
         return Err(format!("{samples} samples is more than the {MAX_SAMPLES} allowed in one request"));
     }
     let mut bytes = vec![0u8; samples * 2];
     input.read_exact(&mut bytes).map_err(|error| format!("truncated audio: {error}"))?;
-    let audio = bytes
-        .chunks_exact(2)
-        .map(|pair| f32::from(i16::from_le_bytes([pair[0], pair[1]])) / 32768.0)
-        .collect();
+    let audio = bytes.chunks_exact(2).map(|pair| f32::from(i16::from_le_bytes([pair[0], pair[1]])) / 32768.0).collect();
     Ok(Some((header, audio)))
 }
 

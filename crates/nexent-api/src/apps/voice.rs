@@ -70,6 +70,22 @@ fn error_message(message: impl std::fmt::Display) -> Message {
     json_message(json!({ "error": message.to_string() }))
 }
 
+/// Closes the socket the polite way: our close frame, then whatever the client still had in flight is read
+/// and dropped until its close frame (briefly), so the connection is not reset under the last message.
+async fn close(mut socket: WebSocket) {
+    if tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Close(None))).await.is_err() {
+        return;
+    }
+    let drain = async {
+        while let Some(Ok(message)) = socket.recv().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), drain).await;
+}
+
 async fn send(socket: &mut WebSocket, message: Message) -> bool {
     matches!(tokio::time::timeout(SEND_TIMEOUT, socket.send(message)).await, Ok(Ok(())))
 }
@@ -115,6 +131,7 @@ async fn speech_to_text_session(voice: Voice, mut socket: WebSocket, query: Spee
         Ok(stream) => stream,
         Err(error) => {
             send(&mut socket, error_message(error)).await;
+            close(socket).await;
             return;
         }
     };
@@ -123,6 +140,7 @@ async fn speech_to_text_session(voice: Voice, mut socket: WebSocket, query: Spee
         && let Err(error) = transcriber.prepare().await
     {
         send(&mut socket, error_message(error)).await;
+        close(socket).await;
         return;
     }
     if !send(&mut socket, json_message(json!({ "status": "ready" }))).await {
@@ -158,6 +176,7 @@ async fn speech_to_text_session(voice: Voice, mut socket: WebSocket, query: Spee
                             Ok(restarted) => stream = restarted,
                             Err(error) => {
                                 send(&mut socket, error_message(error)).await;
+                                close(socket).await;
                                 return;
                             }
                         }
@@ -168,7 +187,8 @@ async fn speech_to_text_session(voice: Voice, mut socket: WebSocket, query: Spee
                         }
                     }
                     None => {
-                        let reply = error_message("expected binary frames of 16 kHz mono s16le PCM or a JSON options object");
+                        let reply =
+                            error_message("expected binary frames of 16 kHz mono s16le PCM or a JSON options object");
                         if !send(&mut socket, reply).await {
                             return;
                         }
@@ -185,12 +205,10 @@ async fn speech_to_text_session(voice: Voice, mut socket: WebSocket, query: Spee
                 Err(error) => error_message(error),
             };
             send(&mut socket, reply).await;
-            let _ = socket.send(Message::Close(None)).await;
+            close(socket).await;
             return;
         }
-        if !audio_started
-            && let Some(new_options) = options_frame(&bytes)
-        {
+        if !audio_started && let Some(new_options) = options_frame(&bytes) {
             options = SpeechToTextOptions {
                 language: new_options.language.or(options.language),
                 model: new_options.model.or(options.model),
@@ -199,6 +217,7 @@ async fn speech_to_text_session(voice: Voice, mut socket: WebSocket, query: Spee
                 Ok(restarted) => stream = restarted,
                 Err(error) => {
                     send(&mut socket, error_message(error)).await;
+                    close(socket).await;
                     return;
                 }
             }
@@ -222,7 +241,7 @@ async fn speech_to_text_session(voice: Voice, mut socket: WebSocket, query: Spee
             Err(error) => {
                 // Input the stream cannot use (a file, noise) or an engine failure: the session is over.
                 send(&mut socket, error_message(error)).await;
-                let _ = socket.send(Message::Close(None)).await;
+                close(socket).await;
                 return;
             }
         };

@@ -105,7 +105,8 @@ impl Segmenter {
         let loud = level > ABSOLUTE_THRESHOLD.max(background * BACKGROUND_FACTOR);
         // The background falls fast and rises slowly: the gaps between syllables pull it down, so speech
         // does not raise the bar for itself, while a steady fan lifts it within a second or two.
-        let followed = if level < background { background * 0.7 + level * 0.3 } else { background * 0.995 + level * 0.005 };
+        let followed =
+            if level < background { background * 0.7 + level * 0.3 } else { background * 0.995 + level * 0.005 };
         self.background = Some(followed.min(BACKGROUND_CAP));
         if !self.in_speech {
             if loud {
@@ -171,7 +172,9 @@ mod tests {
     fn tone(seconds: f32, amplitude: f32) -> Vec<i16> {
         let count = (seconds * 16_000.0) as usize;
         (0..count)
-            .map(|index| ((index as f32 * 2.0 * std::f32::consts::PI * 220.0 / 16_000.0).sin() * amplitude * 32767.0) as i16)
+            .map(|index| {
+                ((index as f32 * 2.0 * std::f32::consts::PI * 220.0 / 16_000.0).sin() * amplitude * 32767.0) as i16
+            })
             .collect()
     }
 
@@ -278,7 +281,8 @@ mod tests {
         // Until the background is learnt (about a second) the fan may open one utterance; no more.
         assert!(segmenter.push(&noise).len() <= 1);
         assert!(segmenter.open_utterance().is_none());
-        let mut speech: Vec<i16> = syllables(2.0, 0.5).iter().zip(noise.iter().cycle()).map(|(a, b)| a.saturating_add(*b)).collect();
+        let mut speech: Vec<i16> =
+            syllables(2.0, 0.5).iter().zip(noise.iter().cycle()).map(|(a, b)| a.saturating_add(*b)).collect();
         speech.extend(&noise[..32_000]);
         let closed = segmenter.push(&speech);
         assert_eq!(closed.len(), 1);

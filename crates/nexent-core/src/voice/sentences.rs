@@ -57,7 +57,8 @@ pub fn split_sentences(text: &str) -> Vec<String> {
             let ends = match character {
                 '。' | '！' | '？' | '；' => true,
                 '.' | '!' | '?' | '…' => {
-                    next.is_none_or(char::is_whitespace) && !(character == '.' && is_abbreviation(&characters[start..index]))
+                    next.is_none_or(char::is_whitespace)
+                        && !(character == '.' && is_abbreviation(&characters[start..index]))
                 }
                 _ => false,
             };

@@ -41,7 +41,10 @@ pub fn validate(request: &SpeechRequest) -> Result<(), VoiceError> {
 }
 
 /// The audio of `request`, one chunk per sentence (a WAV starts with its header). Validate first.
-pub fn speak(synthesizer: SharedSynthesizer, request: SpeechRequest) -> BoxStream<'static, Result<Vec<u8>, VoiceError>> {
+pub fn speak(
+    synthesizer: SharedSynthesizer,
+    request: SpeechRequest,
+) -> BoxStream<'static, Result<Vec<u8>, VoiceError>> {
     let rate = request.sample_rate.unwrap_or_else(|| synthesizer.native_sample_rate());
     let encoding = match request.format {
         AudioFormat::Mp3 => AudioEncoding::Mp3,
@@ -79,7 +82,12 @@ mod tests {
             22_050
         }
 
-        fn synthesize(&self, text: String, _: AudioEncoding, rate: u32) -> BoxFuture<'static, Result<Vec<u8>, VoiceError>> {
+        fn synthesize(
+            &self,
+            text: String,
+            _: AudioEncoding,
+            rate: u32,
+        ) -> BoxFuture<'static, Result<Vec<u8>, VoiceError>> {
             crate::sync::lock(&self.sentences).push(text.clone());
             Box::pin(async move { Ok(format!("{rate}:{text}").into_bytes()) })
         }
@@ -92,10 +100,11 @@ mod tests {
     #[tokio::test]
     async fn each_sentence_is_one_chunk_in_order_and_a_wav_starts_with_its_header() {
         let synthesizer = Arc::new(EchoSynthesizer::default());
-        let chunks: Vec<Vec<u8>> = speak(synthesizer.clone(), request("One. Two [[a0]]! Three?", AudioFormat::Wav, Some(16_000)))
-            .map(|chunk| chunk.expect("chunk"))
-            .collect()
-            .await;
+        let chunks: Vec<Vec<u8>> =
+            speak(synthesizer.clone(), request("One. Two [[a0]]! Three?", AudioFormat::Wav, Some(16_000)))
+                .map(|chunk| chunk.expect("chunk"))
+                .collect()
+                .await;
         assert_eq!(chunks.len(), 4);
         assert_eq!(&chunks[0][..4], b"RIFF");
         assert_eq!(chunks[1], b"16000:One.");
