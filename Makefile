@@ -8,7 +8,7 @@ NEXENT_BIN := $(CARGO_TARGET_DIR)/release/nexent
 # llama.cpp's build script watches GGML_* variables, and its own flags must not change under it.
 GGML_FLAGS := GGML_NATIVE=OFF GGML_AVX=ON GGML_AVX2=ON GGML_FMA=ON GGML_F16C=ON GGML_BMI2=ON
 
-.PHONY: run test setup build lint bench-server bench-retrieval bench-scale bench-ingest bench-llm bench-agent bench-embedders
+.PHONY: run test setup build lint bench-server bench-retrieval bench-scale bench-ingest bench-llm bench-agent bench-voice bench-embedders
 
 setup:
 	@bash scripts/setup.sh
@@ -28,14 +28,17 @@ test:
 	env $(GGML_FLAGS) cargo build -p nexent-stt
 	cargo build -p nexent-server --bin nexent
 	@if cargo nextest --version >/dev/null 2>&1; then \
-	  cargo nextest run --workspace --no-fail-fast; \
+	  cargo nextest run --workspace --exclude nexent-stt --no-fail-fast && \
+	  env $(GGML_FLAGS) cargo nextest run -p nexent-stt --no-fail-fast; \
 	else \
-	  cargo test --workspace --no-fail-fast; \
+	  cargo test --workspace --exclude nexent-stt --no-fail-fast && \
+	  env $(GGML_FLAGS) cargo test -p nexent-stt --no-fail-fast; \
 	fi
 
 lint:
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -- -D warnings
+	cargo clippy --workspace --all-targets --exclude nexent-stt -- -D warnings
+	env $(GGML_FLAGS) cargo clippy -p nexent-stt --all-targets -- -D warnings
 	bash scripts/check-architecture.sh
 
 ## bench-server: start-up time, idle memory and latency under 50 clients; writes bench/results/server.md.
@@ -69,6 +72,13 @@ bench-llm: build
 bench-agent: build
 	@NEXENT_MODEL_GROUPS="embedding llm llm-large" bash scripts/setup.sh
 	NEXENT_BIN=$(NEXENT_BIN) cargo run --release -p nexent-bench --bin bench-agent -- --models models/files --out bench/results/agent.md
+
+## bench-voice: STT and TTS real-time factors and latencies beside faster-whisper and piper-tts; writes bench/results/voice.md.
+bench-voice: build
+	@NEXENT_MODEL_GROUPS="voice test-audio" bash scripts/setup.sh
+	@test -x $(BENCH_VENV)/bin/python || python3 -m venv $(BENCH_VENV)
+	@$(BENCH_VENV)/bin/python -c "import faster_whisper, piper" 2>/dev/null || $(BENCH_VENV)/bin/pip install -q faster-whisper piper-tts
+	NEXENT_BIN=$(NEXENT_BIN) cargo run --release -p nexent-bench --bin bench-voice -- --models models/files --peer-python $(BENCH_VENV)/bin/python --out bench/results/voice.md
 
 ## bench-embedders: MiniLM on ONNX Runtime (int8) beside candle (fp32 safetensors): speed and SciFact nDCG@10; writes bench/results/embedders.md.
 bench-embedders: setup

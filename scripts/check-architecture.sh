@@ -2,6 +2,8 @@
 # Architecture invariants that the compiler cannot see (ARCHITECTURE.md lists them):
 #   - nexent-core knows no HTTP server and no UI: it depends on neither axum nor tauri.
 #   - nexent-api never imports an engine (llama.cpp, whisper.cpp, ONNX Runtime): binaries wire engines.
+#   - whisper.cpp and llama.cpp never share a binary (their ggml copies clash): only nexent-stt links
+#     whisper-rs, and nexent-stt links nothing of llama.cpp or of our other crates.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 status=0
@@ -18,4 +20,7 @@ forbid() {
 }
 forbid nexent-core axum axum-core tauri wry utoipa
 forbid nexent-api tauri llama-cpp-2 llama-cpp-sys-2 whisper-rs whisper-rs-sys ort ort-sys nexent-engines
+forbid nexent-server whisper-rs whisper-rs-sys
+forbid nexent-engines whisper-rs whisper-rs-sys
+forbid nexent-stt llama-cpp-2 llama-cpp-sys-2 nexent-core nexent-engines nexent-api
 exit $status

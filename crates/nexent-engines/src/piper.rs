@@ -7,8 +7,8 @@
 //! and encoded (PCM, or MP3 through `lame`).
 //!
 //! espeak-ng is GPL-3.0: it runs as a separate program (Debian's `espeak-ng`) and is never linked, so the
-//! `nexent` binary stays Apache-2.0. One engine thread owns the ONNX session; sentences wait on a bounded
-//! queue and a full queue answers "busy".
+//! `nexent` binary stays Apache-2.0. One engine thread owns the ONNX session, loaded on first use;
+//! sentences wait on a bounded queue and a full queue answers "busy".
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -135,20 +135,25 @@ impl PiperSynthesizer {
                 return Err(unavailable(format!("the voice has no id for {required:?}")));
             }
         }
-        let environment = crate::onnx_embedder::environment(&config.runtime_library)
-            .map_err(|error| unavailable(error.to_string()))?;
-        let session = crate::onnx_embedder::build_session(environment, &config.model, config.threads)
-            .map_err(|error| unavailable(format!("cannot load the voice {}: {error}", config.model.display())))?;
+        // The voice loads on first use, on its engine thread: start-up and idle memory stay as they were for
+        // the many sessions that never speak.
         let scales = [voice.inference.noise_scale, voice.inference.length_scale, voice.inference.noise_w];
-        let engine = Engine { session, scales, speakers: voice.num_speakers };
+        let speakers = voice.num_speakers;
+        let (model, runtime_library, threads) = (config.model.clone(), config.runtime_library.clone(), config.threads);
+        let loader = move || -> Result<Engine, String> {
+            let environment = crate::onnx_embedder::environment(&runtime_library).map_err(|error| error.to_string())?;
+            let session = crate::onnx_embedder::build_session(environment, &model, threads)
+                .map_err(|error| format!("cannot load the voice {}: {error}", model.display()))?;
+            tracing::info!(voice = %model.display(), "text-to-speech voice loaded");
+            Ok(Engine { session, scales, speakers })
+        };
         let (jobs, receiver) = sync_channel::<Job>(QUEUE_DEPTH);
         std::thread::Builder::new()
             .name("nexent-tts".into())
-            .spawn(move || run_engine(engine, receiver))
+            .spawn(move || run_engine(loader, receiver))
             .map_err(|error| unavailable(format!("cannot start the speech engine thread: {error}")))?;
         let voice_name =
             config.model.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_else(|| "piper".into());
-        tracing::info!(voice = %voice_name, sample_rate = voice.audio.sample_rate, "text-to-speech voice loaded");
         Ok(Self {
             inner: Arc::new(Inner {
                 voice_name,
@@ -169,12 +174,25 @@ struct Engine {
     speakers: u32,
 }
 
-fn run_engine(mut engine: Engine, jobs: Receiver<Job>) {
+fn run_engine(loader: impl Fn() -> Result<Engine, String>, jobs: Receiver<Job>) {
+    let mut engine: Option<Engine> = None;
     while let Ok(job) = jobs.recv() {
         if job.reply.is_closed() {
             continue;
         }
-        let _ = job.reply.send(engine.infer(job.ids));
+        if engine.is_none() {
+            match loader() {
+                Ok(loaded) => engine = Some(loaded),
+                Err(error) => {
+                    // Said to this caller; the next one tries again (a file may have been fetched meanwhile).
+                    let _ = job.reply.send(Err(error));
+                    continue;
+                }
+            }
+        }
+        if let Some(engine) = engine.as_mut() {
+            let _ = job.reply.send(engine.infer(job.ids));
+        }
     }
 }
 

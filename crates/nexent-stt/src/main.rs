@@ -212,3 +212,53 @@ fn transcribe(state: &mut WhisperState, header: &Request, audio: &[f32], threads
     let text = segments.iter().map(|segment| segment.text.as_str()).collect::<String>().trim().to_owned();
     Reply::Text { text, segments, elapsed_ms: started.elapsed().as_millis() as u64 }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(header: &str, samples: &[i16]) -> Vec<u8> {
+        let mut bytes = (header.len() as u32).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&(samples.len() as u32).to_le_bytes());
+        bytes.extend(samples.iter().flat_map(|sample| sample.to_le_bytes()));
+        bytes
+    }
+
+    #[test]
+    fn a_request_is_a_header_and_samples_and_the_end_of_input_is_clean() {
+        let mut bytes = request(r#"{"language":"en","audio_ctx":400}"#, &[0, 16384, -32768]);
+        bytes.extend(request("{}", &[]));
+        let mut input = &bytes[..];
+        let (header, audio) = read_request(&mut input).expect("valid").expect("a request");
+        assert_eq!((header.language.as_deref(), header.audio_ctx), (Some("en"), Some(400)));
+        assert_eq!(audio, vec![0.0, 0.5, -1.0]);
+        let (_, audio) = read_request(&mut input).expect("valid").expect("a second request");
+        assert!(audio.is_empty());
+        assert!(read_request(&mut input).expect("clean end").is_none());
+    }
+
+    #[test]
+    fn broken_requests_are_refused_with_a_reason() {
+        let mut input = &request("not json", &[1])[..];
+        assert!(read_request(&mut input).expect_err("bad header").contains("JSON"));
+        let mut huge = (MAX_HEADER_BYTES as u32 + 1).to_le_bytes().to_vec();
+        huge.extend(b"{}");
+        assert!(read_request(&mut &huge[..]).expect_err("huge header").contains("too large"));
+        let mut truncated = request("{}", &[1, 2, 3]);
+        truncated.truncate(truncated.len() - 1);
+        assert!(read_request(&mut &truncated[..]).expect_err("truncated").contains("truncated audio"));
+        let mut too_long = request("{}", &[]);
+        let at = too_long.len() - 4;
+        too_long[at..].copy_from_slice(&(MAX_SAMPLES as u32 + 1).to_le_bytes());
+        assert!(read_request(&mut &too_long[..]).expect_err("too long").contains("allowed"));
+    }
+
+    #[test]
+    fn replies_are_single_prefixed_lines() {
+        let mut out = Vec::new();
+        reply(&mut out, &Reply::Error { error: "bad\nline".into() }).expect("written");
+        let text = String::from_utf8(out).expect("utf-8");
+        assert!(text.starts_with(REPLY_PREFIX) && text.ends_with('\n') && text.lines().count() == 1, "{text:?}");
+    }
+}
