@@ -243,6 +243,10 @@ async fn odd_length_frames_and_silence_and_a_huge_frame_and_noise_each_get_a_cle
     socket.send(Message::Text(json!({"model": "large-v9"}).to_string().into())).await?;
     let unknown = next_json(&mut socket).await?.unwrap_or_default();
     assert!(unknown["error"].as_str().unwrap_or("").contains("large-v9"), "{unknown}");
+    // Chinese asked of the English-only model: said, not transcribed into English words.
+    let mut socket = connect(&server, "/api/voice/stt/ws?language=zh").await?;
+    let refused = next_json(&mut socket).await?.unwrap_or_default();
+    assert!(refused["error"].as_str().unwrap_or("").contains("English only"), "{refused}");
     let (status, _) = server.get_json("/api/health").await?;
     assert_eq!(status, 200);
     Ok(())

@@ -199,6 +199,38 @@ impl Voice {
             })
     }
 
+    /// The transcriber for `model` that can hear `language`: an English-only model asked for another
+    /// language is an error that names a model that can, rather than English words made of it.
+    pub fn transcriber_for(
+        &self,
+        model: Option<&str>,
+        language: Option<&str>,
+    ) -> Result<SharedTranscriber, VoiceError> {
+        let transcriber = self.transcriber(model)?;
+        let language = language.map(str::trim).filter(|language| !language.is_empty());
+        if let Some(language) = language
+            && !language.eq_ignore_ascii_case("en")
+            && !transcriber.multilingual()
+        {
+            let multilingual: Vec<&str> = self
+                .transcribers
+                .iter()
+                .filter(|candidate| candidate.multilingual())
+                .map(|candidate| candidate.model_name())
+                .collect();
+            let advice = if multilingual.is_empty() {
+                "fetch the multilingual base model (python3 models/fetch.py stt-base) and restart".to_owned()
+            } else {
+                format!("ask for model {}", multilingual.join(" or "))
+            };
+            return Err(VoiceError::InvalidInput(format!(
+                "{} understands English only, not {language:?}; {advice}",
+                transcriber.model_name()
+            )));
+        }
+        Ok(transcriber)
+    }
+
     pub fn transcribers(&self) -> &[SharedTranscriber] {
         &self.transcribers
     }
@@ -297,5 +329,11 @@ mod tests {
         assert_eq!(voice.transcriber(Some("tiny")).map(|t| t.model_name().to_owned()), Ok("tiny.en".into()));
         assert_eq!(voice.transcriber(Some("BASE")).map(|t| t.model_name().to_owned()), Ok("base".into()));
         assert!(matches!(voice.transcriber(Some("large")), Err(VoiceError::InvalidInput(_))));
+        let refused = voice.transcriber_for(Some("tiny.en"), Some("zh")).map(|t| t.model_name().to_owned());
+        assert!(
+            matches!(refused, Err(VoiceError::InvalidInput(ref message)) if message.contains("stt-base")),
+            "{refused:?}"
+        );
+        assert!(voice.transcriber_for(Some("tiny.en"), Some("en")).is_ok());
     }
 }

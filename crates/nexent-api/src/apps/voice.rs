@@ -123,7 +123,7 @@ fn transcript_message(stream: &SpeechToTextStream, text: String, is_final: bool)
 
 async fn speech_to_text_session(voice: Voice, mut socket: WebSocket, query: SpeechToTextQuery) {
     let start = |options: &SpeechToTextOptions| -> Result<SpeechToTextStream, VoiceError> {
-        let transcriber = voice.transcriber(options.model.as_deref())?;
+        let transcriber = voice.transcriber_for(options.model.as_deref(), options.language.as_deref())?;
         Ok(SpeechToTextStream::new(transcriber, options.language.clone()))
     };
     let mut options = SpeechToTextOptions { language: query.language, model: query.model };
