@@ -34,8 +34,10 @@ test:
 	  cargo test --workspace --exclude nexent-stt --no-fail-fast && \
 	  env $(GGML_FLAGS) cargo test -p nexent-stt --no-fail-fast; \
 	fi
+	cd ui && npm test --silent
 
 lint:
+	cd ui && npm run --silent typecheck
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets --exclude nexent-stt -- -D warnings
 	env $(GGML_FLAGS) cargo clippy -p nexent-stt --all-targets -- -D warnings

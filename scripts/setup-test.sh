@@ -11,3 +11,16 @@ if ! "$VENV/bin/python" -c "import moto.server, flask, openai, mcp" >/dev/null 2
   python3 -m venv "$VENV"
   "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==5.2.5" "openai==3.51.0" "mcp==2.3.0"
 fi
+
+# The browser tests: Debian's Chromium (driven by playwright-core from the UI's npm dependencies; no browser
+# is downloaded by a test tool) and a font with Chinese glyphs, since Nexent's default titles are Chinese.
+missing=()
+for package in chromium fonts-wqy-zenhei; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  printf 'setup-test: installing %s\n' "${missing[*]}"
+  as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi

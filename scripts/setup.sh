@@ -46,4 +46,16 @@ fi
 # NEXENT_MODEL_GROUPS picks others (`make test` adds the tiny chat model its tests use).
 python3 models/fetch.py ${NEXENT_MODEL_GROUPS:-embedding llm voice}
 
+# The web UI (ui/): Vite + React + TypeScript, built into ui/dist, which the nexent binary serves at `/`
+# (embedded in release builds). Needs Node.js 20.19+ and npm; dependencies come from the npm registry
+# through the lock file.
+if ! command -v npm >/dev/null 2>&1; then
+  say "no npm found: install Node.js 20.19 or newer with npm, then run again"; exit 1
+fi
+if [ ! -d ui/node_modules ] || [ ui/package-lock.json -nt ui/node_modules/.package-lock.json ]; then
+  say "installing the UI's npm dependencies"
+  (cd ui && npm ci --no-audit --no-fund --loglevel=error)
+fi
+(cd ui && npm run --silent build >/dev/null)
+
 say "ready (rustc $have)"

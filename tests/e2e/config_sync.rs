@@ -60,6 +60,17 @@ async fn saved_config_survives_a_restart() -> anyhow::Result<()> {
 
     let (_, selected) = server.get_json("/api/config/get_config/selected_knowledge_base").await?;
     assert_eq!(selected, json!({"kb_names": ["lab notes", "manuals"]}));
+
+    // What load_config returns can be saved back as it is (it carries both spellings of some fields), as
+    // the UI does when it changes one setting.
+    let (_, loaded) = server.get_json("/api/config/load_config").await?;
+    let mut config = loaded["config"].clone();
+    config["data"]["selectedKbNames"] = json!(["manuals"]);
+    let (status, body) = server.post_json("/api/config/save_config", &config).await?;
+    assert_eq!(status, 200, "{body}");
+    let (_, reloaded) = server.get_json("/api/config/load_config").await?;
+    assert_eq!(reloaded["config"]["models"], loaded["config"]["models"], "the models are kept");
+    assert_eq!(reloaded["config"]["data"]["selectedKbNames"], json!(["manuals"]));
     Ok(())
 }
 

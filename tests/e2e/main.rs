@@ -16,5 +16,6 @@ mod openai;
 mod proxy;
 mod s3;
 mod security;
+mod ui;
 mod voice;
 mod watch;

@@ -23,6 +23,7 @@ pub mod mcp;
 pub mod router;
 pub mod security;
 pub mod sse;
+pub mod ui;
 
 use std::future::Future;
 use std::net::SocketAddr;

@@ -129,7 +129,9 @@ pub fn build_router(state: AppState) -> Router {
     let router = routes
         .nest_service("/mcp", mcp)
         .merge(SwaggerUi::new("/api/docs").url("/api/openapi.json", openapi))
-        .route("/", get(|| async { axum::response::Redirect::temporary("/api/docs") }))
+        .route("/", get(crate::ui::index))
+        .route("/index.html", get(crate::ui::index))
+        .route("/assets/{*path}", get(crate::ui::asset))
         .route("/api/file/{*path}", axum::routing::options(file_management::file_options))
         // ModelEngine's paths for the same endpoints, so one Nexent Local can be another's model hub.
         .route("/open/router/v1/models", get(openai::list_models))

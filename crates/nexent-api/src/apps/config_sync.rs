@@ -43,8 +43,12 @@ pub struct ApiConfigBody {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SingleModelConfigBody {
-    #[serde(alias = "name")]
-    pub model_name: String,
+    /// `modelName` or `name`: load_config writes both (Nexent's readers differ), so a saved-back config
+    /// carries both and they must not clash.
+    #[serde(default)]
+    pub model_name: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
     #[serde(default)]
     pub display_name: String,
     #[serde(default)]
@@ -59,8 +63,11 @@ pub struct SingleModelConfigBody {
 pub struct ModelsConfigBody {
     #[serde(default)]
     pub llm: Option<SingleModelConfigBody>,
-    #[serde(default, alias = "secondaryLlm")]
+    #[serde(default)]
     pub llm_secondary: Option<SingleModelConfigBody>,
+    /// The same role under HEAD's name (load_config writes both).
+    #[serde(default)]
+    pub secondary_llm: Option<SingleModelConfigBody>,
     #[serde(default)]
     pub embedding: Option<SingleModelConfigBody>,
     #[serde(default)]
@@ -99,7 +106,7 @@ impl From<GlobalConfigBody> for GlobalSettings {
         let mut selections = BTreeMap::new();
         for (role, model) in [
             (ModelRole::Llm, models.llm),
-            (ModelRole::LlmSecondary, models.llm_secondary),
+            (ModelRole::LlmSecondary, models.llm_secondary.or(models.secondary_llm)),
             (ModelRole::Embedding, models.embedding),
             (ModelRole::MultiEmbedding, models.multi_embedding),
             (ModelRole::Rerank, models.rerank),
@@ -113,7 +120,7 @@ impl From<GlobalConfigBody> for GlobalSettings {
                 selections.insert(
                     role,
                     ModelSelection {
-                        model_name: model.model_name,
+                        model_name: model.model_name.or(model.name).unwrap_or_default(),
                         display_name: model.display_name,
                         api_key: api.api_key,
                         model_url: api.model_url,

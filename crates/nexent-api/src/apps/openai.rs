@@ -238,7 +238,7 @@ fn usage_json(usage: Usage) -> Value {
            "total_tokens": usage.prompt_tokens + usage.completion_tokens})
 }
 
-#[utoipa::path(get, path = "/v1/models", tag = "openai",
+#[utoipa::path(get, path = "/v1/models", tag = "openai", operation_id = "openai_list_models",
     responses((status = 200, description = r#"{"object":"list","data":[{"id","object":"model","created","owned_by"}]}"#)))]
 pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
     let created = now_millis() / 1000;

@@ -1,0 +1,163 @@
+// Browser end-to-end test of the UI against a real Nexent Local server, with Debian's Chromium driven by
+// playwright-core. Run by tests/e2e/ui.rs, which starts the server:
+//
+//   node e2e/run.mjs BASE_URL SCREENSHOT_DIR
+//
+// It walks what a person does: create a knowledge base, upload two documents, watch them reach
+// COMPLETED, ask a question in chat, see the steps stream and an answer whose citation opens the right
+// source, like it, rename and delete the conversation. Every screen is screenshotted and checked with axe
+// (no serious or critical violation). Any failed expectation throws: the exit status is the verdict.
+
+import { readFileSync, mkdirSync } from "node:fs";
+import { createRequire } from "node:module";
+import { chromium } from "playwright-core";
+
+const [base, shots] = process.argv.slice(2);
+if (!base || !shots) {
+  console.error("usage: node e2e/run.mjs BASE_URL SCREENSHOT_DIR");
+  process.exit(2);
+}
+mkdirSync(shots, { recursive: true });
+const require = createRequire(import.meta.url);
+const axeSource = readFileSync(require.resolve("axe-core/axe.min.js"), "utf8");
+const timeout = 120_000;
+
+function expect(condition, message) {
+  if (!condition) throw new Error(`expectation failed: ${message}`);
+}
+
+async function accessibility(page, name) {
+  await page.addScriptTag({ content: axeSource });
+  const result = await page.evaluate(async () => {
+    // eslint-disable-next-line no-undef
+    const report = await axe.run(document, { resultTypes: ["violations"] });
+    return report.violations.map((violation) => ({ id: violation.id, impact: violation.impact, nodes: violation.nodes.length, help: violation.help }));
+  });
+  const serious = result.filter((violation) => violation.impact === "serious" || violation.impact === "critical");
+  console.log(`axe ${name}: ${result.length} violation kinds, ${serious.length} serious or critical`);
+  expect(serious.length === 0, `${name}: ${JSON.stringify(serious)}`);
+}
+
+async function screenshot(page, name) {
+  await page.screenshot({ path: `${shots}/${name}.png`, fullPage: false });
+}
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
+  args: ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
+});
+try {
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  page.setDefaultTimeout(timeout);
+  page.on("pageerror", (error) => console.error("page error:", error.message));
+  page.on("console", (message) => {
+    if (message.type() === "error") console.error("console:", message.text());
+  });
+
+  // Knowledge bases: empty state, then a base with two documents.
+  await page.goto(`${base}/#/knowledge`);
+  await page.getByText("No knowledge bases yet").waitFor();
+  await accessibility(page, "knowledge (empty)");
+  await page.getByLabel("New knowledge base").fill("garden");
+  await page.getByRole("button", { name: "Create" }).click();
+  await page.getByRole("heading", { name: "garden" }).waitFor();
+  await page.getByLabel("Upload documents").setInputFiles([
+    {
+      name: "larkspur-orchard.txt",
+      mimeType: "text/plain",
+      buffer: Buffer.from(
+        "The Larkspur orchard\n\nThe Larkspur orchard grows 42 pear trees. Ines Okafor planted them in 2019 on the " +
+          "south slope, and the harvest is sold at the Saturday market in Tellwick.",
+      ),
+    },
+    {
+      name: "boat-repairs.txt",
+      mimeType: "text/plain",
+      buffer: Buffer.from(
+        "Boat repairs\n\nThe harbour workshop repaints hulls every April. Marco Basile keeps the varnish in shed " +
+          "number three, next to the spare oars.",
+      ),
+    },
+  ]);
+  // Both files reach COMPLETED (the list polls their tasks).
+  await page.waitForFunction(
+    () => {
+      const statuses = [...document.querySelectorAll('[data-testid="file-status"]')].map((node) => node.textContent);
+      return statuses.length === 2 && statuses.every((status) => status === "COMPLETED");
+    },
+    null,
+    { timeout },
+  );
+  await page.getByLabel("Search it in chat").check();
+  await page.getByLabel("Query").fill("pear trees");
+  await page.getByRole("button", { name: "Search", exact: true }).click();
+  await page.locator(".hits li", { hasText: "42 pear trees" }).first().waitFor();
+  await screenshot(page, "knowledge");
+  await accessibility(page, "knowledge");
+
+  // Chat: ask, watch the steps stream, follow the citation.
+  await page.getByRole("link", { name: "Chat" }).click();
+  await page.getByText("Ask a question about your documents").waitFor();
+  await screenshot(page, "chat-empty");
+  await accessibility(page, "chat (empty)");
+  const question = page.getByLabel("Your question");
+  await question.fill("How many pear trees does the Larkspur orchard grow?");
+  await question.press("Enter");
+  // A step appears while the run is going (the stop button is shown until it ends).
+  await page.locator(".step").first().waitFor();
+  await page.getByRole("button", { name: "Stop" }).waitFor();
+  await screenshot(page, "chat-streaming");
+  await page.locator(".answer").waitFor({ timeout });
+  await page.getByRole("button", { name: /Like/ }).waitFor({ timeout });
+  const answer = await page.locator(".answer").innerText();
+  console.log(`answer: ${answer}`);
+  expect(/42/.test(answer), `the answer gives the number: ${answer}`);
+  const citation = page.locator(".citation").first();
+  await citation.waitFor();
+  await citation.click();
+  const highlighted = page.locator(".source.highlighted");
+  await highlighted.waitFor();
+  const sourceText = await highlighted.innerText();
+  expect(/Larkspur/.test(sourceText), `the cited source is the orchard document: ${sourceText}`);
+  const like = page.getByRole("button", { name: /Like/ });
+  await like.click();
+  await page.waitForFunction(() => document.querySelector('.opinion button[aria-pressed="true"]')?.textContent?.includes("Like"));
+  await screenshot(page, "chat-answer");
+  await accessibility(page, "chat (answer)");
+
+  // The like survives a reload (it was saved).
+  await page.reload();
+  await page.locator(".conversations button.title").first().click();
+  await page.waitForFunction(() => document.querySelector('.opinion button[aria-pressed="true"]')?.textContent?.includes("Like"));
+
+  // Rename and delete the conversation, from the keyboard.
+  const first = page.locator(".conversations li").first();
+  await first.getByRole("button", { name: /^Rename/ }).click();
+  const title = page.getByLabel("New title");
+  await title.fill("Orchard questions");
+  await title.press("Enter");
+  await page.getByRole("button", { name: "Orchard questions", exact: true }).waitFor();
+  await page.getByLabel("Search conversations").fill("orchard");
+  await page.getByRole("button", { name: "Orchard questions", exact: true }).waitFor();
+  await page.getByRole("button", { name: "Delete Orchard questions" }).click();
+  const dialog = page.getByRole("dialog");
+  await dialog.waitFor();
+  await accessibility(page, "delete dialog");
+  await screenshot(page, "chat-delete-dialog");
+  // The dialog's confirm button has the focus: Enter confirms.
+  await page.keyboard.press("Enter");
+  await dialog.waitFor({ state: "detached" });
+  await page.getByLabel("Search conversations").fill("");
+  await page.getByText("No conversations yet").waitFor();
+  console.log("ui e2e: all expectations held");
+} catch (failure) {
+  for (const context of browser.contexts()) {
+    for (const page of context.pages()) {
+      await page.screenshot({ path: `${shots}/failure.png` }).catch(() => {});
+      console.error("page text at the failure:\n" + (await page.locator("body").innerText().catch(() => "")));
+    }
+  }
+  throw failure;
+} finally {
+  await browser.close();
+}

@@ -1,0 +1,42 @@
+// The shell: a navigation bar and one screen at a time, chosen by the URL's hash (`#/chat`,
+// `#/knowledge`), so a reload or a bookmark keeps the screen and no server route is needed for it.
+
+import { useEffect, useState } from "react";
+import { ChatScreen } from "./screens/Chat";
+import { KnowledgeScreen } from "./screens/Knowledge";
+
+const SCREENS = [
+  { path: "chat", label: "Chat" },
+  { path: "knowledge", label: "Knowledge bases" },
+] as const;
+
+type ScreenPath = (typeof SCREENS)[number]["path"];
+
+function currentScreen(): ScreenPath {
+  const path = window.location.hash.replace(/^#\/?/, "").split(/[/?]/)[0];
+  return SCREENS.find((screen) => screen.path === path)?.path ?? "chat";
+}
+
+export function App() {
+  const [screen, setScreen] = useState<ScreenPath>(currentScreen);
+  useEffect(() => {
+    const onHashChange = () => setScreen(currentScreen());
+    window.addEventListener("hashchange", onHashChange);
+    return () => window.removeEventListener("hashchange", onHashChange);
+  }, []);
+  return (
+    <div className="app">
+      <header className="topbar">
+        <span className="brand">Nexent Local</span>
+        <nav aria-label="Screens">
+          {SCREENS.map((item) => (
+            <a key={item.path} href={`#/${item.path}`} aria-current={screen === item.path ? "page" : undefined}>
+              {item.label}
+            </a>
+          ))}
+        </nav>
+      </header>
+      <main className="screen">{screen === "chat" ? <ChatScreen /> : <KnowledgeScreen />}</main>
+    </div>
+  );
+}

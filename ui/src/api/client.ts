@@ -1,0 +1,213 @@
+// The UI's only way to the backend: `/api` on the page's own origin (the Tauri window loads the same
+// server, so the same code runs in both). Request bodies are typed from the server's OpenAPI document
+// (`schema.d.ts`, generated); responses are Nexent's shapes, described where they are read.
+
+import type { components } from "./schema";
+
+export type Schemas = components["schemas"];
+
+/** An error a person can read: the server's `{"message"}` when there is one. */
+export class ApiError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+  ) {
+    super(message);
+  }
+}
+
+async function errorFrom(response: Response): Promise<ApiError> {
+  let message = `${response.status} ${response.statusText}`;
+  try {
+    const body = (await response.json()) as { message?: string; detail?: unknown; error?: string };
+    message = body.message ?? body.error ?? (typeof body.detail === "string" ? body.detail : message);
+  } catch {
+    // Not JSON: the status line says enough.
+  }
+  if (response.status === 503) message = `The server is busy: ${message}`;
+  return new ApiError(message, response.status);
+}
+
+export async function api<T>(path: string, init: RequestInit & { json?: unknown } = {}): Promise<T> {
+  const { json, ...rest } = init;
+  const headers = new Headers(rest.headers);
+  if (json !== undefined) headers.set("content-type", "application/json");
+  const token = apiToken();
+  if (token) headers.set("authorization", `Bearer ${token}`);
+  let response: Response;
+  try {
+    response = await fetch(path, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body });
+  } catch {
+    throw new ApiError("The server cannot be reached. Is Nexent Local running?", 0);
+  }
+  if (!response.ok) throw await errorFrom(response);
+  return (await response.json()) as T;
+}
+
+/** The API token, when the server needs one: the desktop shell passes it in the URL (`#token=`), a browser
+ * user types it once; either way it stays in this tab's session storage. */
+export function apiToken(): string | null {
+  const fromHash = new URLSearchParams(window.location.hash.split("?")[1] ?? "").get("token");
+  if (fromHash) sessionStorage.setItem("nexent-token", fromHash);
+  return sessionStorage.getItem("nexent-token");
+}
+
+/** Nexent's conversation envelope `{code, message, data}`. */
+interface Envelope<T> {
+  code: number;
+  message: string;
+  data: T;
+}
+
+async function enveloped<T>(path: string, init: RequestInit & { json?: unknown } = {}): Promise<T> {
+  const body = await api<Envelope<T>>(path, init);
+  if (body.code !== 0 && body.code !== 200) throw new ApiError(body.message, body.code);
+  return body.data;
+}
+
+export interface Conversation {
+  conversation_id: number;
+  conversation_title: string;
+  create_time: number;
+  update_time: number;
+}
+
+export interface HistoryMessage {
+  role: "user" | "assistant";
+  message: string | { type: string; content: string }[];
+  message_id: number;
+  opinion_flag?: "Y" | "N" | null;
+  search?: import("../lib/agentStream").Source[];
+}
+
+export const conversations = {
+  list: () => enveloped<Conversation[]>("/api/conversation/list"),
+  create: (title?: string) =>
+    enveloped<Conversation>("/api/conversation/create", {
+      method: "PUT",
+      json: (title ? { title } : {}) satisfies Schemas["CreateConversationRequest"],
+    }),
+  rename: (conversation_id: number, name: string) =>
+    enveloped<boolean>("/api/conversation/rename", {
+      method: "POST",
+      json: { conversation_id, name } satisfies Schemas["RenameConversationRequest"],
+    }),
+  remove: (id: number) => enveloped<unknown>(`/api/conversation/${id}`, { method: "DELETE" }),
+  history: (id: number) =>
+    enveloped<Conversation & { message: HistoryMessage[] }>(`/api/conversation/${id}`),
+  generateTitle: (conversation_id: number, history: { role: string; content: string }[]) =>
+    enveloped<string>("/api/conversation/generate_title", {
+      method: "POST",
+      // `history` is a list of free-form objects in the schema (`{role, content}` here).
+      json: { conversation_id, history },
+    }),
+  opinion: (message_id: number, opinion: "Y" | "N" | null) =>
+    enveloped<unknown>("/api/conversation/message/update_opinion", {
+      method: "POST",
+      json: { message_id, opinion } satisfies Schemas["OpinionRequest"],
+    }),
+};
+
+export interface IndexSummary {
+  name: string;
+  stats?: { base_info?: { doc_count: number; chunk_count: number } };
+}
+
+export interface IndexedFile {
+  path_or_url: string;
+  file?: string;
+  filename?: string;
+  file_size?: number;
+  status: string;
+  chunk_count?: number;
+  error_reason?: string | null;
+  chunks?: { id: string; title?: string; content: string }[];
+}
+
+export interface IndexInfo {
+  base_info: { doc_count: number; chunk_count: number; embedding_model: string; store_size: string };
+  files: IndexedFile[] | null;
+}
+
+export interface SearchHit {
+  title?: string;
+  filename?: string;
+  path_or_url?: string;
+  content?: string;
+  score?: number;
+  score_details?: { accurate?: number; semantic?: number };
+  index?: string;
+}
+
+export const knowledge = {
+  list: async (): Promise<IndexSummary[]> => {
+    const body = await api<{ indices: string[]; indices_info?: { name: string; stats?: IndexSummary["stats"] }[] }>(
+      "/api/indices?include_stats=true",
+    );
+    return body.indices_info ?? body.indices.map((name) => ({ name }));
+  },
+  create: (name: string) => api<unknown>(`/api/indices/${encodeURIComponent(name)}`, { method: "POST" }),
+  remove: (name: string) => api<unknown>(`/api/indices/${encodeURIComponent(name)}`, { method: "DELETE" }),
+  info: (name: string) =>
+    api<IndexInfo>(`/api/indices/${encodeURIComponent(name)}/info?include_files=true&include_chunks=true`),
+  removeFile: (name: string, pathOrUrl: string) =>
+    api<unknown>(
+      `/api/indices/${encodeURIComponent(name)}/documents?path_or_url=${encodeURIComponent(pathOrUrl)}`,
+      { method: "DELETE" },
+    ),
+  search: (mode: "accurate" | "semantic" | "hybrid", body: Schemas["SearchBody"]) =>
+    api<{ results: SearchHit[]; total: number; query_time_ms: number }>(`/api/indices/search/${mode}`, {
+      method: "POST",
+      json: body,
+    }),
+};
+
+export interface AppConfig {
+  app: Record<string, unknown>;
+  models: Record<string, unknown>;
+  data?: { selectedKbNames?: string[]; selectedKbModels?: string[]; selectedKbSources?: string[] };
+}
+
+export const config = {
+  load: async (): Promise<AppConfig> => {
+    const body = await api<{ config: AppConfig } & Partial<AppConfig>>("/api/config/load_config");
+    return body.config ?? (body as AppConfig);
+  },
+  save: (value: AppConfig) => api<unknown>("/api/config/save_config", { method: "POST", json: value }),
+};
+
+/** Uploads one file into a knowledge base, reporting progress (fetch cannot: XMLHttpRequest can). */
+export function uploadToKnowledgeBase(
+  indexName: string,
+  file: File,
+  onProgress: (fraction: number) => void,
+): Promise<{ task_id?: string }> {
+  return new Promise((resolve, reject) => {
+    const form = new FormData();
+    form.append("file", file, file.name);
+    form.append("index_name", indexName);
+    const request = new XMLHttpRequest();
+    request.open("POST", "/api/file/upload");
+    const token = apiToken();
+    if (token) request.setRequestHeader("authorization", `Bearer ${token}`);
+    request.upload.onprogress = (event) => {
+      if (event.lengthComputable) onProgress(event.loaded / event.total);
+    };
+    request.onerror = () => reject(new ApiError("The upload was interrupted.", 0));
+    request.onload = () => {
+      let body: { process_tasks?: { task_id?: string; task_ids?: string[] }; message?: string; error?: string } = {};
+      try {
+        body = JSON.parse(request.responseText);
+      } catch {
+        // Reported below with the status.
+      }
+      if (request.status >= 200 && request.status < 300) {
+        onProgress(1);
+        resolve({ task_id: body.process_tasks?.task_id ?? body.process_tasks?.task_ids?.[0] });
+      } else {
+        reject(new ApiError(body.message ?? body.error ?? `upload failed (${request.status})`, request.status));
+      }
+    };
+    request.send(form);
+  });
+}

@@ -1,0 +1,485 @@
+// Chat: the conversation list (new, rename, delete, search by title), a conversation's messages with the
+// agent's steps streaming in, the answer with citations linked to the sources panel, like/dislike, stop and
+// a regenerated title.
+
+import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { ApiError, api, apiToken, conversations, type Conversation, type HistoryMessage } from "../api/client";
+import { AgentStreamParser, applyMessage, emptyRun, runFromHistory, type AgentRun, type Source } from "../lib/agentStream";
+import { linkCitations, sourceKey } from "../lib/citations";
+import { PencilIcon, ThumbDownIcon, ThumbUpIcon, TrashIcon } from "../icons";
+
+interface Turn {
+  question: string;
+  run: AgentRun;
+  messageId?: number;
+  opinion?: "Y" | "N" | null;
+  running: boolean;
+}
+
+function turnsFromHistory(messages: HistoryMessage[]): Turn[] {
+  const turns: Turn[] = [];
+  for (const message of messages) {
+    if (message.role === "user") {
+      turns.push({ question: typeof message.message === "string" ? message.message : "", run: emptyRun(), running: false });
+    } else {
+      const units = Array.isArray(message.message) ? message.message : [{ type: "final_answer", content: message.message }];
+      const turn = turns[turns.length - 1] ?? { question: "", run: emptyRun(), running: false };
+      if (turns.length === 0) turns.push(turn);
+      turn.run = runFromHistory(units, message.search);
+      turn.messageId = message.message_id;
+      turn.opinion = message.opinion_flag ?? null;
+    }
+  }
+  return turns;
+}
+
+export function ChatScreen() {
+  const [list, setList] = useState<Conversation[]>([]);
+  const [filter, setFilter] = useState("");
+  const [selected, setSelected] = useState<number | null>(null);
+  const [turns, setTurns] = useState<Turn[]>([]);
+  const [question, setQuestion] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const [highlighted, setHighlighted] = useState<string | null>(null);
+  const [renaming, setRenaming] = useState<number | null>(null);
+  const [confirmDelete, setConfirmDelete] = useState<Conversation | null>(null);
+  const abort = useRef<AbortController | null>(null);
+
+  const refreshList = useCallback(async () => {
+    try {
+      setList(await conversations.list());
+    } catch (failure) {
+      setError((failure as Error).message);
+    }
+  }, []);
+
+  useEffect(() => {
+    void refreshList();
+  }, [refreshList]);
+
+  const open = useCallback(async (id: number) => {
+    abort.current?.abort();
+    setSelected(id);
+    setHighlighted(null);
+    setError(null);
+    try {
+      const history = await conversations.history(id);
+      setTurns(turnsFromHistory(history.message));
+    } catch (failure) {
+      setError((failure as Error).message);
+    }
+  }, []);
+
+  const running = turns.some((turn) => turn.running);
+  const sources = useMemo(() => turns.flatMap((turn) => turn.run.sources), [turns]);
+
+  const send = async () => {
+    const query = question.trim();
+    if (!query || running) return;
+    setError(null);
+    let conversationId = selected;
+    try {
+      if (conversationId === null) {
+        const created = await conversations.create();
+        conversationId = created.conversation_id;
+        setSelected(conversationId);
+        void refreshList();
+      }
+    } catch (failure) {
+      setError((failure as Error).message);
+      return;
+    }
+    setQuestion("");
+    const history = turns.flatMap((turn) => [
+      { role: "user", content: turn.question },
+      { role: "assistant", content: turn.run.answer },
+    ]);
+    setTurns((previous) => [...previous, { question: query, run: emptyRun(), running: true }]);
+    const update = (change: (turn: Turn) => Turn) =>
+      setTurns((previous) => previous.map((turn, index) => (index === previous.length - 1 ? change(turn) : turn)));
+    const controller = new AbortController();
+    abort.current = controller;
+    try {
+      const headers: Record<string, string> = { "content-type": "application/json" };
+      const token = apiToken();
+      if (token) headers.authorization = `Bearer ${token}`;
+      const response = await fetch("/api/agent/run", {
+        method: "POST",
+        headers,
+        body: JSON.stringify({ query, conversation_id: conversationId, history }),
+        signal: controller.signal,
+      });
+      if (!response.ok || !response.body) {
+        const body = (await response.json().catch(() => ({}))) as { message?: string };
+        throw new ApiError(
+          response.status === 503 ? `The assistant is busy: ${body.message ?? "try again shortly"}` : body.message ?? `${response.status}`,
+          response.status,
+        );
+      }
+      const parser = new AgentStreamParser();
+      const reader = response.body.getReader();
+      for (;;) {
+        const { done, value } = await reader.read();
+        if (done) break;
+        const messages = parser.feed(value);
+        if (messages.length > 0) update((turn) => ({ ...turn, run: messages.reduce(applyMessage, turn.run) }));
+      }
+    } catch (failure) {
+      if ((failure as Error).name !== "AbortError") setError((failure as Error).message);
+    } finally {
+      update((turn) => ({ ...turn, running: false }));
+      abort.current = null;
+      // The saved message carries the id that like/dislike needs.
+      if (conversationId !== null) {
+        try {
+          const saved = await conversations.history(conversationId);
+          const last = [...saved.message].reverse().find((message) => message.role === "assistant");
+          if (last) update((turn) => ({ ...turn, messageId: last.message_id, opinion: last.opinion_flag ?? null }));
+        } catch {
+          // The list below still refreshes; like/dislike waits for the next load.
+        }
+        void refreshList();
+      }
+    }
+  };
+
+  const stop = async () => {
+    if (selected === null) return;
+    try {
+      await api(`/api/agent/stop/${selected}`);
+    } catch {
+      abort.current?.abort();
+    }
+  };
+
+  const setOpinion = async (index: number, opinion: "Y" | "N") => {
+    const turn = turns[index];
+    if (!turn?.messageId) return;
+    const next = turn.opinion === opinion ? null : opinion;
+    try {
+      await conversations.opinion(turn.messageId, next);
+      setTurns((previous) => previous.map((item, position) => (position === index ? { ...item, opinion: next } : item)));
+    } catch (failure) {
+      setError((failure as Error).message);
+    }
+  };
+
+  const regenerateTitle = async () => {
+    if (selected === null) return;
+    try {
+      const history = turns.flatMap((turn) => [
+        { role: "user", content: turn.question },
+        { role: "assistant", content: turn.run.answer },
+      ]);
+      await conversations.generateTitle(selected, history);
+      await refreshList();
+    } catch (failure) {
+      setError((failure as Error).message);
+    }
+  };
+
+  const showSource = (key: string) => {
+    setHighlighted(key);
+    document.getElementById(`source-${key}`)?.scrollIntoView({ block: "nearest" });
+    document.getElementById(`source-${key}`)?.focus();
+  };
+
+  const visible = list.filter((item) => item.conversation_title.toLowerCase().includes(filter.trim().toLowerCase()));
+  const current = list.find((item) => item.conversation_id === selected);
+
+  return (
+    <div className="chat">
+      <aside className="conversations" aria-label="Conversations">
+        <button
+          type="button"
+          className="primary"
+          onClick={() => {
+            abort.current?.abort();
+            setSelected(null);
+            setTurns([]);
+            setHighlighted(null);
+          }}
+        >
+          New chat
+        </button>
+        <label className="field">
+          <span>Search conversations</span>
+          <input type="search" value={filter} onChange={(event) => setFilter(event.target.value)} />
+        </label>
+        {visible.length === 0 ? (
+          <p className="empty">{list.length === 0 ? "No conversations yet. Ask something to start one." : "No title matches."}</p>
+        ) : (
+          <ul>
+            {visible.map((item) => (
+              <li key={item.conversation_id} className={item.conversation_id === selected ? "selected" : undefined}>
+                {renaming === item.conversation_id ? (
+                  <RenameForm
+                    initial={item.conversation_title}
+                    onDone={async (name) => {
+                      setRenaming(null);
+                      if (name && name !== item.conversation_title) {
+                        try {
+                          await conversations.rename(item.conversation_id, name);
+                          await refreshList();
+                        } catch (failure) {
+                          setError((failure as Error).message);
+                        }
+                      }
+                    }}
+                  />
+                ) : (
+                  <>
+                    <button type="button" className="title" onClick={() => void open(item.conversation_id)}>
+                      {item.conversation_title}
+                    </button>
+                    <button type="button" className="icon" aria-label={`Rename ${item.conversation_title}`} onClick={() => setRenaming(item.conversation_id)}>
+                      <PencilIcon />
+                    </button>
+                    <button type="button" className="icon" aria-label={`Delete ${item.conversation_title}`} onClick={() => setConfirmDelete(item)}>
+                      <TrashIcon />
+                    </button>
+                  </>
+                )}
+              </li>
+            ))}
+          </ul>
+        )}
+      </aside>
+
+      <section className="conversation" aria-label="Messages">
+        <div className="conversation-head">
+          <h1>{current?.conversation_title ?? "New chat"}</h1>
+          {selected !== null && turns.length > 0 && !running && (
+            <button type="button" onClick={() => void regenerateTitle()}>
+              Regenerate title
+            </button>
+          )}
+        </div>
+        {error && (
+          <p role="alert" className="error">
+            {error}
+          </p>
+        )}
+        <ol className="turns">
+          {turns.length === 0 && (
+            <li className="empty">Ask a question about your documents. Answers cite the passages they come from.</li>
+          )}
+          {turns.map((turn, index) => (
+            <li key={index} className="turn">
+              <p className="question">{turn.question}</p>
+              <RunView run={turn.run} running={turn.running} onCite={showSource} />
+              {!turn.running && turn.messageId !== undefined && (
+                <div className="opinion" role="group" aria-label="Rate this answer">
+                  <button type="button" aria-pressed={turn.opinion === "Y"} onClick={() => void setOpinion(index, "Y")}>
+                    <ThumbUpIcon /> Like
+                  </button>
+                  <button type="button" aria-pressed={turn.opinion === "N"} onClick={() => void setOpinion(index, "N")}>
+                    <ThumbDownIcon /> Dislike
+                  </button>
+                </div>
+              )}
+            </li>
+          ))}
+        </ol>
+        <form
+          className="ask"
+          onSubmit={(event) => {
+            event.preventDefault();
+            void send();
+          }}
+        >
+          <label className="field grow">
+            <span>Your question</span>
+            <textarea
+              value={question}
+              rows={2}
+              onChange={(event) => setQuestion(event.target.value)}
+              onKeyDown={(event) => {
+                if (event.key === "Enter" && !event.shiftKey) {
+                  event.preventDefault();
+                  void send();
+                }
+              }}
+            />
+          </label>
+          {running ? (
+            <button type="button" className="danger" onClick={() => void stop()}>
+              Stop
+            </button>
+          ) : (
+            <button type="submit" className="primary" disabled={!question.trim()}>
+              Send
+            </button>
+          )}
+        </form>
+      </section>
+
+      <aside className="sources" aria-label="Sources">
+        <h2>Sources</h2>
+        {sources.length === 0 ? (
+          <p className="empty">Passages the assistant finds appear here.</p>
+        ) : (
+          <ul>
+            {sources.map((source) => (
+              <SourceCard key={sourceKey(source)} source={source} highlighted={highlighted === sourceKey(source)} />
+            ))}
+          </ul>
+        )}
+      </aside>
+
+      {confirmDelete && (
+        <ConfirmDialog
+          message={`Delete "${confirmDelete.conversation_title}"? Its messages are removed.`}
+          confirm="Delete"
+          onCancel={() => setConfirmDelete(null)}
+          onConfirm={async () => {
+            const target = confirmDelete;
+            setConfirmDelete(null);
+            try {
+              await conversations.remove(target.conversation_id);
+              if (selected === target.conversation_id) {
+                setSelected(null);
+                setTurns([]);
+              }
+              await refreshList();
+            } catch (failure) {
+              setError((failure as Error).message);
+            }
+          }}
+        />
+      )}
+    </div>
+  );
+}
+
+function RunView({ run, running, onCite }: { run: AgentRun; running: boolean; onCite: (key: string) => void }) {
+  const parts = linkCitations(run.answer, run.sources);
+  return (
+    <div className="run" aria-live="polite" aria-busy={running}>
+      {run.steps.map((step) => (
+        <details key={step.number} className="step" open={running && step === run.steps[run.steps.length - 1]}>
+          <summary>
+            Step {step.number}
+            {step.calls.length > 0 && <span className="tag">{step.calls.length} tool call(s)</span>}
+            {step.errors.length > 0 && <span className="tag bad">error</span>}
+            {step.duration && <span className="muted"> · {step.duration}</span>}
+          </summary>
+          {step.thinking && <p className="thinking">{step.thinking}</p>}
+          {step.code && <pre className="code">{step.code}</pre>}
+          {step.calls.map((call, index) => (
+            <p key={`call-${index}`} className="call">
+              {call}
+            </p>
+          ))}
+          {step.observations.map((observation, index) => (
+            <pre key={`observation-${index}`} className="observation">
+              {observation}
+            </pre>
+          ))}
+          {step.errors.map((message, index) => (
+            <p key={`error-${index}`} className="error">
+              {message}
+            </p>
+          ))}
+        </details>
+      ))}
+      {running && !run.answer && <p className="muted">Thinking…</p>}
+      {run.answer && (
+        <div className="answer">
+          {parts.map((part, index) =>
+            part.kind === "text" ? (
+              <span key={index}>{part.text}</span>
+            ) : (
+              <button
+                key={index}
+                type="button"
+                className="citation"
+                aria-label={`Source ${part.number}: ${part.source.title}`}
+                onClick={() => onCite(part.key)}
+              >
+                [{part.number}]
+              </button>
+            ),
+          )}
+        </div>
+      )}
+      {!running && !run.answer && run.errors.length > 0 && <p className="error">{run.errors[run.errors.length - 1]}</p>}
+    </div>
+  );
+}
+
+function SourceCard({ source, highlighted }: { source: Source; highlighted: boolean }) {
+  const accurate = source.score_details?.accurate ?? source.score_details?.accuracy;
+  const semantic = source.score_details?.semantic;
+  return (
+    <li id={`source-${sourceKey(source)}`} tabIndex={-1} className={highlighted ? "source highlighted" : "source"}>
+      <h3>{source.title}</h3>
+      {source.filename && source.filename !== source.title && <p className="muted">{source.filename}</p>}
+      <p className="scores">
+        score {source.score?.toFixed(3) ?? "–"}
+        {accurate !== undefined && <> · keyword {accurate.toFixed(3)}</>}
+        {semantic !== undefined && <> · semantic {semantic.toFixed(3)}</>}
+      </p>
+      <p className="chunk">{source.text}</p>
+    </li>
+  );
+}
+
+function RenameForm({ initial, onDone }: { initial: string; onDone: (name: string | null) => void }) {
+  const [name, setName] = useState(initial);
+  return (
+    <form
+      className="rename"
+      onSubmit={(event) => {
+        event.preventDefault();
+        onDone(name.trim());
+      }}
+    >
+      <label className="field">
+        <span className="visually-hidden">New title</span>
+        <input
+          autoFocus
+          value={name}
+          onChange={(event) => setName(event.target.value)}
+          onKeyDown={(event) => {
+            if (event.key === "Escape") onDone(null);
+          }}
+        />
+      </label>
+      <button type="submit">Save</button>
+    </form>
+  );
+}
+
+export function ConfirmDialog({
+  message,
+  confirm,
+  onConfirm,
+  onCancel,
+}: {
+  message: string;
+  confirm: string;
+  onConfirm: () => void;
+  onCancel: () => void;
+}) {
+  const dialog = useRef<HTMLDialogElement>(null);
+  const confirmButton = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    dialog.current?.showModal();
+    // showModal focuses the first button (Cancel); the action asked for gets the focus instead.
+    confirmButton.current?.focus();
+  }, []);
+  return (
+    <dialog ref={dialog} className="dialog" aria-labelledby="confirm-message" onCancel={onCancel}>
+      <p id="confirm-message">{message}</p>
+      <div className="actions">
+        <button type="button" onClick={onCancel}>
+          Cancel
+        </button>
+        <button type="button" className="danger" onClick={onConfirm} ref={confirmButton}>
+          {confirm}
+        </button>
+      </div>
+    </dialog>
+  );
+}
