@@ -116,6 +116,10 @@ async fn a_question_is_answered_from_the_documents_in_nexents_protocol_and_saved
     assert!(answer.contains("[[a0]]"), "the answer cites its source: {answer:?}");
 
     // History reload returns the run's units and its sources, both scores kept.
+    // The stream ends only once the answer is saved: reading the history now finds it (no waiting).
+    let (_, history) = server.get_json(&format!("/api/conversation/{conversation_id}")).await?;
+    let saved_now = history["data"]["message"].as_array().cloned().unwrap_or_default();
+    assert!(saved_now.iter().any(|message| message["role"] == "assistant"), "saved before the stream ended: {history}");
     let assistant = saved_assistant(&server, conversation_id).await?;
     let units: Vec<&str> =
         assistant["message"].as_array().expect("units").iter().filter_map(|unit| unit["type"].as_str()).collect();

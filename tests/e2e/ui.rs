@@ -6,7 +6,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use nexent_e2e::{NexentServer, nexent_binary};
+use nexent_e2e::{NexentServer, models_dir, nexent_binary};
 
 fn ui_dir() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../ui"))
@@ -23,7 +23,19 @@ async fn a_person_builds_a_knowledge_base_and_gets_a_cited_answer_in_the_browser
     let base = server.url("");
     let output = tokio::task::spawn_blocking({
         let screenshots = screenshots.to_path_buf();
-        move || Command::new("node").current_dir(ui_dir()).arg("e2e/run.mjs").arg(base).arg(screenshots).output()
+        // The fake microphone plays jfk.wav into the dictation test.
+        let microphone = models_dir().join("jfk.wav").canonicalize();
+        move || -> anyhow::Result<std::process::Output> {
+            // Chromium reads the fake microphone file only by a plain absolute path.
+            let microphone = microphone?;
+            Ok(Command::new("node")
+                .current_dir(ui_dir())
+                .arg("e2e/run.mjs")
+                .arg(base)
+                .arg(screenshots)
+                .arg(microphone)
+                .output()?)
+        }
     })
     .await??;
     let log = format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));

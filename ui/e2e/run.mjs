@@ -1,18 +1,19 @@
 // Browser end-to-end test of the UI against a real Nexent Local server, with Debian's Chromium driven by
 // playwright-core. Run by tests/e2e/ui.rs, which starts the server:
 //
-//   node e2e/run.mjs BASE_URL SCREENSHOT_DIR
+//   node e2e/run.mjs BASE_URL SCREENSHOT_DIR [MICROPHONE_WAV]
 //
 // It walks what a person does: create a knowledge base, upload two documents, watch them reach
 // COMPLETED, ask a question in chat, see the steps stream and an answer whose citation opens the right
-// source, like it, rename and delete the conversation. Every screen is screenshotted and checked with axe
+// source, like it, dictate a question (the fake microphone plays MICROPHONE_WAV) and hear an answer read
+// aloud, rename and delete the conversation; add a remote model and check it; change a setting. Every screen is screenshotted and checked with axe
 // (no serious or critical violation). Any failed expectation throws: the exit status is the verdict.
 
 import { readFileSync, mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
 import { chromium } from "playwright-core";
 
-const [base, shots] = process.argv.slice(2);
+const [base, shots, microphone] = process.argv.slice(2);
 if (!base || !shots) {
   console.error("usage: node e2e/run.mjs BASE_URL SCREENSHOT_DIR");
   process.exit(2);
@@ -44,7 +45,13 @@ async function screenshot(page, name) {
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
-  args: ["--no-sandbox", "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"],
+  args: [
+    "--no-sandbox",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    ...(microphone ? [`--use-file-for-fake-audio-capture=${microphone}`] : []),
+    "--autoplay-policy=no-user-gesture-required",
+  ],
 });
 try {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
@@ -125,6 +132,33 @@ try {
   await screenshot(page, "chat-answer");
   await accessibility(page, "chat (answer)");
 
+  // Read aloud: the answer is spoken with the local voice (playback starts, then ends).
+  await page.getByRole("button", { name: /Read aloud/ }).first().click();
+  await page.getByRole("button", { name: /Speaking/ }).waitFor();
+  await page.getByRole("button", { name: /Read aloud/ }).first().waitFor({ timeout });
+
+  // Dictation: the fake microphone plays the test recording; its words land in the question box.
+  if (microphone) {
+    await page.getByRole("button", { name: "Dictate" }).click();
+    await page.waitForFunction(() => /country/i.test(document.querySelector("textarea")?.value ?? ""), null, { timeout: 60_000 });
+    await page.getByRole("button", { name: "Stop dictation" }).click();
+    await page.getByRole("button", { name: "Dictate" }).waitFor();
+    const dictated = await page.getByLabel("Your question").inputValue();
+    console.log(`dictated: ${dictated}`);
+    expect(/fellow american/i.test(dictated) && /country/i.test(dictated), `the recording was transcribed: ${dictated}`);
+    await screenshot(page, "chat-dictation");
+    await page.getByLabel("Your question").fill("");
+  }
+
+  // The keyboard reaches the question box from the top of the page.
+  await page.locator("body").focus();
+  let reached = false;
+  for (let press = 0; press < 40 && !reached; press += 1) {
+    await page.keyboard.press("Tab");
+    reached = await page.evaluate(() => document.activeElement?.tagName === "TEXTAREA");
+  }
+  expect(reached, "Tab reaches the question box");
+
   // The like survives a reload (it was saved).
   await page.reload();
   await page.locator(".conversations button.title").first().click();
@@ -149,6 +183,36 @@ try {
   await dialog.waitFor({ state: "detached" });
   await page.getByLabel("Search conversations").fill("");
   await page.getByText("No conversations yet").waitFor();
+  // Models: add a remote model that is down, check it (red), check the local embedder (green).
+  await page.getByRole("link", { name: "Models" }).click();
+  await page.getByRole("heading", { name: "Models" }).waitFor();
+  await page.getByRole("button", { name: "Add a remote model" }).click();
+  await page.getByLabel("Model name (as the server knows it)").fill("Pro/Qwen/Qwen2-7B");
+  await page.getByLabel("Display name").fill("Remote Qwen");
+  await page.getByLabel("Base URL (OpenAI-compatible, ending in /v1)").fill("http://127.0.0.1:9/v1");
+  await accessibility(page, "add model dialog");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByRole("button", { name: "Check Remote Qwen" }).click();
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll("tr")].some((row) => row.textContent?.includes("Remote Qwen") && row.querySelector(".status-unavailable")),
+  );
+  await page.getByRole("button", { name: "Check all-MiniLM-L6-v2" }).click();
+  await page.waitForFunction(() =>
+    [...document.querySelectorAll("tr")].some((row) => row.textContent?.includes("all-MiniLM-L6-v2") && row.querySelector(".status-available")),
+  );
+  await screenshot(page, "models");
+  await accessibility(page, "models");
+
+  // Settings: the app's name is saved.
+  await page.getByRole("link", { name: "Settings" }).click();
+  await page.getByLabel("App name").fill("Orchard Assistant");
+  await page.getByRole("button", { name: "Save settings" }).click();
+  await page.getByText("Settings saved.").waitFor();
+  await screenshot(page, "settings");
+  await accessibility(page, "settings");
+  const saved = await page.evaluate(async () => (await (await fetch("/api/config/load_config")).json()).config.app.appName);
+  expect(saved === "Orchard Assistant", `the app name was saved: ${saved}`);
+
   console.log("ui e2e: all expectations held");
 } catch (failure) {
   for (const context of browser.contexts()) {

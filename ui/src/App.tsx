@@ -4,10 +4,14 @@
 import { useEffect, useState } from "react";
 import { ChatScreen } from "./screens/Chat";
 import { KnowledgeScreen } from "./screens/Knowledge";
+import { ModelsScreen } from "./screens/Models";
+import { SettingsScreen } from "./screens/Settings";
 
 const SCREENS = [
   { path: "chat", label: "Chat" },
   { path: "knowledge", label: "Knowledge bases" },
+  { path: "models", label: "Models" },
+  { path: "settings", label: "Settings" },
 ] as const;
 
 type ScreenPath = (typeof SCREENS)[number]["path"];
@@ -36,7 +40,12 @@ export function App() {
           ))}
         </nav>
       </header>
-      <main className="screen">{screen === "chat" ? <ChatScreen /> : <KnowledgeScreen />}</main>
+      <main className="screen">
+        {screen === "chat" && <ChatScreen />}
+        {screen === "knowledge" && <KnowledgeScreen />}
+        {screen === "models" && <ModelsScreen />}
+        {screen === "settings" && <SettingsScreen />}
+      </main>
     </div>
   );
 }

@@ -31,3 +31,19 @@ export const ThumbDownIcon = () => (
     <path d="M17 14l-4 8a3 3 0 0 1-3-3v-4H4a2 2 0 0 1-2-2.3l1.4-8A2 2 0 0 1 5.4 3H17" />
   </svg>
 );
+
+export const MicIcon = () => (
+  <svg {...common}>
+    <rect x="9" y="2" width="6" height="12" rx="3" />
+    <path d="M5 11a7 7 0 0 0 14 0" />
+    <path d="M12 18v4" />
+  </svg>
+);
+
+export const SpeakerIcon = () => (
+  <svg {...common}>
+    <path d="M11 5 6 9H2v6h4l5 4Z" />
+    <path d="M15.5 8.5a5 5 0 0 1 0 7" />
+    <path d="M19 5a10 10 0 0 1 0 14" />
+  </svg>
+);

@@ -129,6 +129,9 @@ impl Agent {
         };
         let machine = AgentMachine::new(config, task);
         let (sink, messages) = mpsc::channel(256);
+        // The stream ends when its last sender goes: this one is dropped after the answer is saved, so a
+        // client that reloads the conversation when the stream ends finds the answer there.
+        let open_until_saved = sink.clone();
         let driver = driver::Driver::new(machine, self.chat.clone(), tools, stop, sink);
         let conversations = self.conversations.clone();
         let runs = self.runs.clone();
@@ -139,6 +142,7 @@ impl Agent {
             }
             runs.unregister(conversation_id, run_id);
             drop(permit);
+            drop(open_until_saved);
         });
         Ok(RunHandle { conversation_id, messages, finished })
     }

@@ -211,3 +211,33 @@ export function uploadToKnowledgeBase(
     request.send(form);
   });
 }
+
+export interface ModelRecord {
+  model_id: number;
+  model_name: string;
+  display_name: string;
+  model_type: string;
+  model_factory: string;
+  base_url: string;
+  api_key: string;
+  connect_status: string;
+}
+
+export interface HubModel {
+  id: string;
+  model_type?: string;
+  type?: string;
+}
+
+export const models = {
+  list: () => enveloped<ModelRecord[]>("/api/model/list"),
+  create: (body: Schemas["ModelRequest"]) => enveloped<unknown>("/api/model/create", { method: "POST", json: body }),
+  update: (body: Schemas["ModelRequest"]) => enveloped<unknown>("/api/model/update", { method: "POST", json: body }),
+  remove: (model_name: string) =>
+    enveloped<unknown>("/api/model/delete", { method: "POST", json: { model_name } satisfies Schemas["ModelNameBody"] }),
+  healthCheck: (model_name: string) =>
+    enveloped<{ connectivity: boolean; connect_status: string; desc?: string }>(
+      `/api/model/healthcheck?model_name=${encodeURIComponent(model_name)}`,
+    ),
+  hub: () => enveloped<HubModel[]>("/api/me/model/list"),
+};

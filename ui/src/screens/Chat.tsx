@@ -6,7 +6,8 @@ import { useCallback, useEffect, useMemo, useRef, useState } from "react";
 import { ApiError, api, apiToken, conversations, type Conversation, type HistoryMessage } from "../api/client";
 import { AgentStreamParser, applyMessage, emptyRun, runFromHistory, type AgentRun, type Source } from "../lib/agentStream";
 import { linkCitations, sourceKey } from "../lib/citations";
-import { PencilIcon, ThumbDownIcon, ThumbUpIcon, TrashIcon } from "../icons";
+import { MicIcon, PencilIcon, SpeakerIcon, ThumbDownIcon, ThumbUpIcon, TrashIcon } from "../icons";
+import { readAloud, startDictation, type Dictation } from "../lib/voice";
 
 interface Turn {
   question: string;
@@ -44,6 +45,9 @@ export function ChatScreen() {
   const [renaming, setRenaming] = useState<number | null>(null);
   const [confirmDelete, setConfirmDelete] = useState<Conversation | null>(null);
   const abort = useRef<AbortController | null>(null);
+  const dictation = useRef<Dictation | null>(null);
+  const [recording, setRecording] = useState(false);
+  const [speaking, setSpeaking] = useState<number | null>(null);
 
   const refreshList = useCallback(async () => {
     try {
@@ -178,6 +182,40 @@ export function ChatScreen() {
     }
   };
 
+  const toggleDictation = async () => {
+    setError(null);
+    if (dictation.current) {
+      const current = dictation.current;
+      dictation.current = null;
+      setRecording(false);
+      try {
+        const text = await current.stop();
+        if (text) setQuestion(text);
+      } catch (failure) {
+        setError(`Speech-to-text: ${(failure as Error).message}`);
+      }
+      return;
+    }
+    try {
+      dictation.current = await startDictation((text) => setQuestion(text));
+      setRecording(true);
+    } catch (failure) {
+      setError(`The microphone cannot be used: ${(failure as Error).message}`);
+    }
+  };
+
+  const speak = async (index: number, text: string) => {
+    setError(null);
+    setSpeaking(index);
+    try {
+      const audio = await readAloud(text);
+      audio.onended = () => setSpeaking(null);
+    } catch (failure) {
+      setSpeaking(null);
+      setError(`Read aloud: ${(failure as Error).message}`);
+    }
+  };
+
   const showSource = (key: string) => {
     setHighlighted(key);
     document.getElementById(`source-${key}`)?.scrollIntoView({ block: "nearest" });
@@ -276,6 +314,9 @@ export function ChatScreen() {
                   <button type="button" aria-pressed={turn.opinion === "N"} onClick={() => void setOpinion(index, "N")}>
                     <ThumbDownIcon /> Dislike
                   </button>
+                  <button type="button" disabled={speaking !== null} onClick={() => void speak(index, turn.run.answer)}>
+                    <SpeakerIcon /> {speaking === index ? "Speaking…" : "Read aloud"}
+                  </button>
                 </div>
               )}
             </li>
@@ -302,6 +343,15 @@ export function ChatScreen() {
               }}
             />
           </label>
+          <button
+            type="button"
+            aria-pressed={recording}
+            aria-label={recording ? "Stop dictation" : "Dictate"}
+            className={recording ? "danger" : undefined}
+            onClick={() => void toggleDictation()}
+          >
+            <MicIcon />
+          </button>
           {running ? (
             <button type="button" className="danger" onClick={() => void stop()}>
               Stop
