@@ -8,7 +8,7 @@ NEXENT_BIN := $(CARGO_TARGET_DIR)/release/nexent
 # llama.cpp's build script watches GGML_* variables, and its own flags must not change under it.
 GGML_FLAGS := GGML_NATIVE=OFF GGML_AVX=ON GGML_AVX2=ON GGML_FMA=ON GGML_F16C=ON GGML_BMI2=ON
 
-.PHONY: run test setup build lint bench-server bench-retrieval bench-scale bench-ingest bench-llm bench-agent bench-voice bench-embedders
+.PHONY: run test setup build bundle lint bench-server bench-retrieval bench-scale bench-ingest bench-llm bench-agent bench-voice bench-embedders
 
 setup:
 	@bash scripts/setup.sh
@@ -17,9 +17,23 @@ build: setup
 	env $(GGML_FLAGS) cargo build --release -p nexent-stt
 	cargo build --release -p nexent-server --bin nexent
 
-## run: install what is missing, build in release mode, start the server and print its URL.
+## run: install what is missing, build in release mode, and start: the desktop window where a display exists,
+## else the headless server printing its URL (HEADLESS=1 forces the server).
 run: build
-	$(NEXENT_BIN) serve --models-dir models/files $(ARGS)
+	@if [ -z "$(HEADLESS)" ] && [ -n "$${DISPLAY}$${WAYLAND_DISPLAY}" ]; then \
+	  cargo build --release -p nexent-desktop && \
+	  $(CARGO_TARGET_DIR)/release/nexent-desktop --models-dir models/files $(ARGS); \
+	else \
+	  $(NEXENT_BIN) serve --models-dir models/files $(ARGS); \
+	fi
+
+## bundle: a .deb of the desktop app (Tauri's bundler from the UI's npm dependencies), nexent-stt inside.
+TRIPLE := $(shell rustc -vV | sed -n 's/^host: //p')
+bundle: build
+	mkdir -p src-tauri/binaries
+	cp $(CARGO_TARGET_DIR)/release/nexent-stt src-tauri/binaries/nexent-stt-$(TRIPLE)
+	cd src-tauri && ../ui/node_modules/.bin/tauri build --bundles deb --config '{"bundle":{"externalBin":["binaries/nexent-stt"]}}'
+	@ls $(CARGO_TARGET_DIR)/release/bundle/deb/*.deb
 
 ## test: every test of the workspace (unit and end-to-end against the real binary).
 test:
@@ -27,6 +41,7 @@ test:
 	bash scripts/setup-test.sh
 	env $(GGML_FLAGS) cargo build -p nexent-stt
 	cargo build -p nexent-server --bin nexent
+	cargo build -p nexent-desktop
 	@if cargo nextest --version >/dev/null 2>&1; then \
 	  cargo nextest run --workspace --exclude nexent-stt --no-fail-fast && \
 	  env $(GGML_FLAGS) cargo nextest run -p nexent-stt --no-fail-fast; \

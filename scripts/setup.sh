@@ -11,6 +11,10 @@ APT_PACKAGES=(build-essential pkg-config ca-certificates cmake libclang-dev clan
 # Speech: espeak-ng turns text into phonemes for the Piper voice and lame encodes MP3. Both are separate
 # programs (GPL / LGPL), never linked into nexent.
 APT_PACKAGES+=(espeak-ng lame)
+# The desktop shell (Tauri 2 on WebKitGTK), and Xvfb + ImageMagick + x11-utils, with which its test runs the
+# window headless and takes a screenshot.
+APT_PACKAGES+=(libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libsoup-3.0-dev
+  libjavascriptcoregtk-4.1-dev xvfb imagemagick x11-utils curl)
 # python3 with pip fetches model files; Debian's packages are used only when no python3/pip is found.
 command -v python3 >/dev/null 2>&1 && python3 -m pip --version >/dev/null 2>&1 || APT_PACKAGES+=(python3 python3-pip)
 

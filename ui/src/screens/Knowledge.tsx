@@ -30,6 +30,7 @@ export function KnowledgeScreen() {
   const [chatBases, setChatBases] = useState<string[]>([]);
   const [error, setError] = useState<string | null>(null);
   const [confirm, setConfirm] = useState<{ message: string; action: () => Promise<void> } | null>(null);
+  const [dragging, setDragging] = useState(false);
 
   const refresh = useCallback(async () => {
     try {
@@ -198,10 +199,24 @@ export function KnowledgeScreen() {
                 {info.base_info.embedding_model}
               </p>
             )}
-            <label className="field upload">
-              <span>Upload documents</span>
-              <input type="file" multiple onChange={(event) => void upload(event.target.files)} />
-            </label>
+            <div
+              className={dragging ? "dropzone dragging" : "dropzone"}
+              onDragOver={(event) => {
+                event.preventDefault();
+                setDragging(true);
+              }}
+              onDragLeave={() => setDragging(false)}
+              onDrop={(event) => {
+                event.preventDefault();
+                setDragging(false);
+                void upload(event.dataTransfer.files);
+              }}
+            >
+              <label className="field upload">
+                <span>Upload documents (or drop files here)</span>
+                <input type="file" multiple onChange={(event) => void upload(event.target.files)} />
+              </label>
+            </div>
             {uploads.length > 0 && (
               <ul className="uploads" aria-label="Uploads">
                 {uploads.map((item) => (
