@@ -6,7 +6,7 @@
 // It walks what a person does: create a knowledge base, upload two documents, watch them reach
 // COMPLETED, ask a question in chat, see the steps stream and an answer whose citation opens the right
 // source, like it, dictate a question (the fake microphone plays MICROPHONE_WAV) and hear an answer read
-// aloud, rename and delete the conversation; add a remote model and check it; change a setting. Every screen is screenshotted and checked with axe
+// aloud, rename and delete the conversation; attach a file to a question; add a remote model and check it; change a setting. Every screen is screenshotted and checked with axe
 // (no serious or critical violation). Any failed expectation throws: the exit status is the verdict.
 
 import { readFileSync, mkdirSync } from "node:fs";
@@ -183,6 +183,27 @@ try {
   await dialog.waitFor({ state: "detached" });
   await page.getByLabel("Search conversations").fill("");
   await page.getByText("No conversations yet").waitFor();
+  // An attachment: stored, read (preprocess), and handed to the agent with the question.
+  await page.getByLabel("Attach files").setInputFiles([
+    {
+      name: "launch-notes.txt",
+      mimeType: "text/plain",
+      buffer: Buffer.from("Launch notes\n\nThe launch meeting is on Thursday at 3 pm in the Kepler room."),
+    },
+  ]);
+  await page.waitForFunction(() => document.querySelector('[data-testid="attachment-status"]')?.textContent?.startsWith("ready"), null, { timeout });
+  await page.getByLabel("Your question").fill("When is the launch meeting?");
+  await page.getByLabel("Your question").press("Enter");
+  await page.getByRole("button", { name: /Like/ }).waitFor({ timeout });
+  await screenshot(page, "chat-attachment");
+  const savedFiles = await page.evaluate(async () => {
+    const list = (await (await fetch("/api/conversation/list")).json()).data;
+    const history = (await (await fetch(`/api/conversation/${list[0].conversation_id}`)).json()).data;
+    return history.message.find((message) => message.role === "user")?.minio_files ?? [];
+  });
+  expect(savedFiles.some((file) => file.name === "launch-notes.txt" && /Kepler/.test(file.description ?? "")),
+    `the question was saved with its attachment: ${JSON.stringify(savedFiles)}`);
+
   // Models: add a remote model that is down, check it (red), check the local embedder (green).
   await page.getByRole("link", { name: "Models" }).click();
   await page.getByRole("heading", { name: "Models" }).waitFor();

@@ -241,3 +241,63 @@ export const models = {
     ),
   hub: () => enveloped<HubModel[]>("/api/me/model/list"),
 };
+
+export interface Attachment {
+  name: string;
+  size: number;
+  type: string;
+  status: "uploading" | "reading" | "ready" | "failed";
+  progress?: string;
+  object_name?: string;
+  url?: string;
+  description?: string;
+  error?: string;
+}
+
+/** Stores chat attachments (`/api/file/storage`, folder `attachments`); results in the files' order. */
+export async function storeAttachments(files: File[]): Promise<{ success?: boolean; object_name?: string; url?: string; error?: string }[]> {
+  const form = new FormData();
+  for (const file of files) form.append("files", file, file.name);
+  form.append("folder", "attachments");
+  const body = await api<{ results: { success?: boolean; object_name?: string; url?: string; error?: string }[] }>(
+    "/api/file/storage",
+    { method: "POST", body: form },
+  );
+  return body.results;
+}
+
+/** Reads attachments for the agent (`/api/file/preprocess`, SSE): each file's text or its error. */
+export async function describeAttachments(
+  files: File[],
+  query: string,
+  onEvent: (event: { type: string; filename?: string; description?: string; message?: string; progress?: number }) => void,
+): Promise<void> {
+  const form = new FormData();
+  form.append("query", query);
+  for (const file of files) form.append("files", file, file.name);
+  const headers: Record<string, string> = {};
+  const token = apiToken();
+  if (token) headers.authorization = `Bearer ${token}`;
+  const response = await fetch("/api/file/preprocess", { method: "POST", body: form, headers });
+  if (!response.ok || !response.body) throw await errorFrom(response);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let buffer = "";
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    buffer += decoder.decode(value, { stream: true });
+    let newline = buffer.indexOf("\n");
+    while (newline >= 0) {
+      const line = buffer.slice(0, newline).trim();
+      buffer = buffer.slice(newline + 1);
+      newline = buffer.indexOf("\n");
+      if (!line.startsWith("data:")) continue;
+      try {
+        onEvent(JSON.parse(line.slice(5).trim()));
+      } catch {
+        // Not a message.
+      }
+    }
+  }
+}

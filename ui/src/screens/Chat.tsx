@@ -3,7 +3,17 @@
 // a regenerated title.
 
 import { useCallback, useEffect, useMemo, useRef, useState } from "react";
-import { ApiError, api, apiToken, conversations, type Conversation, type HistoryMessage } from "../api/client";
+import {
+  ApiError,
+  api,
+  apiToken,
+  conversations,
+  describeAttachments,
+  storeAttachments,
+  type Attachment,
+  type Conversation,
+  type HistoryMessage,
+} from "../api/client";
 import { AgentStreamParser, applyMessage, emptyRun, runFromHistory, type AgentRun, type Source } from "../lib/agentStream";
 import { linkCitations, sourceKey } from "../lib/citations";
 import { MicIcon, PencilIcon, SpeakerIcon, ThumbDownIcon, ThumbUpIcon, TrashIcon } from "../icons";
@@ -48,6 +58,7 @@ export function ChatScreen() {
   const dictation = useRef<Dictation | null>(null);
   const [recording, setRecording] = useState(false);
   const [speaking, setSpeaking] = useState<number | null>(null);
+  const [attachments, setAttachments] = useState<Attachment[]>([]);
 
   const refreshList = useCallback(async () => {
     try {
@@ -75,6 +86,37 @@ export function ChatScreen() {
   }, []);
 
   const running = turns.some((turn) => turn.running);
+  const attaching = attachments.some((item) => item.status === "uploading" || item.status === "reading");
+
+  const attach = async (list: FileList | null) => {
+    const files = Array.from(list ?? []);
+    if (files.length === 0) return;
+    const first = attachments.length;
+    setAttachments((previous) => [
+      ...previous,
+      ...files.map((file): Attachment => ({ name: file.name, size: file.size, type: file.type || "application/octet-stream", status: "uploading" })),
+    ]);
+    const set = (position: number, change: Partial<Attachment>) =>
+      setAttachments((previous) => previous.map((item, index) => (index === first + position ? { ...item, ...change } : item)));
+    try {
+      const stored = await storeAttachments(files);
+      stored.forEach((result, position) =>
+        set(position, result.object_name ? { object_name: result.object_name, url: result.url, status: "reading" } : { status: "failed", error: result.error ?? "not stored" }),
+      );
+      await describeAttachments(files, question.trim() || "Read the attached files.", (event) => {
+        const position = files.findIndex((file) => file.name === event.filename);
+        if (event.type === "progress" && event.progress !== undefined) {
+          files.forEach((_, index) => set(index, { progress: `${Math.round(event.progress ?? 0)}%` }));
+        } else if (event.type === "file_processed" && position >= 0) {
+          set(position, { status: "ready", description: event.description, progress: undefined });
+        } else if (event.type === "error" && position >= 0) {
+          set(position, { status: "failed", error: event.message, progress: undefined });
+        }
+      });
+    } catch (failure) {
+      files.forEach((_, index) => set(index, { status: "failed", error: (failure as Error).message }));
+    }
+  };
   const sources = useMemo(() => turns.flatMap((turn) => turn.run.sources), [turns]);
 
   const send = async () => {
@@ -94,6 +136,10 @@ export function ChatScreen() {
       return;
     }
     setQuestion("");
+    const minioFiles = attachments
+      .filter((item) => item.status === "ready" && item.object_name)
+      .map((item) => ({ object_name: item.object_name, name: item.name, type: item.type, size: item.size, url: item.url, description: item.description }));
+    setAttachments([]);
     const history = turns.flatMap((turn) => [
       { role: "user", content: turn.question },
       { role: "assistant", content: turn.run.answer },
@@ -110,7 +156,12 @@ export function ChatScreen() {
       const response = await fetch("/api/agent/run", {
         method: "POST",
         headers,
-        body: JSON.stringify({ query, conversation_id: conversationId, history }),
+        body: JSON.stringify({
+          query,
+          conversation_id: conversationId,
+          history,
+          ...(minioFiles.length > 0 ? { minio_files: minioFiles } : {}),
+        }),
         signal: controller.signal,
       });
       if (!response.ok || !response.body) {
@@ -322,6 +373,27 @@ export function ChatScreen() {
             </li>
           ))}
         </ol>
+        {attachments.length > 0 && (
+          <ul className="attachments" aria-label="Attachments">
+            {attachments.map((item, index) => (
+              <li key={`${item.name}-${index}`} className={`attachment attachment-${item.status}`}>
+                <span>{item.name}</span>
+                <span className="muted" data-testid="attachment-status">
+                  {item.status === "failed" ? `failed: ${item.error ?? ""}` : item.status}
+                  {item.progress ? ` ${item.progress}` : ""}
+                </span>
+                <button
+                  type="button"
+                  className="icon"
+                  aria-label={`Remove ${item.name}`}
+                  onClick={() => setAttachments((previous) => previous.filter((_, position) => position !== index))}
+                >
+                  <TrashIcon />
+                </button>
+              </li>
+            ))}
+          </ul>
+        )}
         <form
           className="ask"
           onSubmit={(event) => {
@@ -343,6 +415,19 @@ export function ChatScreen() {
               }}
             />
           </label>
+          <label className="attach button-like">
+            <span>Attach</span>
+            <input
+              type="file"
+              multiple
+              className="visually-hidden"
+              aria-label="Attach files"
+              onChange={(event) => {
+                void attach(event.target.files);
+                event.target.value = "";
+              }}
+            />
+          </label>
           <button
             type="button"
             aria-pressed={recording}
@@ -357,7 +442,7 @@ export function ChatScreen() {
               Stop
             </button>
           ) : (
-            <button type="submit" className="primary" disabled={!question.trim()}>
+            <button type="submit" className="primary" disabled={!question.trim() || attaching}>
               Send
             </button>
           )}
