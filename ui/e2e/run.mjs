@@ -95,6 +95,21 @@ try {
     null,
     { timeout },
   );
+  // A watched folder: its file is indexed into the same base.
+  const { mkdtempSync, writeFileSync } = await import("node:fs");
+  const { tmpdir } = await import("node:os");
+  const folder = mkdtempSync(`${tmpdir()}/nexent-watch-`);
+  writeFileSync(`${folder}/tide-table.txt`, "Tide table\n\nHigh tide at Tellwick harbour is at 06:40 on Sunday.");
+  await page.getByLabel("Folder to watch (absolute path)").fill(folder);
+  await page.getByRole("button", { name: "Watch", exact: true }).click();
+  await page.getByText(folder).waitFor();
+  await page.waitForFunction(
+    () => [...document.querySelectorAll(".files tr")].some((row) => row.textContent?.includes("tide-table.txt") && row.textContent?.includes("COMPLETED")),
+    null,
+    { timeout },
+  );
+  await page.getByRole("button", { name: `Stop watching ${folder}` }).click();
+  await page.getByText(folder).waitFor({ state: "detached" });
   await page.getByLabel("Search it in chat").check();
   await page.getByLabel("Query").fill("pear trees");
   await page.getByRole("button", { name: "Search", exact: true }).click();

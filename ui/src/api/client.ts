@@ -301,3 +301,23 @@ export async function describeAttachments(
     }
   }
 }
+
+export interface WatchedFolder {
+  id: string;
+  path: string;
+  index_name: string;
+  file_count: number;
+  created_at: string;
+}
+
+export const watchedFolders = {
+  list: async () => (await api<{ folders: WatchedFolder[] }>("/api/watched_folders")).folders,
+  add: (path: string, index_name: string) =>
+    api<WatchedFolder>("/api/watched_folders", {
+      method: "POST",
+      json: { path, index_name } satisfies Schemas["WatchBody"],
+    }),
+  remove: (id: string, removeDocuments: boolean) =>
+    api<unknown>(`/api/watched_folders/${encodeURIComponent(id)}?remove_documents=${removeDocuments}`, { method: "DELETE" }),
+  sync: (id: string) => api<WatchedFolder>(`/api/watched_folders/${encodeURIComponent(id)}/sync`, { method: "POST" }),
+};

@@ -7,7 +7,9 @@ import {
   config,
   knowledge,
   uploadToKnowledgeBase,
+  watchedFolders,
   type IndexInfo,
+  type WatchedFolder,
   type IndexSummary,
   type SearchHit,
 } from "../api/client";
@@ -286,6 +288,7 @@ export function KnowledgeScreen() {
             ) : (
               <p className="empty">No files yet. Upload PDF, Word, PowerPoint, Excel, e-mail, e-book or text files.</p>
             )}
+            <WatchedFolders index={selected} onChange={() => void refreshInfo(selected)} />
             <SearchPlayground index={selected} />
           </>
         )}
@@ -390,6 +393,76 @@ function SearchPlayground({ index }: { index: string }) {
             ))}
           </ol>
         </>
+      )}
+    </section>
+  );
+}
+
+function WatchedFolders({ index, onChange }: { index: string; onChange: () => void }) {
+  const [folders, setFolders] = useState<WatchedFolder[]>([]);
+  const [path, setPath] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const refresh = useCallback(async () => {
+    try {
+      setFolders((await watchedFolders.list()).filter((folder) => folder.index_name === index));
+    } catch (failure) {
+      setError((failure as Error).message);
+    }
+  }, [index]);
+  useEffect(() => {
+    void refresh();
+  }, [refresh]);
+  const run = async (action: () => Promise<unknown>) => {
+    setError(null);
+    try {
+      await action();
+      await refresh();
+      onChange();
+    } catch (failure) {
+      setError((failure as Error).message);
+    }
+  };
+  return (
+    <section aria-label="Watched folders">
+      <h2>Watched folders</h2>
+      <p className="muted">Files in a watched folder are kept indexed here: added, changed and deleted as they change on disk.</p>
+      <form
+        className="create"
+        onSubmit={(event) => {
+          event.preventDefault();
+          void run(async () => {
+            await watchedFolders.add(path.trim(), index);
+            setPath("");
+          });
+        }}
+      >
+        <label className="field">
+          <span>Folder to watch (absolute path)</span>
+          <input value={path} placeholder="/home/you/Documents/notes" onChange={(event) => setPath(event.target.value)} />
+        </label>
+        <button type="submit" disabled={!path.trim()}>
+          Watch
+        </button>
+      </form>
+      {error && (
+        <p role="alert" className="error">
+          {error}
+        </p>
+      )}
+      {folders.length > 0 && (
+        <ul className="folders">
+          {folders.map((folder) => (
+            <li key={folder.id}>
+              <span>{folder.path}</span> <span className="muted">{folder.file_count} files</span>{" "}
+              <button type="button" onClick={() => void run(() => watchedFolders.sync(folder.id))}>
+                Sync now
+              </button>{" "}
+              <button type="button" aria-label={`Stop watching ${folder.path}`} onClick={() => void run(() => watchedFolders.remove(folder.id, false))}>
+                Stop watching
+              </button>
+            </li>
+          ))}
+        </ul>
       )}
     </section>
   );
