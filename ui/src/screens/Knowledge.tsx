@@ -60,14 +60,18 @@ export function KnowledgeScreen() {
     else setInfo(null);
   }, [selected, refreshInfo]);
 
-  // While a file is being ingested, its status is polled.
+  // The file list follows the server: every second while a file is being ingested, every few seconds
+  // otherwise (a watched folder or another client can add files at any time).
   const pending = info?.files?.some((file) => !FINISHED.has(file.status)) ?? false;
   useEffect(() => {
-    if (!selected || !pending) return;
-    const timer = window.setInterval(() => {
-      void refreshInfo(selected);
-      void refresh();
-    }, 1000);
+    if (!selected) return;
+    const timer = window.setInterval(
+      () => {
+        void refreshInfo(selected);
+        if (pending) void refresh();
+      },
+      pending ? 1000 : 3000,
+    );
     return () => window.clearInterval(timer);
   }, [selected, pending, refreshInfo, refresh]);
 
