@@ -42,6 +42,7 @@ test:
 	env $(GGML_FLAGS) cargo build -p nexent-stt
 	cargo build -p nexent-server --bin nexent
 	cargo build -p nexent-desktop
+	cd ui && npm test --silent
 	@if cargo nextest --version >/dev/null 2>&1; then \
 	  cargo nextest run --workspace --exclude nexent-stt --no-fail-fast && \
 	  env $(GGML_FLAGS) cargo nextest run -p nexent-stt --no-fail-fast; \
@@ -49,7 +50,6 @@ test:
 	  cargo test --workspace --exclude nexent-stt --no-fail-fast && \
 	  env $(GGML_FLAGS) cargo test -p nexent-stt --no-fail-fast; \
 	fi
-	cd ui && npm test --silent
 
 lint:
 	cd ui && npm run --silent typecheck
