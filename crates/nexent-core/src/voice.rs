@@ -124,12 +124,11 @@ impl Transcriber for UnavailableVoice {
     }
 
     fn prepare(&self) -> BoxFuture<'static, Result<(), VoiceError>> {
-        let reason = self.reason.clone();
-        Box::pin(async move { Err(VoiceError::Unavailable(reason)) })
+        self.fail()
     }
 
     fn transcribe(&self, _request: TranscribeRequest) -> BoxFuture<'static, Result<Transcript, VoiceError>> {
-        self.prepare_then_fail()
+        self.fail()
     }
 }
 
@@ -143,13 +142,13 @@ impl Synthesizer for UnavailableVoice {
     }
 
     fn synthesize(&self, _: String, _: AudioEncoding, _: u32) -> BoxFuture<'static, Result<Vec<u8>, VoiceError>> {
-        let reason = self.reason.clone();
-        Box::pin(async move { Err(VoiceError::Unavailable(reason)) })
+        self.fail()
     }
 }
 
 impl UnavailableVoice {
-    fn prepare_then_fail<T: Send + 'static>(&self) -> BoxFuture<'static, Result<T, VoiceError>> {
+    /// Every use answers with the reason the engine is missing.
+    fn fail<T: Send + 'static>(&self) -> BoxFuture<'static, Result<T, VoiceError>> {
         let reason = self.reason.clone();
         Box::pin(async move { Err(VoiceError::Unavailable(reason)) })
     }

@@ -44,6 +44,14 @@ function turnsFromHistory(messages: HistoryMessage[]): Turn[] {
   return turns;
 }
 
+/** The conversation so far as `{role, content}` turns (the agent's history and the title prompt). */
+function historyOf(turns: Turn[]): { role: string; content: string }[] {
+  return turns.flatMap((turn) => [
+    { role: "user", content: turn.question },
+    { role: "assistant", content: turn.run.answer },
+  ]);
+}
+
 export function ChatScreen() {
   const [list, setList] = useState<Conversation[]>([]);
   const [filter, setFilter] = useState("");
@@ -140,10 +148,7 @@ export function ChatScreen() {
       .filter((item) => item.status === "ready" && item.object_name)
       .map((item) => ({ object_name: item.object_name, name: item.name, type: item.type, size: item.size, url: item.url, description: item.description }));
     setAttachments([]);
-    const history = turns.flatMap((turn) => [
-      { role: "user", content: turn.question },
-      { role: "assistant", content: turn.run.answer },
-    ]);
+    const history = historyOf(turns);
     setTurns((previous) => [...previous, { question: query, run: emptyRun(), running: true }]);
     const update = (change: (turn: Turn) => Turn) =>
       setTurns((previous) => previous.map((turn, index) => (index === previous.length - 1 ? change(turn) : turn)));
@@ -222,10 +227,7 @@ export function ChatScreen() {
   const regenerateTitle = async () => {
     if (selected === null) return;
     try {
-      const history = turns.flatMap((turn) => [
-        { role: "user", content: turn.question },
-        { role: "assistant", content: turn.run.answer },
-      ]);
+      const history = historyOf(turns);
       await conversations.generateTitle(selected, history);
       await refreshList();
     } catch (failure) {
@@ -344,11 +346,7 @@ export function ChatScreen() {
             </button>
           )}
         </div>
-        {error && (
-          <p role="alert" className="error">
-            {error}
-          </p>
-        )}
+        <ErrorAlert message={error} />
         <ol className="turns">
           {turns.length === 0 && (
             <li className="empty">Ask a question about your documents. Answers cite the passages they come from.</li>
@@ -617,4 +615,13 @@ export function ConfirmDialog({
       </div>
     </dialog>
   );
+}
+
+/** A failure a person should read, announced to screen readers; nothing when there is none. */
+export function ErrorAlert({ message }: { message: string | null }) {
+  return message ? (
+    <p role="alert" className="error">
+      {message}
+    </p>
+  ) : null;
 }

@@ -13,7 +13,7 @@ import {
   type IndexSummary,
   type SearchHit,
 } from "../api/client";
-import { ConfirmDialog } from "./Chat";
+import { ConfirmDialog, ErrorAlert } from "./Chat";
 
 interface Upload {
   name: string;
@@ -163,11 +163,7 @@ export function KnowledgeScreen() {
       </aside>
 
       <section className="base" aria-label="Knowledge base">
-        {error && (
-          <p role="alert" className="error">
-            {error}
-          </p>
-        )}
+        <ErrorAlert message={error} />
         {!selected ? (
           <p className="empty">Choose a knowledge base on the left.</p>
         ) : (
@@ -373,11 +369,7 @@ function SearchPlayground({ index }: { index: string }) {
           Search
         </button>
       </form>
-      {error && (
-        <p role="alert" className="error">
-          {error}
-        </p>
-      )}
+      <ErrorAlert message={error} />
       {results && (
         <>
           <p className="muted">
@@ -448,11 +440,7 @@ function WatchedFolders({ index, onChange }: { index: string; onChange: () => vo
           Watch
         </button>
       </form>
-      {error && (
-        <p role="alert" className="error">
-          {error}
-        </p>
-      )}
+      <ErrorAlert message={error} />
       {folders.length > 0 && (
         <ul className="folders">
           {folders.map((folder) => (

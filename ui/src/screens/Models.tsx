@@ -4,7 +4,7 @@
 
 import { useCallback, useEffect, useRef, useState } from "react";
 import { config, models, type AppConfig, type HubModel, type ModelRecord } from "../api/client";
-import { ConfirmDialog } from "./Chat";
+import { ConfirmDialog, ErrorAlert } from "./Chat";
 
 const TYPES = ["llm", "embedding", "vlm", "rerank", "stt", "tts"] as const;
 const ROLES: { key: string; label: string; type: string }[] = [
@@ -113,11 +113,7 @@ export function ModelsScreen() {
           Add a remote model
         </button>
       </div>
-      {error && (
-        <p role="alert" className="error">
-          {error}
-        </p>
-      )}
+      <ErrorAlert message={error} />
       {notice && <p className="notice">{notice}</p>}
       {records.length === 0 ? (
         <p className="empty">

@@ -97,6 +97,13 @@ struct SpeechToTextOptions {
     model: Option<String>,
 }
 
+impl SpeechToTextOptions {
+    /// `newer`'s values where it has them, ours elsewhere.
+    fn merged(self, newer: SpeechToTextOptions) -> Self {
+        Self { language: newer.language.or(self.language), model: newer.model.or(self.model) }
+    }
+}
+
 fn options_frame(bytes: &[u8]) -> Option<SpeechToTextOptions> {
     let text = std::str::from_utf8(bytes).ok()?.trim();
     if !text.starts_with('{') {
@@ -163,56 +170,15 @@ async fn speech_to_text_session(voice: Voice, mut socket: WebSocket, query: Spee
                 return;
             }
         };
-        let bytes = match message {
-            Message::Binary(bytes) => bytes,
-            Message::Text(text) => {
-                match options_frame(text.as_bytes()) {
-                    Some(new_options) if !audio_started => {
-                        options = SpeechToTextOptions {
-                            language: new_options.language.or(options.language),
-                            model: new_options.model.or(options.model),
-                        };
-                        match start(&options) {
-                            Ok(restarted) => stream = restarted,
-                            Err(error) => {
-                                send(&mut socket, error_message(error)).await;
-                                close(socket).await;
-                                return;
-                            }
-                        }
-                    }
-                    Some(_) => {
-                        if !send(&mut socket, error_message("options must come before the audio")).await {
-                            return;
-                        }
-                    }
-                    None => {
-                        let reply =
-                            error_message("expected binary frames of 16 kHz mono s16le PCM or a JSON options object");
-                        if !send(&mut socket, reply).await {
-                            return;
-                        }
-                    }
-                }
-                continue;
-            }
+        // Options may come as a first text or binary JSON frame (later Nexent clients send one).
+        let (bytes, is_text) = match message {
+            Message::Binary(bytes) => (bytes, false),
+            Message::Text(text) => (axum::body::Bytes::copy_from_slice(text.as_bytes()), true),
             Message::Close(_) => return,
             Message::Ping(_) | Message::Pong(_) => continue,
         };
-        if bytes.is_empty() {
-            let reply = match stream.finish().await {
-                Ok(text) => transcript_message(&stream, text, true),
-                Err(error) => error_message(error),
-            };
-            send(&mut socket, reply).await;
-            close(socket).await;
-            return;
-        }
-        if !audio_started && let Some(new_options) = options_frame(&bytes) {
-            options = SpeechToTextOptions {
-                language: new_options.language.or(options.language),
-                model: new_options.model.or(options.model),
-            };
+        if !audio_started && let Some(newer) = options_frame(&bytes) {
+            options = options.merged(newer);
             match start(&options) {
                 Ok(restarted) => stream = restarted,
                 Err(error) => {
@@ -222,6 +188,26 @@ async fn speech_to_text_session(voice: Voice, mut socket: WebSocket, query: Spee
                 }
             }
             continue;
+        }
+        if is_text {
+            let reason = if options_frame(&bytes).is_some() {
+                "options must come before the audio"
+            } else {
+                "expected binary frames of 16 kHz mono s16le PCM or a JSON options object"
+            };
+            if !send(&mut socket, error_message(reason)).await {
+                return;
+            }
+            continue;
+        }
+        if bytes.is_empty() {
+            let reply = match stream.finish().await {
+                Ok(text) => transcript_message(&stream, text, true),
+                Err(error) => error_message(error),
+            };
+            send(&mut socket, reply).await;
+            close(socket).await;
+            return;
         }
         if bytes.len() > MAX_AUDIO_FRAME_BYTES {
             let reply = error_message(format!(
