@@ -88,6 +88,37 @@ async fn measure_searches(
     Ok((results, embedding, semantic_ids))
 }
 
+/// Profiling aid (`--reuse`): the parts of a hybrid search timed alone, p50 in ms.
+fn probe_parts(dir: &Path, queries: &[String], query_vectors: &[Vec<f32>]) -> anyhow::Result<()> {
+    let index = KnowledgeIndex::open(dir)?;
+    index.wait_for_graph();
+    let snapshot = index.snapshot();
+    let (mut vector, mut vector10, mut keyword, mut reads) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for (query, query_vector) in queries.iter().zip(query_vectors) {
+        let started = Instant::now();
+        let hits = index.vector_hits(&snapshot, query_vector, 50);
+        vector.push(started.elapsed().as_secs_f64() * 1000.0);
+        let started = Instant::now();
+        let _ = index.vector_hits(&snapshot, query_vector, 10);
+        vector10.push(started.elapsed().as_secs_f64() * 1000.0);
+        let started = Instant::now();
+        let _ = index.keyword_hits(&snapshot, query, 50)?;
+        keyword.push(started.elapsed().as_secs_f64() * 1000.0);
+        let started = Instant::now();
+        for (_, address) in hits.iter().take(10) {
+            index.chunk(&snapshot, *address)?;
+        }
+        reads.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    for (label, mut times) in
+        [("vector 50", vector), ("vector 10", vector10), ("keyword 50", keyword), ("read 10 chunks", reads)]
+    {
+        times.sort_by(f64::total_cmp);
+        eprintln!("probe {label}: p50 {:.2} ms, p99 {:.2} ms", percentile(&times, 0.5), percentile(&times, 0.99));
+    }
+    Ok(())
+}
+
 /// Runs the LanceDB peer on the exported corpus; its JSON answer, or why it could not run.
 fn run_peer(python: &Path, script: &Path, export: &Path) -> Result<Value, String> {
     let output = std::process::Command::new(python)
@@ -127,6 +158,10 @@ async fn main() -> anyhow::Result<()> {
     let models = PathBuf::from(argument(&arguments, "--models").unwrap_or_else(|| "models/files".into()));
     let python = argument(&arguments, "--peer-python").map(PathBuf::from);
     let out = argument(&arguments, "--out");
+    // `--reuse DIR` keeps the 100k HNSW index in DIR across runs and measures only it (a profiling loop:
+    // building its graph takes minutes); the report is printed, never written.
+    let reuse = argument(&arguments, "--reuse").map(PathBuf::from);
+    let out = if reuse.is_some() { None } else { out };
     let threads = nexent_bench::cores();
     let embedder = nexent_bench::local_embedder(&models)?;
 
@@ -135,7 +170,12 @@ async fn main() -> anyhow::Result<()> {
     let real: Vec<Chunk> =
         (0..REAL_CHUNKS).map(|i| chunk(i, format!("{}. {}.", pool[2 * i], pool[2 * i + 1]))).collect();
     let started = Instant::now();
-    let real_vectors = embedder.embed(real.iter().map(|chunk| chunk.content.clone()).collect()).await?;
+    let reused_index_exists = reuse.as_ref().is_some_and(|dir| KnowledgeIndex::exists(&dir.join("scale")));
+    let real_vectors = if reused_index_exists {
+        vec![vec![0.0; 384]; REAL_CHUNKS] // the kept index has its vectors: skip embedding the corpus
+    } else {
+        embedder.embed(real.iter().map(|chunk| chunk.content.clone()).collect()).await?
+    };
     let embed_rate = REAL_CHUNKS as f64 / started.elapsed().as_secs_f64();
 
     let mut large = real.clone();
@@ -176,12 +216,16 @@ async fn main() -> anyhow::Result<()> {
             if exact && label == "10k" {
                 continue; // 10k is below the graph threshold: it is always exact.
             }
-            let dir = tempfile::tempdir()?;
+            if reuse.is_some() && (exact || label == "10k") {
+                continue;
+            }
+            let temporary = tempfile::tempdir()?;
+            let dir_path = reuse.clone().unwrap_or_else(|| temporary.path().to_owned());
             let name = "scale";
             let started = Instant::now();
-            let graph_seconds;
-            {
-                let index = KnowledgeIndex::create(&dir.path().join(name), name, "all-MiniLM-L6-v2", 384)?;
+            let mut graph_seconds = 0.0;
+            if !KnowledgeIndex::exists(&dir_path.join(name)) {
+                let index = KnowledgeIndex::create(&dir_path.join(name), name, "all-MiniLM-L6-v2", 384)?;
                 index.set_ann_min_vectors(if exact {
                     usize::MAX
                 } else {
@@ -197,13 +241,16 @@ async fn main() -> anyhow::Result<()> {
             }
             let build_rate = corpus.len() as f64 / started.elapsed().as_secs_f64();
             let open_started = Instant::now();
-            let knowledge = KnowledgeBase::open(dir.path(), embedder.clone())?;
+            let knowledge = KnowledgeBase::open(&dir_path, embedder.clone())?;
             let open_seconds = open_started.elapsed().as_secs_f64();
             if !exact {
-                // Opening builds the graph again in the background: wait for it before measuring.
+                // Opening loads the saved graph (or builds it) in the background: wait before measuring.
                 knowledge.wait_for_graphs();
             }
             let (latencies, embedding, semantic_ids) = measure_searches(&knowledge, name, &queries).await?;
+            if reuse.is_some() {
+                probe_parts(&dir_path.join(name), &queries, &query_vectors)?;
+            }
             if label == "100k" && exact {
                 exact_answers = semantic_ids.clone();
             }
@@ -246,7 +293,7 @@ async fn main() -> anyhow::Result<()> {
                 percentile(&embedding, 0.99)
             ));
         }
-        if let Some(python) = &python {
+        if let Some(python) = python.as_ref().filter(|_| reuse.is_none()) {
             let export = tempfile::tempdir()?;
             write_export(export.path(), corpus, vectors, &queries, &query_vectors)?;
             let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("peers/lancedb_peer.py");

@@ -147,16 +147,26 @@ impl AnnGraph {
         Ok(Some(Self { graph, inserted: record.inserted, max_vec_id: record.max_vec_id, unsaved: 0 }))
     }
 
-    /// The `limit` nearest live vectors as `(vec_id, cosine similarity)`, best first.
-    pub fn search(&self, query: &[f32], limit: usize, is_live: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
-        let filter = |id: &usize| is_live(*id as u64);
+    /// The `limit` nearest live vectors as `(vec_id, cosine similarity)`, best first. `dead` is how many
+    /// vectors in the graph were deleted since it was built (an estimate is fine: it only sizes the margin).
+    pub fn search(&self, query: &[f32], limit: usize, dead: usize, is_live: &dyn Fn(u64) -> bool) -> Vec<(u64, f32)> {
         // The candidate list: at least EF_SEARCH_MIN, and a little wider than what is asked for.
         let ef = (limit + limit / 2).clamp(EF_SEARCH_MIN, 4096);
-        self.graph
-            .search_filter(query, limit, ef, Some(&filter))
-            .into_iter()
-            .map(|neighbour| (neighbour.d_id as u64, 1.0 - neighbour.distance))
-            .collect()
+        // hnsw_rs's filtered search never takes its early exit (it drains every candidate), which measured
+        // 1.5-2x slower at 100k vectors. Search unfiltered with a margin for deleted vectors and drop those;
+        // only when too few live ones remain is the filtered search run.
+        let wanted = limit + dead.min(limit);
+        let to_hit = |neighbour: hnsw_rs::prelude::Neighbour| (neighbour.d_id as u64, 1.0 - neighbour.distance);
+        let found = self.graph.search(query, wanted, ef.max(wanted));
+        let found_count = found.len();
+        let mut hits: Vec<(u64, f32)> =
+            found.into_iter().map(to_hit).filter(|(vec_id, _)| is_live(*vec_id)).take(limit).collect();
+        let dropped_some = hits.len() < found_count.min(limit);
+        if hits.len() < limit && dropped_some {
+            let filter = |id: &usize| is_live(*id as u64);
+            hits = self.graph.search_filter(query, limit, ef, Some(&filter)).into_iter().map(to_hit).collect();
+        }
+        hits
     }
 }
 
@@ -201,7 +211,7 @@ mod tests {
         let loaded = AnnGraph::load(dir.path(), 16).expect("load").expect("saved");
         assert_eq!((loaded.inserted(), loaded.max_vec_id(), loaded.unsaved()), (2000, Some(1999), 0));
         let query = &rows[5].1;
-        assert_eq!(graph.search(query, 5, &|_| true), loaded.search(query, 5, &|_| true));
+        assert_eq!(graph.search(query, 5, 0, &|_| true), loaded.search(query, 5, 0, &|_| true));
         assert!(AnnGraph::load(dir.path(), 32).expect("other dimension").is_none());
         std::fs::write(dir.path().join(GRAPH_DIR).join(GRAPH_RECORD), "{").expect("damage");
         assert!(AnnGraph::load(dir.path(), 16).is_err());
@@ -217,13 +227,18 @@ mod tests {
             let mut exact: Vec<(u64, f32)> = rows.iter().map(|(id, vector)| (*id, dot(query, vector))).collect();
             exact.sort_by(|a, b| b.1.total_cmp(&a.1));
             let truth: Vec<u64> = exact.iter().take(10).map(|(id, _)| *id).collect();
-            let approximate = graph.search(query, 10, &|_| true);
+            let approximate = graph.search(query, 10, 0, &|_| true);
             found += approximate.iter().filter(|(id, _)| truth.contains(id)).count();
         }
         let recall = found as f64 / (queries.len() * 10) as f64;
         assert!(recall > 0.9, "recall@10 {recall}");
-        let even_only = graph.search(&queries[0].1, 10, &|id| id % 2 == 0);
+        let even_only = graph.search(&queries[0].1, 10, 0, &|id| id % 2 == 0);
         assert_eq!(even_only.len(), 10);
         assert!(even_only.iter().all(|(id, _)| id % 2 == 0));
+        // One deleted vector, counted: the unfiltered search's margin covers it.
+        let best = graph.search(&queries[0].1, 1, 0, &|_| true)[0].0;
+        let without_best = graph.search(&queries[0].1, 10, 1, &|id| id != best);
+        assert_eq!(without_best.len(), 10);
+        assert!(without_best.iter().all(|(id, _)| *id != best));
     }
 }

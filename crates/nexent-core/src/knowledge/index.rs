@@ -486,7 +486,9 @@ impl KnowledgeIndex {
             let vectors = read(&self.vectors);
             match read(&self.graph).as_ref() {
                 Some(graph) => graph
-                    .search(query, limit, &|vec_id| vectors.contains(vec_id))
+                    .search(query, limit, graph.inserted().saturating_sub(vectors.len()), &|vec_id| {
+                        vectors.contains(vec_id)
+                    })
                     .into_iter()
                     .map(|(vec_id, similarity)| super::vectors::VectorHit { vec_id, similarity })
                     .collect(),
