@@ -93,6 +93,23 @@ fn probe_parts(dir: &Path, queries: &[String], query_vectors: &[Vec<f32>]) -> an
     let index = KnowledgeIndex::open(dir)?;
     index.wait_for_graph();
     let snapshot = index.snapshot();
+    let exact_index = KnowledgeIndex::open(dir)?;
+    exact_index.wait_for_graph();
+    exact_index.set_ann_min_vectors(usize::MAX);
+    let exact_snapshot = exact_index.snapshot();
+    let (mut found, mut total) = (0, 0);
+    for query_vector in query_vectors {
+        let truth: Vec<String> = exact_index
+            .vector_hits(&exact_snapshot, query_vector, 10)
+            .iter()
+            .map(|(_, address)| exact_index.chunk(&exact_snapshot, *address).map(|chunk| chunk.id))
+            .collect::<Result<_, _>>()?;
+        for (_, address) in index.vector_hits(&snapshot, query_vector, 10) {
+            found += usize::from(truth.contains(&index.chunk(&snapshot, address)?.id));
+        }
+        total += truth.len();
+    }
+    eprintln!("probe recall@10 against the exact scan: {:.3}", found as f64 / total.max(1) as f64);
     let (mut vector, mut vector10, mut keyword, mut reads) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (query, query_vector) in queries.iter().zip(query_vectors) {
         let started = Instant::now();

@@ -23,7 +23,9 @@ pub const ANN_MIN_VECTORS: usize = 20_000;
 const MAX_CONNECTIONS: usize = 16;
 const MAX_LAYERS: usize = 16;
 const EF_CONSTRUCTION: usize = 128;
-const EF_SEARCH_MIN: usize = 64;
+/// The shortest candidate list a search keeps. Measured at 100k MiniLM vectors (bench-scale --reuse):
+/// recall@10 against the exact scan 0.970 at 64, 0.983 at 96, 0.990 at 128, for 0.4 / 0.7 / 1.0 ms.
+const EF_SEARCH_MIN: usize = 128;
 
 /// Cosine distance of unit vectors, clamped so rounding never makes it negative.
 #[derive(Debug, Default, Clone, Copy)]

@@ -135,8 +135,37 @@ impl Ord for OrderedScore {
     }
 }
 
-/// Dot product in eight independent lanes, which the compiler turns into SIMD.
+/// Dot product. Every search and graph step computes thousands of these, so on x86-64 CPUs with AVX2 and
+/// FMA (checked once at run time; the binary itself targets baseline x86-64) a copy compiled for them runs.
 pub fn dot(left: &[f32], right: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU was just checked to have the features `dot_avx2` is compiled for.
+        #[allow(unsafe_code)]
+        return unsafe { dot_avx2(left, right) };
+    }
+    dot_lanes(left, right)
+}
+
+/// The same eight lanes with fused multiply-adds, compiled for AVX2 + FMA (one 256-bit register).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+fn dot_avx2(left: &[f32], right: &[f32]) -> f32 {
+    let mut lanes = [0.0f32; 8];
+    let left_chunks = left.chunks_exact(8);
+    let right_chunks = right.chunks_exact(8);
+    let tail: f32 = left_chunks.remainder().iter().zip(right_chunks.remainder()).map(|(a, b)| a * b).sum();
+    for (a, b) in left_chunks.zip(right_chunks) {
+        for lane in 0..8 {
+            lanes[lane] = a[lane].mul_add(b[lane], lanes[lane]);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// Eight independent lanes, which the compiler turns into two SSE registers. (No `mul_add` here: without
+/// FMA hardware it is a slow library call.)
+fn dot_lanes(left: &[f32], right: &[f32]) -> f32 {
     let mut lanes = [0.0f32; 8];
     let left_chunks = left.chunks_exact(8);
     let right_chunks = right.chunks_exact(8);
@@ -200,6 +229,7 @@ mod tests {
         let right: Vec<f32> = (0..19).map(|value| 1.0 - value as f32 * 0.1).collect();
         let naive: f32 = left.iter().zip(&right).map(|(a, b)| a * b).sum();
         assert!((dot(&left, &right) - naive).abs() < 1e-4);
+        assert!((dot_lanes(&left, &right) - naive).abs() < 1e-4, "the portable path too");
         assert_eq!(vector_from_bytes(&vector_to_bytes(&left)), left);
     }
 }
