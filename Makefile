@@ -8,7 +8,7 @@ NEXENT_BIN := $(CARGO_TARGET_DIR)/release/nexent
 # llama.cpp's build script watches GGML_* variables, and its own flags must not change under it.
 GGML_FLAGS := GGML_NATIVE=OFF GGML_AVX=ON GGML_AVX2=ON GGML_FMA=ON GGML_F16C=ON GGML_BMI2=ON
 
-.PHONY: run test setup build bundle lint bench-server bench-retrieval bench-scale bench-ingest bench-llm bench-agent bench-voice bench-embedders
+.PHONY: run test setup build bundle check-deb lint bench-server bench-retrieval bench-scale bench-ingest bench-llm bench-agent bench-voice bench-embedders
 
 setup:
 	@bash scripts/setup.sh
@@ -32,8 +32,12 @@ TRIPLE := $(shell rustc -vV | sed -n 's/^host: //p')
 bundle: build
 	mkdir -p src-tauri/binaries
 	cp $(CARGO_TARGET_DIR)/release/nexent-stt src-tauri/binaries/nexent-stt-$(TRIPLE)
-	cd src-tauri && ../ui/node_modules/.bin/tauri build --bundles deb --config '{"bundle":{"externalBin":["binaries/nexent-stt"]}}'
+	cd src-tauri && ../ui/node_modules/.bin/tauri build --bundles deb --config tauri.bundle.conf.json
 	@ls $(CARGO_TARGET_DIR)/release/bundle/deb/*.deb
+
+## check-deb: installs the bundle's .deb and checks the installed app (window, bundled models, chat, search, voice).
+check-deb:
+	bash scripts/check-deb.sh
 
 ## test: every test of the workspace (unit and end-to-end against the real binary).
 test:

@@ -14,8 +14,10 @@ fi
 
 # The browser tests: Debian's Chromium (driven by playwright-core from the UI's npm dependencies; no browser
 # is downloaded by a test tool) and a font with Chinese glyphs, since Nexent's default titles are Chinese.
+# The desktop test: a window manager (openbox) and xdotool, to minimise the window and see a second start
+# bring it back.
 missing=()
-for package in chromium fonts-wqy-zenhei; do
+for package in chromium fonts-wqy-zenhei openbox xdotool; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

@@ -1,7 +1,8 @@
 //! `nexent-desktop`: the desktop window. A thin shell (DESIGN.md): it runs the same server as `nexent serve`
-//! in this process on loopback, opens a window on its web UI, and adds what only a desktop app has (a
-//! tray icon with Open and Quit, one instance per data dir, files dropped on the window going to the
-//! page). No domain logic lives here; the page talks to `/api` exactly as it does in a browser.
+//! in this process on loopback, opens a window on its web UI, and adds what only a desktop app has: a
+//! tray icon with Open and Quit, one instance per data dir whose second start brings the first window to
+//! the front, files dropped on the window going to the page, a native folder chooser, and the models an
+//! installed package carries. No domain logic lives here; the page talks to `/api` as it does in a browser.
 //!
 //! Flags are `nexent serve`'s (`--port`, `--data-dir`, `--models-dir`, ...). With an API token set, the
 //! window's address carries it (`#/chat?token=`) so the page can authenticate.
@@ -20,6 +21,9 @@ use tauri::tray::TrayIconBuilder;
 use tauri::{Manager, RunEvent, WebviewUrl, WebviewWindowBuilder};
 
 use nexent_server::{ServeArgs, logging, serve, settings_from};
+
+mod bundled_models;
+mod single_instance;
 
 #[derive(Debug, Parser)]
 #[command(name = "nexent-desktop", version, about = "Nexent Local's desktop window")]
@@ -42,14 +46,35 @@ fn main() -> ExitCode {
 
 fn run(args: DesktopArgs) -> anyhow::Result<()> {
     let settings = settings_from(args.serve)?;
-    // One window per data dir: a second start finds the lock held and says so instead of fighting over
-    // the index writers.
+    // One window per data dir: a second start finds the lock held, asks the first to bring its window to
+    // the front, and leaves, instead of fighting over the index writers.
     let lock_path = settings.data_dir.join("desktop.lock");
     let lock = File::create(&lock_path).with_context(|| format!("cannot create {}", lock_path.display()))?;
     if lock.try_lock().is_err() {
-        anyhow::bail!("Nexent Local is already open for {}", settings.data_dir.display());
+        let dir = settings.data_dir.display();
+        return match single_instance::ask_first_to_show(&settings.data_dir) {
+            Ok(()) => {
+                println!("Nexent Local is already open for {dir}: its window was brought to the front");
+                Ok(())
+            }
+            Err(error) => anyhow::bail!("Nexent Local is already open for {dir} (cannot reach it: {error})"),
+        };
     }
+    // Holding the lock, this instance owns the socket later starts knock on.
+    let show_requests = single_instance::listen(&settings.data_dir)?;
     let _log_guard = logging::init(&settings)?;
+    let context = tauri::generate_context!();
+    // An installed package carries the default models; they are linked into the default models folder
+    // (a `--models-dir` of the user's own is left alone).
+    if settings.models_dir == settings.data_dir.join("models")
+        && let Ok(resources) = tauri::utils::platform::resource_dir(context.package_info(), &tauri::Env::default())
+    {
+        match bundled_models::link_missing(&resources.join("models"), &settings.models_dir) {
+            Ok(linked) if !linked.is_empty() => tracing::info!(?linked, "bundled models linked"),
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot link the bundled models"),
+        }
+    }
     let token = settings.api_token.clone();
 
     // The server runs on its own runtime thread; the window waits for its address.
@@ -83,6 +108,7 @@ fn run(args: DesktopArgs) -> anyhow::Result<()> {
     let page: tauri::Url = page.parse().context("the server's address is not a URL")?;
 
     let app = tauri::Builder::default()
+        .plugin(tauri_plugin_dialog::init())
         .setup(move |app| {
             WebviewWindowBuilder::new(app, MAIN_WINDOW, WebviewUrl::External(page))
                 .title("Nexent Local")
@@ -95,9 +121,15 @@ fn run(args: DesktopArgs) -> anyhow::Result<()> {
                 // A desktop without a tray area still has the window.
                 tracing::warn!(%error, "no tray icon");
             }
+            let handle = app.handle().clone();
+            show_requests.forward(move || {
+                tracing::info!("a second start asked for the window");
+                let window_handle = handle.clone();
+                let _ = handle.run_on_main_thread(move || bring_to_front(&window_handle));
+            });
             Ok(())
         })
-        .build(tauri::generate_context!())
+        .build(context)
         .context("cannot start the window")?;
     let mut stop = Some(stop);
     app.run(move |_, event| {
@@ -113,6 +145,15 @@ fn run(args: DesktopArgs) -> anyhow::Result<()> {
     }
 }
 
+/// Shows the main window, un-minimised and focused.
+fn bring_to_front(app: &tauri::AppHandle) {
+    if let Some(window) = app.get_webview_window(MAIN_WINDOW) {
+        let _ = window.unminimize();
+        let _ = window.show();
+        let _ = window.set_focus();
+    }
+}
+
 fn tray(app: &mut tauri::App) -> tauri::Result<()> {
     let open = MenuItem::with_id(app, "open", "Open Nexent Local", true, None::<&str>)?;
     let quit = MenuItem::with_id(app, "quit", "Quit", true, None::<&str>)?;
@@ -120,13 +161,7 @@ fn tray(app: &mut tauri::App) -> tauri::Result<()> {
     let mut builder =
         TrayIconBuilder::new().tooltip("Nexent Local").menu(&menu).on_menu_event(|app, event| {
             match event.id.as_ref() {
-                "open" => {
-                    if let Some(window) = app.get_webview_window(MAIN_WINDOW) {
-                        let _ = window.unminimize();
-                        let _ = window.show();
-                        let _ = window.set_focus();
-                    }
-                }
+                "open" => bring_to_front(app),
                 "quit" => app.exit(0),
                 _ => {}
             }

@@ -1,6 +1,6 @@
 //! The desktop shell starts under Xvfb (Debian's `xvfb`; ImageMagick's `import` takes the screenshot) with
-//! the server in process, and its window shows the chat screen. The screenshot is kept under
-//! `bench/results/screenshots/desktop.png`.
+//! the server in process, and its window shows the chat screen; a second start on the same data dir brings
+//! the minimised window back and exits. The screenshot is kept under `bench/results/screenshots/desktop.png`.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -54,6 +54,16 @@ fn the_window_opens_on_the_chat_screen_under_xvfb() -> anyhow::Result<()> {
         anyhow::ensure!(Instant::now() < deadline, "Xvfb did not start");
         std::thread::sleep(Duration::from_millis(100));
     }
+
+    // A window manager, so the window can be minimised and brought back as on a desktop.
+    let _window_manager = Running(
+        Command::new("openbox")
+            .args(["--sm-disable"])
+            .env("DISPLAY", &display)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()?,
+    );
 
     let data_dir = tempfile_dir()?;
     let mut desktop = Command::new(env!("CARGO_BIN_EXE_nexent-desktop"))
@@ -110,9 +120,47 @@ fn the_window_opens_on_the_chat_screen_under_xvfb() -> anyhow::Result<()> {
     // The in-process server answers the API too.
     let health = Command::new("curl").args(["-sf", &format!("{url}/api/health")]).output()?;
     anyhow::ensure!(health.status.success(), "the API does not answer");
+
+    // Single instance: minimised, the window comes back when Nexent Local is started again on the same data
+    // dir, and the second start leaves at once.
+    let window = xdotool(&display, &["search", "--onlyvisible", "--name", "^Nexent Local$"])?;
+    let window = window.lines().next().ok_or_else(|| anyhow::anyhow!("xdotool finds no window"))?.to_owned();
+    xdotool(&display, &["windowminimize", &window])?;
+    wait_for_map_state(&display, &window, "IsUnMapped")?;
+    let second = Command::new(env!("CARGO_BIN_EXE_nexent-desktop"))
+        .args(["--port", "0", "--data-dir"])
+        .arg(&data_dir)
+        .env("DISPLAY", &display)
+        .env("NEXENT_LOG", "warn")
+        .output()?;
+    let said = String::from_utf8_lossy(&second.stdout);
+    anyhow::ensure!(
+        second.status.success() && said.contains("brought to the front"),
+        "the second start did not hand over: {said} {}",
+        String::from_utf8_lossy(&second.stderr)
+    );
+    wait_for_map_state(&display, &window, "IsViewable")?;
     drop(desktop);
     let _ = std::fs::remove_dir_all(&data_dir);
     Ok(())
+}
+
+fn xdotool(display: &str, arguments: &[&str]) -> anyhow::Result<String> {
+    let output = Command::new("xdotool").args(arguments).env("DISPLAY", display).output()?;
+    anyhow::ensure!(output.status.success(), "xdotool {arguments:?}: {}", String::from_utf8_lossy(&output.stderr));
+    Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+}
+
+fn wait_for_map_state(display: &str, window: &str, state: &str) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let info = Command::new("xwininfo").args(["-display", display, "-id", window]).output()?;
+        if String::from_utf8_lossy(&info.stdout).contains(&format!("Map State: {state}")) {
+            return Ok(());
+        }
+        anyhow::ensure!(Instant::now() < deadline, "the window never reached {state}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 fn tempfile_dir() -> anyhow::Result<PathBuf> {

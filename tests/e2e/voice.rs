@@ -353,10 +353,13 @@ async fn connectivity_and_health_checks_use_the_local_engines() -> anyhow::Resul
     let (status, body) = server.post_json("/api/voice/connectivity", &json!({"model_type": "vlm"})).await?;
     assert_eq!(status, 400, "{body}");
     assert!(body["message"].as_str().unwrap_or("").contains("stt or tts"), "{body}");
+    // Model Management lists the local speech models as it lists the GGUF files, and checks them.
+    let (_, listed) = server.get_json("/api/model/list").await?;
     for (name, kind) in [("tiny.en", "stt"), ("en_US-joe-medium", "tts")] {
-        let (_, created) =
-            server.post_json("/api/model/create", &json!({"model_name": name, "model_type": kind})).await?;
-        assert_eq!(created["code"], 200, "{created}");
+        let record =
+            listed["data"].as_array().and_then(|records| records.iter().find(|record| record["model_name"] == name));
+        let record = record.unwrap_or_else(|| panic!("{name} is listed: {listed}"));
+        assert_eq!((record["model_type"].as_str(), record["model_factory"].as_str()), (Some(kind), Some("local")));
         let (_, health) = server.get_json(&format!("/api/model/healthcheck?model_name={name}")).await?;
         assert_eq!(health["data"]["connectivity"], true, "{health}");
     }

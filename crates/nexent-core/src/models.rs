@@ -4,7 +4,8 @@
 //! - Names: `repo/name` is split at the last `/` (`Pro/Qwen/Qwen2-7B` → repo `Pro/Qwen`, name `Qwen2-7B`);
 //!   lookups use both parts. Display names are unique among live records.
 //! - Local models: every `.gguf` file in the models folder has a record with factory `local`, created when
-//!   the list is read; a record whose file is gone is soft-deleted.
+//!   the list is read; a record whose file is gone is soft-deleted. The embedder and the speech models
+//!   (each whisper model, the Piper voice) that run in process are listed the same way.
 //! - Health checks really call the model through a [`ModelConnector`] (the binary wires the engines in): a
 //!   chat model generates a short reply, an embedding model embeds a word. The stored status is
 //!   `detecting` while the check runs, then `available` or `unavailable`.
@@ -389,18 +390,28 @@ impl ModelRegistry {
         .fetch_all(&self.pool)
         .await?;
         let known: Vec<(i64, String)> = rows.iter().map(|row| (row.get("model_id"), row.get("model_name"))).collect();
-        let embedding = self.connector.local_embedding_model();
+        // The engines that run in process besides the GGUF files: the embedder and the speech models.
+        let mut built_in: Vec<(String, &str)> = Vec::new();
+        if let Some(name) = self.connector.local_embedding_model() {
+            built_in.push((name, "embedding"));
+        }
+        for transcriber in self.voice.transcribers() {
+            built_in.push((transcriber.model_name().to_owned(), "stt"));
+        }
+        built_in.push((self.voice.synthesizer().voice_name().to_owned(), "tts"));
         let now = now_millis();
-        if let Some(name) = &embedding
-            && !known.iter().any(|(_, known)| known == name)
-        {
+        for (name, model_type) in &built_in {
+            if known.iter().any(|(_, known)| known == name) {
+                continue;
+            }
             sqlx::query(
                 "INSERT INTO model_record (model_repo, model_name, model_factory, model_type, display_name, connect_status,
                                            create_time, update_time)
-                 VALUES ('', ?, ?, 'embedding', ?, 'not_detected', ?, ?)",
+                 VALUES ('', ?, ?, ?, ?, 'not_detected', ?, ?)",
             )
             .bind(name)
             .bind(LOCAL_FACTORY)
+            .bind(model_type)
             .bind(name)
             .bind(now)
             .bind(now)
@@ -408,7 +419,7 @@ impl ModelRegistry {
             .await?;
         }
         for (id, name) in &known {
-            if !files.contains(name) && embedding.as_ref() != Some(name) {
+            if !files.contains(name) && !built_in.iter().any(|(built_in, _)| built_in == name) {
                 sqlx::query("UPDATE model_record SET delete_flag = 'Y', update_time = ? WHERE model_id = ?")
                     .bind(now)
                     .bind(id)

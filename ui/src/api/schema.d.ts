@@ -2468,7 +2468,7 @@ export interface operations {
             query?: {
                 /** @description ISO 639-1 code (multilingual models only; English-only models ignore it). */
                 language?: string | null;
-                /** @description Model name (`tiny.en`, `base`); the server's default when absent. */
+                /** @description Model name (`tiny.en`, `base`); absent: the one chosen in the settings (`STT_MODEL_NAME`), else the default. */
                 model?: string | null;
             };
             header?: never;

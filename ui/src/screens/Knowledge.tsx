@@ -14,6 +14,7 @@ import {
   type SearchHit,
 } from "../api/client";
 import { ConfirmDialog, ErrorAlert } from "./Chat";
+import { chooseFolder, inDesktopApp } from "../lib/desktop";
 
 interface Upload {
   name: string;
@@ -436,6 +437,19 @@ function WatchedFolders({ index, onChange }: { index: string; onChange: () => vo
           <span>Folder to watch (absolute path)</span>
           <input value={path} placeholder="/home/you/Documents/notes" onChange={(event) => setPath(event.target.value)} />
         </label>
+        {inDesktopApp() && (
+          <button
+            type="button"
+            onClick={() =>
+              void run(async () => {
+                const chosen = await chooseFolder("Watch a folder");
+                if (chosen) setPath(chosen);
+              })
+            }
+          >
+            Choose…
+          </button>
+        )}
         <button type="submit" disabled={!path.trim()}>
           Watch
         </button>

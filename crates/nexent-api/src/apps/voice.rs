@@ -41,7 +41,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 pub struct SpeechToTextQuery {
     /// ISO 639-1 code (multilingual models only; English-only models ignore it).
     pub language: Option<String>,
-    /// Model name (`tiny.en`, `base`); the server's default when absent.
+    /// Model name (`tiny.en`, `base`); absent: the one chosen in the settings (`STT_MODEL_NAME`), else the default.
     pub model: Option<String>,
 }
 
@@ -52,10 +52,19 @@ out per frame; an empty binary frame ends the stream with the final text (`"is_f
 frame `{"language", "model"}` sets options. Errors: `{"error": "..."}`."#)))]
 pub async fn speech_to_text_socket(
     State(state): State<AppState>,
-    Query(query): Query<SpeechToTextQuery>,
+    Query(mut query): Query<SpeechToTextQuery>,
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let voice = state.services.voice.clone();
+    // A client that names no model gets the one chosen for speech-to-text in the settings, when it is one
+    // of this server's (a remote record there cannot stream through this socket).
+    if query.model.is_none() {
+        query.model = state
+            .services
+            .config_sync
+            .get("STT_MODEL_NAME")
+            .filter(|name| !name.trim().is_empty() && voice.transcriber(Some(name)).is_ok());
+    }
     upgrade
         .max_message_size(MAX_SOCKET_MESSAGE_BYTES)
         .max_frame_size(MAX_SOCKET_MESSAGE_BYTES)
