@@ -32,7 +32,10 @@ TRIPLE := $(shell rustc -vV | sed -n 's/^host: //p')
 bundle: build
 	mkdir -p src-tauri/binaries
 	cp $(CARGO_TARGET_DIR)/release/nexent-stt src-tauri/binaries/nexent-stt-$(TRIPLE)
-	cd src-tauri && ../ui/node_modules/.bin/tauri build --bundles deb --config tauri.bundle.conf.json
+	cd src-tauri && ../ui/node_modules/.bin/tauri build --no-bundle --config tauri.bundle.conf.json
+	# The release profile keeps line tables for the benchmarks' profiles; the package does not need them.
+	strip --strip-debug $(CARGO_TARGET_DIR)/release/nexent-desktop
+	cd src-tauri && ../ui/node_modules/.bin/tauri bundle --bundles deb --config tauri.bundle.conf.json
 	@ls $(CARGO_TARGET_DIR)/release/bundle/deb/*.deb
 
 ## check-deb: installs the bundle's .deb and checks the installed app (window, bundled models, chat, search, voice).
