@@ -156,3 +156,28 @@ async fn another_nexent_serves_as_the_model_engine_hub() -> anyhow::Result<()> {
     assert_eq!(timed_out["data"]["desc"], "Connection timeout");
     Ok(())
 }
+
+#[tokio::test]
+async fn a_local_chat_model_chosen_in_the_settings_is_loaded_at_the_next_start() -> anyhow::Result<()> {
+    let mut server = NexentServer::start_with(ServerOptions::default().arg("--llm-threads").arg("1"))?;
+    let (_, listed) = server.get_json("/api/model/list").await?;
+    let small = record(&listed, SMOLLM2).expect("the GGUF file is listed").clone();
+    let (_, models) = server.get_json("/v1/models").await?;
+    assert_ne!(models["data"][0]["id"], SMOLLM2, "another model is the default: {models}");
+
+    // What the Models screen saves when SmolLM2 is chosen for chat.
+    let (_, loaded) = server.get_json("/api/config/load_config").await?;
+    let mut settings = loaded["config"].clone();
+    settings["models"]["llm"] = json!({"modelName": SMOLLM2, "displayName": small["display_name"],
+                                        "apiConfig": {"apiKey": "", "modelUrl": small["base_url"]}});
+    let (status, saved) = server.post_json("/api/config/save_config", &settings).await?;
+    assert_eq!(status, 200, "{saved}");
+    server.restart()?;
+    let (_, models) = server.get_json("/v1/models").await?;
+    assert_eq!(models["data"][0]["id"], SMOLLM2, "{models}");
+    let (status, answer) = server
+        .post_json("/v1/chat/completions", &json!({"messages": [{"role": "user", "content": "Hi"}], "max_tokens": 4}))
+        .await?;
+    assert_eq!(status, 200, "the chosen model answers: {answer}");
+    Ok(())
+}

@@ -22,17 +22,22 @@ pub const DEFAULT_CHAT_MODEL_FILE: &str = "Qwen2.5-Coder-0.5B-Instruct-Q4_K_M.gg
 /// The default speech-to-text model (`python3 models/fetch.py stt` converts it).
 pub const DEFAULT_STT_MODEL_FILE: &str = "ggml-tiny.en.bin";
 
-/// The chat model: a remote OpenAI-compatible one when Config Sync names it (`LLM_MODEL_URL`, with
-/// `LLM_MODEL_NAME` and `LLM_API_KEY`, as Nexent's settings page writes them) and no `--chat-model` is
-/// given; else `--chat-model`, the default file in the models folder, or any GGUF file there. A local model
+/// The chat model: with no `--chat-model`, the one Config Sync names (`LLM_MODEL_URL`, with
+/// `LLM_MODEL_NAME` and `LLM_API_KEY`, as Nexent's settings page writes them): a remote OpenAI-compatible
+/// server, or a local GGUF file when the URL is its path; else `--chat-model`, the default file in the
+/// models folder, or any GGUF file there. A local model
 /// loads in the background (start-up does not wait); requests made meanwhile wait for it.
 pub fn load_chat_model(settings: &Settings) -> SharedChatModel {
+    // Model Management writes a local record's file path as the chat model's URL: that file is loaded
+    // rather than taken for a server's address.
+    let configured_file = if settings.chat_model.is_none() { configured_local_chat_model(settings) } else { None };
     if settings.chat_model.is_none()
+        && configured_file.is_none()
         && let Some(remote) = remote_chat_from_config(&settings.data_dir)
     {
         return remote;
     }
-    let Some(path) = choose_chat_model(settings) else {
+    let Some(path) = configured_file.or_else(|| choose_chat_model(settings)) else {
         let reason = format!(
             "no chat model: put a .gguf file in {} (python3 models/fetch.py llm) or pass --chat-model",
             settings.models_dir.display()
@@ -69,6 +74,23 @@ fn remote_chat_from_config(data_dir: &Path) -> Option<SharedChatModel> {
             tracing::warn!(%error, "cannot use the remote chat model; using a local one");
             None
         }
+    }
+}
+
+/// The GGUF file chosen for chat in the settings (`LLM_MODEL_URL` holding a path), when it is there.
+fn configured_local_chat_model(settings: &Settings) -> Option<PathBuf> {
+    let config = ConfigSync::open(&settings.data_dir.join(CONFIG_FILE_NAME)).ok()?;
+    let path = PathBuf::from(config.get("LLM_MODEL_URL")?.trim());
+    let is_gguf = path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("gguf"));
+    if !is_gguf {
+        return None;
+    }
+    if path.is_file() {
+        tracing::info!(model = %path.display(), "using the chat model chosen in the settings");
+        Some(path)
+    } else {
+        tracing::warn!(model = %path.display(), "the chat model chosen in the settings is gone; using the default");
+        None
     }
 }
 

@@ -3,6 +3,7 @@
 
 import { useEffect, useState } from "react";
 import { config, type AppConfig } from "../api/client";
+import { ErrorAlert } from "./Chat";
 
 interface AppFields {
   appName: string;
@@ -43,7 +44,19 @@ export function SettingsScreen() {
     }
   };
 
-  const set = (key: keyof AppFields) => (event: { target: { value: string } }) => setFields({ ...fields, [key]: event.target.value });
+  const set = (key: keyof AppFields) => (event: { target: { value: string } }) => {
+    const value = event.target.value;
+    setFields((current) => ({ ...current, [key]: value }));
+  };
+  // The form appears once the saved settings are in, so nothing typed is overwritten by their arrival.
+  if (!loaded) {
+    return (
+      <div className="page">
+        <h1>Settings</h1>
+        {message ? <ErrorAlert message={message.text} /> : <p className="muted">Loading the settings…</p>}
+      </div>
+    );
+  }
   return (
     <div className="page">
       <h1>Settings</h1>
@@ -76,7 +89,7 @@ export function SettingsScreen() {
           </label>
         )}
         <div className="actions">
-          <button type="submit" className="primary" disabled={!loaded}>
+          <button type="submit" className="primary">
             Save settings
           </button>
         </div>

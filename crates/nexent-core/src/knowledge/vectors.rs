@@ -147,35 +147,35 @@ pub fn dot(left: &[f32], right: &[f32]) -> f32 {
     dot_lanes(left, right)
 }
 
-/// The same eight lanes with fused multiply-adds, compiled for AVX2 + FMA (one 256-bit register).
+/// Eight independent lanes, which the compiler turns into SIMD registers; `$step` adds one product to a
+/// lane. A macro rather than a function taking a closure: the closure would be compiled without the
+/// caller's target features, and `mul_add` there becomes a call into libm for every element.
+macro_rules! dot_in_lanes {
+    ($left:expr, $right:expr, |$a:ident, $b:ident, $sum:ident| $step:expr) => {{
+        let mut lanes = [0.0f32; 8];
+        let left_chunks = $left.chunks_exact(8);
+        let right_chunks = $right.chunks_exact(8);
+        let tail: f32 = left_chunks.remainder().iter().zip(right_chunks.remainder()).map(|(a, b)| a * b).sum();
+        for (a, b) in left_chunks.zip(right_chunks) {
+            for lane in 0..8 {
+                let ($a, $b, $sum) = (a[lane], b[lane], lanes[lane]);
+                lanes[lane] = $step;
+            }
+        }
+        lanes.iter().sum::<f32>() + tail
+    }};
+}
+
+/// The eight lanes with fused multiply-adds, compiled for AVX2 + FMA (one 256-bit register).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
 fn dot_avx2(left: &[f32], right: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let left_chunks = left.chunks_exact(8);
-    let right_chunks = right.chunks_exact(8);
-    let tail: f32 = left_chunks.remainder().iter().zip(right_chunks.remainder()).map(|(a, b)| a * b).sum();
-    for (a, b) in left_chunks.zip(right_chunks) {
-        for lane in 0..8 {
-            lanes[lane] = a[lane].mul_add(b[lane], lanes[lane]);
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
+    dot_in_lanes!(left, right, |a, b, sum| a.mul_add(b, sum))
 }
 
-/// Eight independent lanes, which the compiler turns into two SSE registers. (No `mul_add` here: without
-/// FMA hardware it is a slow library call.)
+/// The portable path: two SSE registers. (No `mul_add` here: without FMA hardware it is a library call.)
 fn dot_lanes(left: &[f32], right: &[f32]) -> f32 {
-    let mut lanes = [0.0f32; 8];
-    let left_chunks = left.chunks_exact(8);
-    let right_chunks = right.chunks_exact(8);
-    let tail: f32 = left_chunks.remainder().iter().zip(right_chunks.remainder()).map(|(a, b)| a * b).sum();
-    for (a, b) in left_chunks.zip(right_chunks) {
-        for lane in 0..8 {
-            lanes[lane] += a[lane] * b[lane];
-        }
-    }
-    lanes.iter().sum::<f32>() + tail
+    dot_in_lanes!(left, right, |a, b, sum| sum + a * b)
 }
 
 /// Vectors travel in Tantivy's stored field as little-endian f32 bytes.
