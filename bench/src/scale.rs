@@ -21,6 +21,8 @@ use nexent_bench::{argument, percentile};
 
 const REAL_CHUNKS: usize = 10_000;
 const LARGE_CHUNKS: usize = 100_000;
+/// The benchmark's knowledge base (also the folder `--reuse` keeps).
+const INDEX_NAME: &str = "scale";
 
 fn sentences(data: &Path) -> anyhow::Result<Vec<String>> {
     let mut sentences = Vec::new();
@@ -187,7 +189,7 @@ async fn main() -> anyhow::Result<()> {
     let real: Vec<Chunk> =
         (0..REAL_CHUNKS).map(|i| chunk(i, format!("{}. {}.", pool[2 * i], pool[2 * i + 1]))).collect();
     let started = Instant::now();
-    let reused_index_exists = reuse.as_ref().is_some_and(|dir| KnowledgeIndex::exists(&dir.join("scale")));
+    let reused_index_exists = reuse.as_ref().is_some_and(|dir| KnowledgeIndex::exists(&dir.join(INDEX_NAME)));
     let real_vectors = if reused_index_exists {
         vec![vec![0.0; 384]; REAL_CHUNKS] // the kept index has its vectors: skip embedding the corpus
     } else {
@@ -238,7 +240,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let temporary = tempfile::tempdir()?;
             let dir_path = reuse.clone().unwrap_or_else(|| temporary.path().to_owned());
-            let name = "scale";
+            let name = INDEX_NAME;
             let started = Instant::now();
             let mut graph_seconds = 0.0;
             if !KnowledgeIndex::exists(&dir_path.join(name)) {

@@ -184,6 +184,20 @@ impl ConfigSync {
         self.set_many(&updates)
     }
 
+    /// The model chosen for `role` (`{PREFIX}_MODEL_NAME`, `_DISPLAY_NAME`, `_API_KEY`, `_MODEL_URL`,
+    /// `_DIMENSION`); empty fields where nothing is set.
+    pub fn model(&self, role: ModelRole) -> ModelSelection {
+        let prefix = role.env_prefix();
+        let var = |suffix: &str| self.get(&format!("{prefix}_{suffix}")).unwrap_or_default();
+        ModelSelection {
+            model_name: var("MODEL_NAME"),
+            display_name: var("DISPLAY_NAME"),
+            api_key: var("API_KEY"),
+            model_url: var("MODEL_URL"),
+            dimension: var("DIMENSION").trim().parse().ok(),
+        }
+    }
+
     pub fn load(&self) -> GlobalSettings {
         let app = AppIdentity {
             name: self.get_or("APP_NAME", DEFAULT_APP_NAME),
@@ -192,21 +206,7 @@ impl ConfigSync {
             custom_icon_url: self.get("CUSTOM_ICON_URL").unwrap_or_default(),
             avatar_uri: self.get("AVATAR_URI").unwrap_or_default(),
         };
-        let models = ModelRole::ALL
-            .iter()
-            .map(|role| {
-                let prefix = role.env_prefix();
-                let var = |suffix: &str| self.get(&format!("{prefix}_{suffix}")).unwrap_or_default();
-                let selection = ModelSelection {
-                    model_name: var("MODEL_NAME"),
-                    display_name: var("DISPLAY_NAME"),
-                    api_key: var("API_KEY"),
-                    model_url: var("MODEL_URL"),
-                    dimension: var("DIMENSION").trim().parse().ok(),
-                };
-                (*role, selection)
-            })
-            .collect();
+        let models = ModelRole::ALL.iter().map(|role| (*role, self.model(*role))).collect();
         let data = KnowledgeSelection {
             kb_names: self.get_list("SELECTED_KB_NAMES"),
             kb_models: self.get_list("SELECTED_KB_MODELS"),

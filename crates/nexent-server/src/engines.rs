@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use nexent_core::chat::{DeferredChat, SharedChatModel, UnavailableChat};
-use nexent_core::config_sync::{CONFIG_FILE_NAME, ConfigSync};
+use nexent_core::config_sync::{CONFIG_FILE_NAME, ConfigSync, ModelRole};
 use nexent_core::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
 use nexent_core::voice::{SharedSynthesizer, SharedTranscriber, UnavailableVoice, Voice};
 use nexent_engines::llama_chat::{LlamaChat, LlamaChatConfig};
@@ -28,16 +28,13 @@ pub const DEFAULT_STT_MODEL_FILE: &str = "ggml-tiny.en.bin";
 /// models folder, or any GGUF file there. A local model
 /// loads in the background (start-up does not wait); requests made meanwhile wait for it.
 pub fn load_chat_model(settings: &Settings) -> SharedChatModel {
-    // Model Management writes a local record's file path as the chat model's URL: that file is loaded
-    // rather than taken for a server's address.
-    let configured_file = if settings.chat_model.is_none() { configured_local_chat_model(settings) } else { None };
-    if settings.chat_model.is_none()
-        && configured_file.is_none()
-        && let Some(remote) = remote_chat_from_config(&settings.data_dir)
-    {
-        return remote;
-    }
-    let Some(path) = configured_file.or_else(|| choose_chat_model(settings)) else {
+    let configured = if settings.chat_model.is_none() { chat_model_from_config(&settings.data_dir) } else { None };
+    let path = match configured {
+        Some(ConfiguredChat::Remote(model)) => return model,
+        Some(ConfiguredChat::Local(path)) => Some(path),
+        None => choose_chat_model(settings),
+    };
+    let Some(path) = path else {
         let reason = format!(
             "no chat model: put a .gguf file in {} (python3 models/fetch.py llm) or pass --chat-model",
             settings.models_dir.display()
@@ -61,36 +58,40 @@ pub fn load_chat_model(settings: &Settings) -> SharedChatModel {
     }))
 }
 
-fn remote_chat_from_config(data_dir: &Path) -> Option<SharedChatModel> {
+/// The chat model Config Sync names.
+enum ConfiguredChat {
+    /// A GGUF file: Model Management writes a local record's file path as the model's URL.
+    Local(PathBuf),
+    Remote(SharedChatModel),
+}
+
+/// What `LLM_MODEL_URL` names: a GGUF file that is there, or a remote server that can be reached for;
+/// None (with a warning) when it names a missing file or a URL that cannot be used.
+fn chat_model_from_config(data_dir: &Path) -> Option<ConfiguredChat> {
     let config = ConfigSync::open(&data_dir.join(CONFIG_FILE_NAME)).ok()?;
-    let url = config.get("LLM_MODEL_URL").filter(|url| !url.trim().is_empty())?;
-    let name = config.get("LLM_MODEL_NAME").unwrap_or_default();
-    match RemoteChat::new(&url, config.get("LLM_API_KEY"), &name) {
+    let chosen = config.model(ModelRole::Llm);
+    let url = chosen.model_url.trim();
+    if url.is_empty() {
+        return None;
+    }
+    let path = Path::new(url);
+    if path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("gguf")) {
+        if path.is_file() {
+            tracing::info!(model = %path.display(), "using the chat model chosen in the settings");
+            return Some(ConfiguredChat::Local(path.to_path_buf()));
+        }
+        tracing::warn!(model = %path.display(), "the chat model chosen in the settings is gone; using the default");
+        return None;
+    }
+    match RemoteChat::new(url, Some(chosen.api_key), &chosen.model_name) {
         Ok(model) => {
-            tracing::info!(model = %name, "using a remote chat model");
-            Some(Arc::new(model))
+            tracing::info!(model = %chosen.model_name, "using a remote chat model");
+            Some(ConfiguredChat::Remote(Arc::new(model)))
         }
         Err(error) => {
             tracing::warn!(%error, "cannot use the remote chat model; using a local one");
             None
         }
-    }
-}
-
-/// The GGUF file chosen for chat in the settings (`LLM_MODEL_URL` holding a path), when it is there.
-fn configured_local_chat_model(settings: &Settings) -> Option<PathBuf> {
-    let config = ConfigSync::open(&settings.data_dir.join(CONFIG_FILE_NAME)).ok()?;
-    let path = PathBuf::from(config.get("LLM_MODEL_URL")?.trim());
-    let is_gguf = path.extension().is_some_and(|extension| extension.eq_ignore_ascii_case("gguf"));
-    if !is_gguf {
-        return None;
-    }
-    if path.is_file() {
-        tracing::info!(model = %path.display(), "using the chat model chosen in the settings");
-        Some(path)
-    } else {
-        tracing::warn!(model = %path.display(), "the chat model chosen in the settings is gone; using the default");
-        None
     }
 }
 

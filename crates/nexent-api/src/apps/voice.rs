@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use utoipa::{IntoParams, ToSchema};
 
+use nexent_core::config_sync::ModelRole;
 use nexent_core::voice::stt_stream::SpeechToTextStream;
 use nexent_core::voice::tts_stream::{self, SpeechRequest};
 use nexent_core::voice::{AudioFormat, Voice, VoiceError};
@@ -59,11 +60,8 @@ pub async fn speech_to_text_socket(
     // A client that names no model gets the one chosen for speech-to-text in the settings, when it is one
     // of this server's (a remote record there cannot stream through this socket).
     if query.model.is_none() {
-        query.model = state
-            .services
-            .config_sync
-            .get("STT_MODEL_NAME")
-            .filter(|name| !name.trim().is_empty() && voice.transcriber(Some(name)).is_ok());
+        let chosen = state.services.config_sync.model(ModelRole::Stt).model_name;
+        query.model = Some(chosen).filter(|name| !name.trim().is_empty() && voice.transcriber(Some(name)).is_ok());
     }
     upgrade
         .max_message_size(MAX_SOCKET_MESSAGE_BYTES)
