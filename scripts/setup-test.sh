@@ -15,9 +15,9 @@ fi
 # The browser tests: Debian's Chromium (driven by playwright-core from the UI's npm dependencies; no browser
 # is downloaded by a test tool) and a font with Chinese glyphs, since Nexent's default titles are Chinese.
 # The desktop test: a window manager (openbox) and xdotool, to minimise the window and see a second start
-# bring it back.
+# bring it back. curl: the security tests call the server as another local account would.
 missing=()
-for package in chromium fonts-wqy-zenhei openbox xdotool; do
+for package in chromium fonts-wqy-zenhei openbox xdotool curl; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
@@ -25,4 +25,11 @@ if [ "${#missing[@]}" -gt 0 ]; then
   as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+fi
+
+# The security tests check that another local account's processes are refused: a system account with no
+# login, no home and no password, made once (as root; CI runs as root).
+if [ "$(id -u)" -eq 0 ] && ! id nexent-other >/dev/null 2>&1; then
+  printf 'setup-test: adding the account nexent-other (another local user, for the security tests)\n'
+  useradd --system --no-create-home --shell /usr/sbin/nologin nexent-other
 fi

@@ -16,6 +16,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use tauri::ipc::CapabilityBuilder;
 use tauri::menu::{Menu, MenuItem};
 use tauri::tray::TrayIconBuilder;
 use tauri::{Manager, RunEvent, WebviewUrl, WebviewWindowBuilder};
@@ -106,10 +107,17 @@ fn run(args: DesktopArgs) -> anyhow::Result<()> {
         None => format!("{url}/#/chat"),
     };
     let page: tauri::Url = page.parse().context("the server's address is not a URL")?;
+    // The one command the page may call (the folder chooser), granted to this server's own origin only:
+    // not to another port on loopback, where any local program could listen.
+    let dialog_capability = CapabilityBuilder::new("folder-chooser")
+        .remote(format!("{url}/*"))
+        .window(MAIN_WINDOW)
+        .permission("dialog:allow-open");
 
     let app = tauri::Builder::default()
         .plugin(tauri_plugin_dialog::init())
         .setup(move |app| {
+            app.add_capability(dialog_capability)?;
             WebviewWindowBuilder::new(app, MAIN_WINDOW, WebviewUrl::External(page))
                 .title("Nexent Local")
                 .inner_size(1280.0, 820.0)

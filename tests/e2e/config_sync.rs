@@ -50,7 +50,13 @@ async fn saved_config_survives_a_restart() -> anyhow::Result<()> {
     assert_eq!(config["models"]["llm"]["name"], "Qwen/Qwen2.5-Coder-0.5B-Instruct");
     assert_eq!(config["models"]["llm"]["modelName"], "Qwen/Qwen2.5-Coder-0.5B-Instruct");
     assert_eq!(config["models"]["llm"]["displayName"], "Qwen small");
-    assert_eq!(config["models"]["llm"]["apiConfig"]["apiKey"], "sk-local");
+    // Keys leave the server masked ("sk-local" is short enough to be all stars); the file keeps it.
+    assert_eq!(config["models"]["llm"]["apiConfig"]["apiKey"], "********");
+    assert!(!loaded.to_string().contains("sk-local"), "the key left the server: {loaded}");
+    // Saving back what was loaded keeps the stored key.
+    let (status, body) = server.post_json("/api/config/save_config", &config.clone()).await?;
+    assert_eq!(status, 200, "{body}");
+    assert!(std::fs::read_to_string(server.data_dir().join(".env"))?.contains("LLM_API_KEY=\"sk-local\""));
     assert_eq!(config["models"]["llm"]["apiConfig"]["modelUrl"], "http://127.0.0.1:5010/v1");
     assert_eq!(config["models"]["embedding"]["dimension"], 384);
     assert_eq!(config["models"]["secondaryLlm"], config["models"]["llmSecondary"]);

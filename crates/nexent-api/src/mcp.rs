@@ -171,11 +171,6 @@ pub fn service(
         })
         .collect();
     origins.extend(policy.allowed_origins.iter().cloned());
-    origins.extend([
-        "tauri://localhost:*".to_owned(),
-        "http://tauri.localhost:*".to_owned(),
-        "https://tauri.localhost:*".to_owned(),
-    ]);
     config = config.with_allowed_origins(origins).enforce_origin_validation();
     StreamableHttpService::new(move || Ok(KnowledgeMcp { services: services.clone() }), Default::default(), config)
 }

@@ -192,8 +192,11 @@ mod tests {
         }
         let router: Router = Router::new().route("/api/boom", get(boom));
         let app = with_cross_cutting_layers(router, Arc::new(security::SecurityPolicy::loopback(5010)));
-        let request = Request::builder().uri("/api/boom").header("host", "127.0.0.1:5010").body(Body::empty());
-        let response = app.oneshot(request.expect("request")).await.expect("response");
+        let mut request =
+            Request::builder().uri("/api/boom").header("host", "127.0.0.1:5010").body(Body::empty()).expect("request");
+        let peer = crate::peer::Peer { address: ([127, 0, 0, 1], 40000).into(), same_user: true };
+        request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+        let response = app.oneshot(request).await.expect("response");
         assert_eq!(response.status(), axum::http::StatusCode::INTERNAL_SERVER_ERROR);
         let body = axum::body::to_bytes(response.into_body(), 1 << 16).await.expect("body");
         let json: serde_json::Value = serde_json::from_slice(&body).expect("json");

@@ -1,19 +1,26 @@
-//! Local-means-safe middleware: the Host check (DNS rebinding), the Origin check and CORS (only our own
-//! origins and configured ones, never `*`), and the optional bearer token.
+//! Local-means-safe middleware: the Host check (DNS rebinding), the Origin and fetch-metadata checks and
+//! CORS (only our own origins and configured ones, never `*`), who may call without a token, and the
+//! headers that keep the UI out of other sites' frames.
 //!
 //! A browser page on another site can make the user's browser send requests to 127.0.0.1. The Host check
 //! refuses requests whose name is not ours (a rebinding attack arrives with the attacker's name); the
 //! Origin check refuses requests a foreign page sent, including WebSocket upgrades, which CORS alone does
-//! not cover.
+//! not cover; requests a browser marks `Sec-Fetch-Site: cross-site` without an Origin (an `<img src>`, a
+//! link) are refused too, so no GET with an effect can be triggered from another site.
+//!
+//! Other local users' processes reach loopback as easily as ours. Without a token, only connections whose
+//! socket belongs to the server's own user get in ([`crate::peer`]); with a token, every call needs it.
+//! Default deny: every path needs the token except the UI's static files and signed download URLs.
 
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
+use crate::peer::Peer;
 
 /// What the middleware enforces; built once from the server's settings.
 #[derive(Debug, Clone)]
@@ -49,10 +56,8 @@ impl SecurityPolicy {
         if self.allowed_origins.iter().any(|allowed| allowed.eq_ignore_ascii_case(origin)) {
             return true;
         }
-        // The desktop shell's webview origins.
-        if matches!(origin, "tauri://localhost" | "http://tauri.localhost" | "https://tauri.localhost") {
-            return true;
-        }
+        // No `tauri://` origins: the desktop window loads the UI from this server, so its page has our own
+        // origin, and a plain `nexent serve` must not trust a name any local webview app can take.
         let Some(rest) = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://")) else {
             return false;
         };
@@ -102,11 +107,9 @@ fn split_host_header(value: &str) -> Option<(&str, Option<u16>)> {
     }
 }
 
+/// A query parameter, percent-decoded as any URL library would encode it (`+` is a space).
 fn url_query_value(query: &str, key: &str) -> Option<String> {
-    query.split('&').find_map(|pair| {
-        let (name, value) = pair.split_once('=')?;
-        (name == key).then(|| value.to_owned())
-    })
+    url::form_urlencoded::parse(query.as_bytes()).find(|(name, _)| name == key).map(|(_, value)| value.into_owned())
 }
 
 fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
@@ -116,18 +119,60 @@ fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
     left.iter().zip(right).fold(0u8, |difference, (a, b)| difference | (a ^ b)) == 0
 }
 
-/// Paths the token protects: the API, the OpenAI-compatible endpoints and MCP. The UI's static files
-/// stay readable so the page can load and ask for the token.
-fn path_needs_token(path: &str) -> bool {
-    // Signed download URLs carry their own proof (an HMAC with an expiry), so a browser can open them.
-    if path.starts_with("/api/file/download/") {
-        return false;
-    }
-    path.starts_with("/api/") || path == "/api" || path.starts_with("/v1/") || path.starts_with("/mcp")
+/// The only paths open without a token (default deny: every other path, known or not, needs it). The
+/// UI's static files stay readable so the page can load and ask for the token; signed download URLs
+/// carry their own proof (an HMAC with an expiry), so a browser can open them.
+pub fn path_is_public(method: &Method, path: &str) -> bool {
+    let static_file = (method == Method::GET || method == Method::HEAD)
+        && (path == "/" || path == "/index.html" || path.starts_with("/assets/"));
+    let signed_download = (method == Method::GET || method == Method::HEAD) && path.starts_with("/api/file/download/");
+    static_file || signed_download
 }
 
+/// Browsers mark every request with where it came from; `cross-site` and `same-site` requests without an
+/// allowed Origin (an `<img>`, a link, a form's GET) are another site's doing.
+fn sent_by_another_site(headers: &HeaderMap) -> bool {
+    headers
+        .get("sec-fetch-site")
+        .and_then(|value| value.to_str().ok())
+        .is_some_and(|site| site.eq_ignore_ascii_case("cross-site") || site.eq_ignore_ascii_case("same-site"))
+}
+
+const STRANGER_MESSAGE: &str = "This server answers only its own user's programs on this machine. To call it from \
+another account or machine, start it with an API token (--api-token, NEXENT_API_TOKEN or api_token in \
+config.toml) and send it as `Authorization: Bearer <token>`";
+
+/// The UI's content security policy: its own scripts and styles only, no frames, no plug-ins; images
+/// from data and blob URLs (pasted images, the proxy's answers); sockets to this server.
+const UI_CONTENT_SECURITY_POLICY: &str = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; \
+img-src 'self' data: blob:; media-src 'self' data: blob:; connect-src 'self'; font-src 'self' data:; \
+object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
+/// Every other response: not to be framed by anyone.
+const API_CONTENT_SECURITY_POLICY: &str = "frame-ancestors 'none'";
+
 pub async fn enforce(State(policy): State<Arc<SecurityPolicy>>, request: Request, next: Next) -> Response {
+    let path = request.uri().path().to_owned();
+    let mut response = check_and_run(&policy, request, next).await;
+    let headers = response.headers_mut();
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    // Swagger UI (/api/docs) runs inline scripts of its own; it gets the frame rule only.
+    let policy_header = if path == "/" || path == "/index.html" || path.starts_with("/assets/") {
+        UI_CONTENT_SECURITY_POLICY
+    } else {
+        API_CONTENT_SECURITY_POLICY
+    };
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy_header));
+    response
+}
+
+async fn check_and_run(policy: &SecurityPolicy, request: Request, next: Next) -> Response {
     let headers = request.headers();
+    // Two Host headers would let a proxy and we disagree about which one counts.
+    if headers.get_all(header::HOST).iter().count() > 1 {
+        return ApiError::BadRequest("More than one Host header".into()).into_response();
+    }
     let host = headers
         .get(header::HOST)
         .and_then(|value| value.to_str().ok())
@@ -152,8 +197,24 @@ pub async fn enforce(State(policy): State<Arc<SecurityPolicy>>, request: Request
         }
     }
 
-    if path_needs_token(request.uri().path()) && !policy.token_matches(headers, request.uri().query()) {
-        return ApiError::Unauthorized("Missing or invalid API token".into()).into_response();
+    let public = path_is_public(request.method(), request.uri().path());
+    if origin.is_none() && sent_by_another_site(headers) && !public {
+        tracing::warn!(path = request.uri().path(), "refused a request another site's page sent");
+        return ApiError::Forbidden("Cross-site request refused: it carries no allowed Origin".into()).into_response();
+    }
+
+    if !public {
+        if policy.api_token.is_some() {
+            if !policy.token_matches(headers, request.uri().query()) {
+                return ApiError::Unauthorized("Missing or invalid API token".into()).into_response();
+            }
+        } else {
+            let peer = request.extensions().get::<ConnectInfo<Peer>>().map(|ConnectInfo(peer)| *peer);
+            if !peer.is_some_and(|peer| peer.same_user) {
+                tracing::warn!(peer = ?peer.map(|peer| peer.address), "refused a process of another user");
+                return ApiError::Unauthorized(STRANGER_MESSAGE.into()).into_response();
+            }
+        }
     }
 
     let mut response = next.run(request).await;
@@ -208,7 +269,7 @@ mod tests {
         policy.allowed_origins.push("http://localhost:3000".into());
         assert!(policy.origin_allowed("http://127.0.0.1:5010"));
         assert!(policy.origin_allowed("http://localhost:3000"));
-        assert!(policy.origin_allowed("tauri://localhost"));
+        assert!(!policy.origin_allowed("tauri://localhost"), "no webview app's origin by default");
         assert!(!policy.origin_allowed("http://evil.example"));
         assert!(!policy.origin_allowed("http://127.0.0.1:5011"));
         assert!(!policy.origin_allowed("null"));
@@ -225,5 +286,43 @@ mod tests {
         headers.insert(header::AUTHORIZATION, HeaderValue::from_static("Bearer secreT"));
         assert!(!policy.token_matches(&headers, None));
         assert!(policy.token_matches(&HeaderMap::new(), Some("a=1&access_token=secret")));
+        policy.api_token = Some("s3cr3t+/=&x".into());
+        assert!(policy.token_matches(&HeaderMap::new(), Some("access_token=s3cr3t%2B%2F%3D%26x")), "percent-decoded");
+        assert!(!policy.token_matches(&HeaderMap::new(), Some("access_token=s3cr3t+/=&x")));
+    }
+
+    #[test]
+    fn only_static_files_and_signed_downloads_are_public() {
+        for (method, path) in [
+            (Method::GET, "/"),
+            (Method::GET, "/assets/app.js"),
+            (Method::HEAD, "/index.html"),
+            (Method::GET, "/api/file/download/a/b.txt"),
+        ] {
+            assert!(path_is_public(&method, path), "{method} {path}");
+        }
+        for (method, path) in [
+            (Method::POST, "/"),
+            (Method::GET, "/api/health"),
+            (Method::GET, "/open/router/v1/models"),
+            (Method::POST, "/open/router/v1/chat/completions"),
+            (Method::GET, "/mcp"),
+            (Method::GET, "/anything"),
+            (Method::DELETE, "/api/file/download/a/b.txt"),
+            (Method::GET, "/v1/models"),
+            (Method::GET, "/api/docs"),
+        ] {
+            assert!(!path_is_public(&method, path), "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn fetch_metadata_marks_other_sites() {
+        let mut headers = HeaderMap::new();
+        assert!(!sent_by_another_site(&headers), "non-browser clients send none");
+        for (value, foreign) in [("cross-site", true), ("same-site", true), ("same-origin", false), ("none", false)] {
+            headers.insert("sec-fetch-site", HeaderValue::from_static(value));
+            assert_eq!(sent_by_another_site(&headers), foreign, "{value}");
+        }
     }
 }

@@ -172,7 +172,14 @@ impl ConfigSync {
             let prefix = role.env_prefix();
             updates.push((format!("{prefix}_MODEL_NAME"), selection.model_name.clone()));
             updates.push((format!("{prefix}_DISPLAY_NAME"), selection.display_name.clone()));
-            updates.push((format!("{prefix}_API_KEY"), selection.api_key.clone()));
+            // load_config sends keys masked; a client that saves what it loaded sends the mask back.
+            let stored_key = self.model(*role).api_key;
+            let api_key = if !stored_key.is_empty() && selection.api_key == crate::models::mask_key(&stored_key) {
+                stored_key
+            } else {
+                selection.api_key.clone()
+            };
+            updates.push((format!("{prefix}_API_KEY"), api_key));
             updates.push((format!("{prefix}_MODEL_URL"), selection.model_url.clone()));
             if let Some(dimension) = selection.dimension {
                 updates.push((format!("{prefix}_DIMENSION"), dimension.to_string()));
@@ -325,6 +332,22 @@ mod tests {
         assert_eq!(parsed["APP_NAME"], "My App");
         assert_eq!(parsed["X"], "plain");
         assert_eq!(parse_list(&parsed["SELECTED_KB_NAMES"]), ["a"]);
+    }
+
+    #[test]
+    fn a_masked_key_saved_back_keeps_the_stored_key() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = ConfigSync::open(&dir.path().join(CONFIG_FILE_NAME)).expect("open");
+        let mut settings = store.load();
+        settings.models.entry(ModelRole::Llm).or_default().api_key = "sk-0123456789abcdef".into();
+        store.save(&settings).expect("save");
+        let llm = settings.models.entry(ModelRole::Llm).or_default();
+        llm.api_key = crate::models::mask_key("sk-0123456789abcdef");
+        store.save(&settings).expect("save the mask back");
+        assert_eq!(store.model(ModelRole::Llm).api_key, "sk-0123456789abcdef");
+        settings.models.entry(ModelRole::Llm).or_default().api_key = "sk-new-key-000000".into();
+        store.save(&settings).expect("save a new key");
+        assert_eq!(store.model(ModelRole::Llm).api_key, "sk-new-key-000000");
     }
 
     #[test]

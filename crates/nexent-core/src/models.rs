@@ -248,7 +248,14 @@ impl ModelRegistry {
             input.model_factory.clone().filter(|factory| !factory.is_empty()).unwrap_or(existing.model_factory.clone()),
         )
         .bind(&input.model_type)
-        .bind(input.api_key.clone().unwrap_or(existing.api_key.clone()))
+        // The list sends keys masked; an edit form that sends the mask back keeps the stored key.
+        .bind(
+            input
+                .api_key
+                .clone()
+                .filter(|key| existing.api_key.is_empty() || *key != mask_key(&existing.api_key))
+                .unwrap_or(existing.api_key.clone()),
+        )
         .bind(input.base_url.clone().unwrap_or(existing.base_url.clone()))
         .bind(input.max_tokens.unwrap_or(existing.max_tokens))
         .bind(input.used_token.unwrap_or(existing.used_token))

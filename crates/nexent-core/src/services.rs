@@ -52,6 +52,8 @@ pub struct ServicesOptions {
     pub embedder: SharedEmbedder,
     /// Largest file an upload may store.
     pub max_upload_bytes: u64,
+    /// Most bytes all stored files may take together (`None`: no quota).
+    pub storage_quota_bytes: Option<u64>,
     /// Ingestion workers (tasks processed at once).
     pub ingest_workers: usize,
     /// Where stored files' bytes live.
@@ -78,6 +80,7 @@ impl Default for ServicesOptions {
                 reason: "no embedding model was configured".into(),
             }),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
+            storage_quota_bytes: None,
             ingest_workers: 2,
             storage_backend: StorageBackend::Local,
             chat_model: std::sync::Arc::new(UnavailableChat {
@@ -113,6 +116,8 @@ impl Services {
     pub async fn open(data_dir: &Path, options: ServicesOptions) -> Result<Self, ServicesError> {
         std::fs::create_dir_all(data_dir)
             .map_err(|source| ServicesError::DataDir { path: data_dir.display().to_string(), source })?;
+        crate::process::make_private(data_dir)
+            .map_err(|source| ServicesError::DataDir { path: data_dir.display().to_string(), source })?;
         let pool = open_database(&data_dir.join(DATABASE_FILE_NAME)).await?;
         let signer = UrlSigner::open(data_dir)?;
         let storage = match &options.storage_backend {
@@ -120,7 +125,8 @@ impl Services {
                 FileStorage::local(&data_dir.join(OBJECTS_DIR), pool.clone(), signer, options.max_upload_bytes)?
             }
             StorageBackend::S3(config) => FileStorage::s3(config, pool.clone(), signer, options.max_upload_bytes)?,
-        };
+        }
+        .with_quota(options.storage_quota_bytes);
         let config_sync = ConfigSync::open(&data_dir.join(CONFIG_FILE_NAME))?;
         let fetcher = SafeFetcher::new(options.fetch_policy)?;
         let ingest_pool = pool.clone();

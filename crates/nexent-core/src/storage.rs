@@ -25,6 +25,8 @@ use crate::clock::now_millis;
 pub const DEFAULT_FOLDER: &str = "attachments";
 /// Default per-file upload limit (configurable).
 pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
+/// The longest a signed download URL lives (Nexent's clients ask for at most a week).
+pub const MAX_URL_LIFETIME_SECONDS: i64 = 7 * 24 * 3600;
 const MAX_OBJECT_NAME_BYTES: usize = 1024;
 const SECRET_FILE: &str = "storage.secret";
 
@@ -38,6 +40,10 @@ pub enum StorageError {
     TooLarge { name: String, limit: u64 },
     #[error("the signed URL is invalid or has expired")]
     BadSignature,
+    #[error(
+        "Storage quota of {limit} bytes is used up ({used} bytes stored); delete files or raise storage_quota_bytes"
+    )]
+    QuotaExceeded { limit: u64, used: u64 },
     #[error("storage error: {0}")]
     Store(#[from] object_store::Error),
     #[error("database error: {0}")]
@@ -182,9 +188,12 @@ impl UrlSigner {
         self.mac(object_name, expires_at).finalize().into_bytes().iter().map(|byte| format!("{byte:02x}")).collect()
     }
 
-    /// Accepts a signature only if it matches (in constant time) and has not expired.
+    /// Accepts a signature only if it matches (in constant time), has not expired, and does not claim a
+    /// longer life than a URL is ever signed for (a leaked secret or an old signer must not mint URLs
+    /// that never expire).
     pub fn verify(&self, object_name: &str, expires_at: i64, signature: &str) -> Result<(), StorageError> {
-        if expires_at < now_millis() / 1000 {
+        let now = now_millis() / 1000;
+        if expires_at < now || expires_at > now.saturating_add(MAX_URL_LIFETIME_SECONDS + 60) {
             return Err(StorageError::BadSignature);
         }
         // Exactly the 64 lowercase hex digits `sign` writes: no other spelling of the same bytes passes.
@@ -231,6 +240,8 @@ pub struct FileStorage {
     pool: SqlitePool,
     signer: UrlSigner,
     pub max_upload_bytes: u64,
+    /// Most bytes all stored objects may take together (`None`: only the disk limits them).
+    pub quota_bytes: Option<u64>,
 }
 
 impl FileStorage {
@@ -268,7 +279,20 @@ impl FileStorage {
 
     /// Storage on any `object_store` backend.
     pub fn with_store(store: Arc<dyn ObjectStore>, pool: SqlitePool, signer: UrlSigner, max_upload_bytes: u64) -> Self {
-        Self { store, pool, signer, max_upload_bytes }
+        Self { store, pool, signer, max_upload_bytes, quota_bytes: None }
+    }
+
+    /// Caps what all stored objects may take together.
+    pub fn with_quota(mut self, quota_bytes: Option<u64>) -> Self {
+        self.quota_bytes = quota_bytes;
+        self
+    }
+
+    /// Bytes of every stored object, from the records.
+    pub async fn used_bytes(&self) -> Result<u64, StorageError> {
+        let used: i64 =
+            sqlx::query_scalar("SELECT COALESCE(SUM(size), 0) FROM storage_object").fetch_one(&self.pool).await?;
+        Ok(used.max(0) as u64)
     }
 
     pub fn signer(&self) -> &UrlSigner {
@@ -286,6 +310,17 @@ impl FileStorage {
         let folder = validate_folder(folder)?;
         let object_name = new_object_name(&folder, file_name);
         let path = validate_object_name(&object_name)?;
+        // Checked before and while the bytes arrive, so a full quota costs the client no upload.
+        let used = match self.quota_bytes {
+            Some(limit) => {
+                let used = self.used_bytes().await?;
+                if used >= limit {
+                    return Err(StorageError::QuotaExceeded { limit, used });
+                }
+                used
+            }
+            None => 0,
+        };
         let mut writer = WriteMultipart::new(self.store.put_multipart(&path).await?);
         let mut size: u64 = 0;
         let outcome: Result<(), StorageError> = async {
@@ -294,6 +329,11 @@ impl FileStorage {
                 size += chunk.len() as u64;
                 if size > self.max_upload_bytes {
                     return Err(StorageError::TooLarge { name: file_name.to_owned(), limit: self.max_upload_bytes });
+                }
+                if let Some(limit) = self.quota_bytes
+                    && used + size > limit
+                {
+                    return Err(StorageError::QuotaExceeded { limit, used });
                 }
                 writer.wait_for_capacity(4).await?;
                 writer.put(chunk);
@@ -485,6 +525,8 @@ mod tests {
         assert!(signer.verify("a/b.txt", expires, &signature).is_ok());
         assert!(signer.verify("a/c.txt", expires, &signature).is_err());
         assert!(signer.verify("a/b.txt", expires + 1, &signature).is_err());
+        let far = now_millis() / 1000 + MAX_URL_LIFETIME_SECONDS * 10;
+        assert!(signer.verify("a/b.txt", far, &signer.sign("a/b.txt", far)).is_err(), "lifetime capped");
         let mut tampered = signature.clone().into_bytes();
         tampered[10] = if tampered[10] == b'0' { b'1' } else { b'0' };
         assert!(signer.verify("a/b.txt", expires, &String::from_utf8(tampered).expect("hex")).is_err());

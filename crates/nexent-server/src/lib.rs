@@ -51,6 +51,7 @@ pub async fn serve(
             fetch_policy,
             embedder,
             max_upload_bytes: settings.max_upload_bytes,
+            storage_quota_bytes: settings.storage_quota_bytes,
             ingest_workers: settings.ingest_workers,
             storage_backend: settings.storage.clone(),
             chat_model,

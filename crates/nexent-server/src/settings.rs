@@ -47,6 +47,9 @@ pub struct ServeArgs {
     /// Largest file an upload may store, in bytes (default 100 MB).
     #[arg(long, env = "NEXENT_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: Option<u64>,
+    /// Most bytes all stored files may take together; uploads past it get 507 (default: no quota).
+    #[arg(long, env = "NEXENT_STORAGE_QUOTA_BYTES")]
+    pub storage_quota_bytes: Option<u64>,
     /// Ingestion tasks processed at once (default 2).
     #[arg(long, env = "NEXENT_INGEST_WORKERS")]
     pub ingest_workers: Option<usize>,
@@ -211,6 +214,7 @@ pub struct ConfigFile {
     pub models_dir: Option<PathBuf>,
     pub embed_threads: Option<usize>,
     pub max_upload_bytes: Option<u64>,
+    pub storage_quota_bytes: Option<u64>,
     pub ingest_workers: Option<usize>,
     pub chat_model: Option<PathBuf>,
     pub llm_threads: Option<usize>,
@@ -251,6 +255,7 @@ pub struct Settings {
     pub models_dir: PathBuf,
     pub embed_threads: usize,
     pub max_upload_bytes: u64,
+    pub storage_quota_bytes: Option<u64>,
     pub ingest_workers: usize,
     pub chat_model: Option<PathBuf>,
     pub llm_threads: Option<usize>,
@@ -323,6 +328,7 @@ impl Settings {
                 .max_upload_bytes
                 .or(file.max_upload_bytes)
                 .unwrap_or(nexent_core::storage::DEFAULT_MAX_UPLOAD_BYTES),
+            storage_quota_bytes: args.storage_quota_bytes.or(file.storage_quota_bytes).filter(|quota| *quota > 0),
             ingest_workers: args.ingest_workers.or(file.ingest_workers).unwrap_or(2).clamp(1, 64),
             chat_model: args.chat_model.or(file.chat_model),
             llm_threads: args.llm_threads.or(file.llm_threads).map(|threads| threads.max(1)),

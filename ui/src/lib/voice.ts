@@ -1,10 +1,15 @@
 // Voice in the browser, through the server's sockets (nexent-api.md §7): dictation sends the microphone
 // as 16 kHz mono s16le PCM to `/api/voice/stt/ws` and reports the cumulative transcript; read-aloud sends a
 // text to `/api/voice/tts/ws` and plays the MP3 chunks that come back.
+import { apiToken } from "../api/client";
 
-function socketUrl(path: string): string {
+/** A browser cannot set headers on a WebSocket, so the API token (when the server needs one) travels as
+ *  `access_token`, which the server accepts in place of the bearer header. */
+export function socketUrl(path: string): string {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${window.location.host}${path}`;
+  const token = apiToken();
+  const query = token ? `?access_token=${encodeURIComponent(token)}` : "";
+  return `${scheme}//${window.location.host}${path}${query}`;
 }
 
 /** Float samples in [-1, 1] to signed 16-bit little-endian PCM. */

@@ -178,7 +178,8 @@ fn model_json(selection: Option<&ModelSelection>) -> Value {
         "name": selection.model_name,
         "modelName": selection.model_name,
         "displayName": selection.display_name,
-        "apiConfig": { "apiKey": selection.api_key, "modelUrl": selection.model_url },
+        // Keys leave the server only masked; save_config given the mask back keeps the stored key.
+        "apiConfig": { "apiKey": nexent_core::models::mask_key(&selection.api_key), "modelUrl": selection.model_url },
         "dimension": selection.dimension,
     })
 }

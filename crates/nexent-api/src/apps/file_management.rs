@@ -70,7 +70,7 @@ async fn discard_objects(state: &AppState, objects: impl IntoIterator<Item = Sto
 
 /// Default lifetime of a signed URL, and the longest one may be (as S3 presigning).
 const DEFAULT_EXPIRES_SECONDS: i64 = 3600;
-const MAX_EXPIRES_SECONDS: i64 = 7 * 24 * 3600;
+const MAX_EXPIRES_SECONDS: i64 = nexent_core::storage::MAX_URL_LIFETIME_SECONDS;
 
 impl From<StorageError> for ApiError {
     fn from(error: StorageError) -> Self {
@@ -78,6 +78,7 @@ impl From<StorageError> for ApiError {
             StorageError::InvalidName { .. } => ApiError::BadRequest(error.to_string()),
             StorageError::NotFound(_) => ApiError::NotFound(error.to_string()),
             StorageError::TooLarge { .. } => ApiError::PayloadTooLarge(error.to_string()),
+            StorageError::QuotaExceeded { .. } => ApiError::InsufficientStorage(error.to_string()),
             StorageError::BadSignature => ApiError::Forbidden(error.to_string()),
             other => ApiError::internal(other),
         }
