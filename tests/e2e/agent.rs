@@ -52,7 +52,7 @@ async fn saved_assistant(server: &NexentServer, conversation_id: i64) -> anyhow:
     for _ in 0..100 {
         let (status, history) = server.get_json(&format!("/api/conversation/{conversation_id}")).await?;
         assert_eq!(status, 200, "{history}");
-        let messages = history["data"]["message"].as_array().cloned().unwrap_or_default();
+        let messages = history["data"][0]["message"].as_array().cloned().unwrap_or_default();
         if let Some(assistant) = messages.iter().rev().find(|message| message["role"] == "assistant") {
             return Ok(assistant.clone());
         }
@@ -118,7 +118,7 @@ async fn a_question_is_answered_from_the_documents_in_nexents_protocol_and_saved
     // History reload returns the run's units and its sources, both scores kept.
     // The stream ends only once the answer is saved: reading the history now finds it (no waiting).
     let (_, history) = server.get_json(&format!("/api/conversation/{conversation_id}")).await?;
-    let saved_now = history["data"]["message"].as_array().cloned().unwrap_or_default();
+    let saved_now = history["data"][0]["message"].as_array().cloned().unwrap_or_default();
     assert!(saved_now.iter().any(|message| message["role"] == "assistant"), "saved before the stream ended: {history}");
     let assistant = saved_assistant(&server, conversation_id).await?;
     let units: Vec<&str> =

@@ -111,3 +111,37 @@ async fn reload_config_reads_a_hand_edited_file() -> anyhow::Result<()> {
     assert_eq!(loaded["config"]["data"]["selectedKbNames"], json!(["kb"]));
     Ok(())
 }
+
+#[tokio::test]
+async fn the_seed_documents_spelling_round_trips_too() -> anyhow::Result<()> {
+    let server = NexentServer::start()?;
+    // save_config as the seed document writes it: `name`, `description`, `icon: {type, avatarUri, customUrl}`.
+    let seed = json!({
+        "app": {"name": "Seed Assistant", "description": "From the seed's example",
+                "icon": {"type": "custom", "avatarUri": "avatar-1", "customUrl": "https://icons.example/seed.png"}},
+        "models": {"llm": {"name": "Qwen/Qwen2.5", "displayName": "Qwen", "apiConfig": {"apiKey": "", "modelUrl": ""}}},
+        "data": {"selectedKbNames": ["seed kb"], "selectedKbModels": [], "selectedKbSources": []}
+    });
+    let (status, body) = server.post_json("/api/config/save_config", &seed).await?;
+    assert_eq!(status, 200, "{body}");
+    let (_, loaded) = server.get_json("/api/config/load_config").await?;
+    let app = &loaded["config"]["app"];
+    for (seed_field, client_field, value) in [
+        (&app["name"], &app["appName"], "Seed Assistant"),
+        (&app["description"], &app["appDescription"], "From the seed's example"),
+        (&app["icon"]["type"], &app["iconType"], "custom"),
+        (&app["icon"]["customUrl"], &app["customIconUrl"], "https://icons.example/seed.png"),
+        (&app["icon"]["avatarUri"], &app["avatarUri"], "avatar-1"),
+    ] {
+        assert_eq!((seed_field, client_field), (&json!(value), &json!(value)), "{app}");
+    }
+    assert_eq!(loaded["config"]["models"]["llm"]["modelName"], "Qwen/Qwen2.5");
+    // Neither spelling of the name: 422, nothing changed.
+    let (status, body) = server
+        .post_json("/api/config/save_config", &json!({"app": {"description": "x"}, "models": {}, "data": {}}))
+        .await?;
+    assert_eq!(status, 422, "{body}");
+    let (_, again) = server.get_json("/api/config/load_config").await?;
+    assert_eq!(again["config"]["app"]["name"], "Seed Assistant");
+    Ok(())
+}

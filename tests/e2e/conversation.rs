@@ -65,7 +65,7 @@ async fn create_list_rename_delete_round_trip() -> anyhow::Result<()> {
         server.post_json("/api/conversation/rename", &json!({"conversation_id": untitled, "name": "Renamed"})).await?;
     assert_eq!((status, renamed["data"].clone()), (200, json!(true)));
     let (_, history) = server.get_json(&format!("/api/conversation/{untitled}")).await?;
-    assert_eq!(history["data"]["conversation_title"], "Renamed");
+    assert_eq!(history["data"][0]["conversation_title"], "Renamed");
 
     let (status, deleted) =
         server.send_json(Method::DELETE, &format!("/api/conversation/{titled}"), &json!({})).await?;
@@ -105,8 +105,10 @@ async fn history_returns_units_answer_and_sources_of_a_saved_run() -> anyhow::Re
 
     let (status, history) = server.get_json(&format!("/api/conversation/{id}")).await?;
     assert_eq!(status, 200);
-    let data = &history["data"];
-    assert_eq!(data["conversation_id"], id);
+    // Nexent's shape: a one-element list, the id as a string.
+    let data = &history["data"][0];
+    assert_eq!(history["data"].as_array().map(Vec::len), Some(1), "{history}");
+    assert_eq!(data["conversation_id"], id.to_string());
     let messages = data["message"].as_array().expect("messages");
     assert_eq!(messages.len(), 2);
     assert_eq!(messages[0]["role"], "user");
@@ -189,7 +191,7 @@ async fn opinions_accept_y_n_and_null_only() -> anyhow::Result<()> {
             .await?;
         assert_eq!((status, body["data"].clone()), (200, json!(true)), "{opinion}");
         let (_, history) = server.get_json(&format!("/api/conversation/{id}")).await?;
-        assert_eq!(history["data"]["message"][1]["opinion_flag"], opinion);
+        assert_eq!(history["data"][0]["message"][1]["opinion_flag"], opinion);
     }
     let (status, body) = server
         .post_json("/api/conversation/message/update_opinion", &json!({"message_id": answer, "opinion": "maybe"}))

@@ -39,7 +39,7 @@ async fn everything_written_before_sigkill_is_there_after_restart() -> anyhow::R
     let (status, history_after) = server.get_json(&format!("/api/conversation/{}", ids[1])).await?;
     assert_eq!(status, 200);
     assert_eq!(history_after, history_before);
-    let messages = history_after["data"]["message"].as_array().expect("messages");
+    let messages = history_after["data"][0]["message"].as_array().expect("messages");
     assert_eq!(messages.len(), 3);
     assert_eq!(messages[1]["opinion_flag"], "Y");
     assert_eq!(messages[2]["message"], "And its colour?");

@@ -38,10 +38,7 @@ async fn model_records_round_trip_and_health_checks_call_the_models() -> anyhow:
     assert_eq!((status, duplicate["code"].as_u64()), (200, Some(409)), "{duplicate}");
     let (_, listed) = server.get_json("/api/model/list").await?;
     let stored = record(&listed, "Pro/Qwen/Qwen2-7B").expect("created");
-    assert_eq!(
-        (stored["model_repo"].as_str(), stored["connect_status"].as_str()),
-        (Some("Pro/Qwen"), Some("not_detected"))
-    );
+    assert_eq!((stored["model_repo"].as_str(), stored["connect_status"].as_str()), (Some("Pro/Qwen"), Some("未检测")));
     assert!(!stored["api_key"].as_str().unwrap_or("").contains("secret-1234"), "keys leave masked: {stored}");
 
     let (_, updated) = server
@@ -57,15 +54,16 @@ async fn model_records_round_trip_and_health_checks_call_the_models() -> anyhow:
 
     let (_, healthy) = server.get_json(&format!("/api/model/healthcheck?model_name={SMOLLM2}")).await?;
     assert_eq!(healthy["data"]["connectivity"], true, "{healthy}");
-    assert_eq!(healthy["data"]["connect_status"], "available");
+    // Nexent's own status constants on the wire (its client colours only those).
+    assert_eq!(healthy["data"]["connect_status"], "可用");
     let (_, status_now) = server.get_json(&format!("/api/model/get_connect_status?model_name={SMOLLM2}")).await?;
-    assert_eq!(status_now["data"]["connect_status"], "available", "the status is stored");
+    assert_eq!(status_now["data"]["connect_status"], "可用", "the status is stored");
     let (_, embedder) = server.get_json("/api/model/healthcheck?model_name=all-MiniLM-L6-v2").await?;
     assert_eq!(embedder["data"]["connectivity"], true, "{embedder}");
     let (_, down) = server.get_json("/api/model/healthcheck?model_name=Pro/Qwen/Qwen2-7B").await?;
     assert_eq!(
         (down["data"]["connectivity"].as_bool(), down["data"]["connect_status"].as_str()),
-        (Some(false), Some("unavailable")),
+        (Some(false), Some("不可用")),
         "{down}"
     );
     assert!(!down["data"]["desc"].as_str().unwrap_or("").is_empty(), "the reason is given: {down}");
@@ -78,7 +76,7 @@ async fn model_records_round_trip_and_health_checks_call_the_models() -> anyhow:
             &json!({"model_name": "Pro/Qwen/Qwen2-7B", "connect_status": "available"}),
         )
         .await?;
-    assert_eq!(set["data"]["connect_status"], "available");
+    assert_eq!(set["data"]["connect_status"], "可用", "English accepted on input");
     let (status, _) = server
         .post_json(
             "/api/model/update_connect_status",

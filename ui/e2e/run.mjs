@@ -217,7 +217,7 @@ try {
   await screenshot(page, "chat-attachment");
   const savedFiles = await page.evaluate(async () => {
     const list = (await (await fetch("/api/conversation/list")).json()).data;
-    const history = (await (await fetch(`/api/conversation/${list[0].conversation_id}`)).json()).data;
+    const [history] = (await (await fetch(`/api/conversation/${list[0].conversation_id}`)).json()).data;
     return history.message.find((message) => message.role === "user")?.minio_files ?? [];
   });
   expect(savedFiles.some((file) => file.name === "launch-notes.txt" && /Kepler/.test(file.description ?? "")),

@@ -25,7 +25,7 @@ use crate::peer::Peer;
 /// What the middleware enforces; built once from the server's settings.
 #[derive(Debug, Clone)]
 pub struct SecurityPolicy {
-    /// The server's port, which a Host header may carry.
+    /// The server's port, which its own origins carry.
     pub port: u16,
     /// Host names (without port) the server answers to; `*` turns the Host check off.
     pub allowed_hosts: Vec<String>,
@@ -45,10 +45,9 @@ impl SecurityPolicy {
         if self.allowed_hosts.iter().any(|allowed| allowed == "*") {
             return true;
         }
-        let Some((name, port)) = split_host_header(host_header) else { return false };
-        if port.is_some_and(|port| port != self.port) {
-            return false;
-        }
+        // The name is what DNS rebinding forges (a page on the attacker's domain resolved to 127.0.0.1);
+        // the port is not: a proxy in front of us (Nexent's own web client on :3000) forwards its own.
+        let Some((name, _port)) = split_host_header(host_header) else { return false };
         self.allowed_hosts.iter().any(|allowed| allowed.eq_ignore_ascii_case(name))
     }
 
@@ -190,7 +189,11 @@ async fn check_and_run(policy: &SecurityPolicy, request: Request, next: Next) ->
         // `null` (sandboxed frames, file://) counts as foreign.
         if !policy.origin_allowed(origin) {
             tracing::warn!(%origin, "refused a cross-origin request");
-            return ApiError::Forbidden("Origin not allowed".into()).into_response();
+            return ApiError::Forbidden(format!(
+                "Origin not allowed: {origin}. To admit it, start Nexent Local with --allowed-origins {origin} \
+                 (or NEXENT_ALLOWED_ORIGINS, or allowed_origins in config.toml)"
+            ))
+            .into_response();
         }
         if is_preflight {
             return preflight_response(origin, headers);
@@ -253,12 +256,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn host_check_accepts_loopback_names_on_our_port_only() {
+    fn host_check_accepts_loopback_names_on_any_port() {
         let policy = SecurityPolicy::loopback(5010);
-        for good in ["127.0.0.1:5010", "localhost:5010", "LOCALHOST", "[::1]:5010", "127.0.0.1"] {
+        for good in ["127.0.0.1:5010", "localhost:5010", "LOCALHOST", "[::1]:5010", "127.0.0.1", "localhost:3000"] {
             assert!(policy.host_allowed(good), "{good}");
         }
-        for bad in ["evil.example", "evil.example:5010", "127.0.0.1:80", "", "localhost.evil.example:5010", "[::1"] {
+        for bad in ["evil.example", "evil.example:5010", "", "localhost.evil.example:5010", "[::1", "localhost:x"] {
             assert!(!policy.host_allowed(bad), "{bad}");
         }
     }

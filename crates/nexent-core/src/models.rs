@@ -44,6 +44,22 @@ impl ConnectStatus {
         }
     }
 
+    /// Nexent's own constants, which its backend writes and its client colours (`未检测`, `检测中`, `可用`,
+    /// `不可用`): what goes on the wire. Records keep the English names.
+    pub fn nexent_label(self) -> &'static str {
+        match self {
+            ConnectStatus::NotDetected => "未检测",
+            ConnectStatus::Detecting => "检测中",
+            ConnectStatus::Available => "可用",
+            ConnectStatus::Unavailable => "不可用",
+        }
+    }
+
+    /// A stored status as Nexent's clients expect it (an unknown stored value is passed on as it is).
+    pub fn wire(stored: &str) -> String {
+        Self::parse(stored).map_or_else(|| stored.to_owned(), |status| status.nexent_label().to_owned())
+    }
+
     /// Accepts today's names and Nexent v0.1's Chinese ones.
     pub fn parse(text: &str) -> Option<Self> {
         Some(match text {

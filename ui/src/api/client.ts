@@ -93,8 +93,14 @@ export const conversations = {
       json: { conversation_id, name } satisfies Schemas["RenameConversationRequest"],
     }),
   remove: (id: number) => enveloped<unknown>(`/api/conversation/${id}`, { method: "DELETE" }),
-  history: (id: number) =>
-    enveloped<Conversation & { message: HistoryMessage[] }>(`/api/conversation/${id}`),
+  /** Nexent's shape: `data` is a one-element list (its client reads `data[0]`). */
+  history: async (id: number) => {
+    const [history] = await enveloped<(Omit<Conversation, "conversation_id"> & { conversation_id: string; message: HistoryMessage[] })[]>(
+      `/api/conversation/${id}`,
+    );
+    if (!history) throw new ApiError("The conversation was not found", 404);
+    return history;
+  },
   generateTitle: (conversation_id: number, history: { role: string; content: string }[]) =>
     enveloped<string>("/api/conversation/generate_title", {
       method: "POST",

@@ -869,12 +869,20 @@ export interface components {
             apiKey?: string;
             modelUrl?: string;
         };
+        /**
+         * @description The app block in either spelling: the seed document's (`name`, `description`, `icon: {type, avatarUri,
+         *     customUrl}`) or Nexent's client's (`appName`, `appDescription`, `iconType`, `customIconUrl`,
+         *     `avatarUri`). load_config answers both, so a saved-back config carries both; the client's wins.
+         */
         AppConfigBody: {
-            appDescription?: string;
-            appName: string;
+            appDescription?: string | null;
+            appName?: string | null;
             avatarUri?: string | null;
             customIconUrl?: string | null;
-            iconType?: string;
+            description?: string | null;
+            icon?: components["schemas"]["IconBody"] | null;
+            iconType?: string | null;
+            name?: string | null;
         };
         BatchTaskBody: {
             sources: components["schemas"]["TaskBody"][];
@@ -949,6 +957,11 @@ export interface components {
             app: components["schemas"]["AppConfigBody"];
             data: components["schemas"]["DataConfigBody"];
             models: components["schemas"]["ModelsConfigBody"];
+        };
+        IconBody: {
+            avatarUri?: string | null;
+            customUrl?: string | null;
+            type?: string | null;
         };
         IndexingRequest: {
             /** Format: int64 */
@@ -1411,7 +1424,7 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description data: {conversation_id, conversation_title, create_time, message: [...]} */
+            /** @description data: [{conversation_id (a string), conversation_title, create_time, message: [...]}], as Nexent answers */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -22,6 +22,13 @@ interface Draft {
   api_key: string;
 }
 
+/** The server sends Nexent's status constants (its client colours only those); the screen shows them in
+ *  English and styles them by an English key. English values are understood as well. */
+const STATUS_KEYS: Record<string, string> = { 未检测: "not_detected", 检测中: "detecting", 可用: "available", 不可用: "unavailable" };
+function statusKey(status: string): string {
+  return STATUS_KEYS[status] ?? (status || "not_detected");
+}
+
 const EMPTY: Draft = { model_name: "", display_name: "", model_type: "llm", base_url: "", api_key: "" };
 
 export function ModelsScreen() {
@@ -48,7 +55,7 @@ export function ModelsScreen() {
   }, [refresh]);
 
   const check = async (record: ModelRecord) => {
-    setRecords((previous) => previous.map((item) => (item.model_id === record.model_id ? { ...item, connect_status: "detecting" } : item)));
+    setRecords((previous) => previous.map((item) => (item.model_id === record.model_id ? { ...item, connect_status: "检测中" } : item)));
     try {
       const report = await models.healthCheck(record.model_name);
       setDetails((previous) => ({ ...previous, [record.model_name]: report.desc ?? "" }));
@@ -143,8 +150,8 @@ export function ModelsScreen() {
                 <td>{record.model_type}</td>
                 <td className="muted">{record.model_factory === "local" ? "this machine" : record.base_url || record.model_factory}</td>
                 <td>
-                  <span className={`status status-${record.connect_status}`} data-testid="model-status">
-                    {record.connect_status.replace("_", " ")}
+                  <span className={`status status-${statusKey(record.connect_status)}`} data-testid="model-status">
+                    {statusKey(record.connect_status).replace("_", " ")}
                   </span>
                   {details[record.model_name] && <div className="muted small">{details[record.model_name]}</div>}
                 </td>

@@ -17,18 +17,53 @@ use nexent_core::config_sync::{AppIdentity, GlobalSettings, KnowledgeSelection, 
 use crate::AppState;
 use crate::error::{ApiError, ApiJson};
 
+/// The app block in either spelling: the seed document's (`name`, `description`, `icon: {type, avatarUri,
+/// customUrl}`) or Nexent's client's (`appName`, `appDescription`, `iconType`, `customIconUrl`,
+/// `avatarUri`). load_config answers both, so a saved-back config carries both; the client's wins.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AppConfigBody {
-    pub app_name: String,
     #[serde(default)]
-    pub app_description: String,
+    pub app_name: Option<String>,
     #[serde(default)]
-    pub icon_type: String,
+    pub name: Option<String>,
+    #[serde(default)]
+    pub app_description: Option<String>,
+    #[serde(default)]
+    pub description: Option<String>,
+    #[serde(default)]
+    pub icon_type: Option<String>,
+    #[serde(default)]
+    pub icon: Option<IconBody>,
     #[serde(default)]
     pub custom_icon_url: Option<String>,
     #[serde(default)]
     pub avatar_uri: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct IconBody {
+    #[serde(default, rename = "type")]
+    pub icon_type: Option<String>,
+    #[serde(default)]
+    pub avatar_uri: Option<String>,
+    #[serde(default)]
+    pub custom_url: Option<String>,
+}
+
+impl AppConfigBody {
+    /// The app's identity, each field from whichever spelling carries it.
+    fn identity(self) -> Option<AppIdentity> {
+        let icon = self.icon.unwrap_or_default();
+        Some(AppIdentity {
+            name: self.app_name.or(self.name)?,
+            description: self.app_description.or(self.description).unwrap_or_default(),
+            icon_type: self.icon_type.or(icon.icon_type).unwrap_or_default(),
+            custom_icon_url: self.custom_icon_url.or(icon.custom_url).unwrap_or_default(),
+            avatar_uri: self.avatar_uri.or(icon.avatar_uri).unwrap_or_default(),
+        })
+    }
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -100,8 +135,10 @@ pub struct GlobalConfigBody {
     pub data: DataConfigBody,
 }
 
-impl From<GlobalConfigBody> for GlobalSettings {
-    fn from(body: GlobalConfigBody) -> Self {
+impl GlobalConfigBody {
+    /// The settings to save; `None` when the app has no name in either spelling.
+    fn into_settings(self) -> Option<GlobalSettings> {
+        let body = self;
         let models = body.models;
         let mut selections = BTreeMap::new();
         for (role, model) in [
@@ -129,21 +166,15 @@ impl From<GlobalConfigBody> for GlobalSettings {
                 );
             }
         }
-        GlobalSettings {
-            app: AppIdentity {
-                name: body.app.app_name,
-                description: body.app.app_description,
-                icon_type: body.app.icon_type,
-                custom_icon_url: body.app.custom_icon_url.unwrap_or_default(),
-                avatar_uri: body.app.avatar_uri.unwrap_or_default(),
-            },
+        Some(GlobalSettings {
+            app: body.app.identity()?,
             models: selections,
             data: KnowledgeSelection {
                 kb_names: body.data.selected_kb_names,
                 kb_models: body.data.selected_kb_models,
                 kb_sources: body.data.selected_kb_sources,
             },
-        }
+        })
     }
 }
 
@@ -155,7 +186,9 @@ impl From<GlobalConfigBody> for GlobalSettings {
 pub async fn save_config(State(state): State<AppState>, ApiJson(body): ApiJson<GlobalConfigBody>) -> Response {
     let config_sync = state.services.config_sync.clone();
     // `save` writes only the model roles the client sent; the others keep their saved values.
-    let settings: GlobalSettings = body.into();
+    let Some(settings) = body.into_settings() else {
+        return ApiError::validation("app", "app.name (or app.appName) is required").into_response();
+    };
     let saved = tokio::task::spawn_blocking(move || config_sync.save(&settings)).await;
     match saved {
         Ok(Ok(())) => Json(json!({ "message": "Configuration saved successfully", "status": "saved" })).into_response(),

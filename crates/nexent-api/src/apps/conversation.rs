@@ -154,7 +154,7 @@ pub async fn delete_conversation(
 #[utoipa::path(get, path = "/api/conversation/{conversation_id}", tag = "conversation",
     params(("conversation_id" = i64, Path)),
     responses((status = 200, body = ConversationResponse,
-        description = "data: {conversation_id, conversation_title, create_time, message: [...]}"),
+        description = "data: [{conversation_id (a string), conversation_title, create_time, message: [...]}], as Nexent answers"),
               (status = 404, description = "unknown or deleted conversation")))]
 pub async fn conversation_history(
     State(state): State<AppState>,
@@ -162,13 +162,15 @@ pub async fn conversation_history(
 ) -> Result<Json<ConversationResponse>, ApiError> {
     let history = state.services.conversations.history(conversation_id).await?;
     let messages: Vec<Value> = history.messages.iter().map(history_message_json).collect();
-    Ok(ConversationResponse::success(json!({
-        "conversation_id": history.conversation.id,
+    // A one-element list with the id as a string: what Nexent v0.1.0's backend answers, and its client
+    // reads `data[0].message` (an object here shows an empty chat there).
+    Ok(ConversationResponse::success(json!([{
+        "conversation_id": history.conversation.id.to_string(),
         "conversation_title": history.conversation.title,
         "create_time": history.conversation.create_time,
         "update_time": history.conversation.update_time,
         "message": messages,
-    })))
+    }])))
 }
 
 fn history_message_json(message: &HistoryMessage) -> Value {

@@ -43,7 +43,7 @@ fn record_json(record: &ModelRecord) -> Value {
         "max_tokens": record.max_tokens,
         "used_token": record.used_token,
         "display_name": record.display_name,
-        "connect_status": record.connect_status,
+        "connect_status": ConnectStatus::wire(&record.connect_status),
         "create_time": format_iso_utc(record.create_time_ms),
         "update_time": format_iso_utc(record.update_time_ms),
         "delete_flag": "N",
@@ -167,7 +167,7 @@ pub async fn health_check(State(state): State<AppState>, params: Params) -> Resu
                     "connectivity": report.connectivity,
                     "status": if report.connectivity { "Connected" } else { "Disconnected" },
                     "desc": report.desc,
-                    "connect_status": report.status.as_str(),
+                    "connect_status": report.status.nexent_label(),
                 }),
             ))
         }
@@ -183,7 +183,7 @@ pub async fn get_connect_status(State(state): State<AppState>, params: Params) -
         Ok(record) => Ok(envelope(
             200,
             "Successfully retrieved connection status",
-            json!({ "model_name": record.full_name(), "connect_status": record.connect_status }),
+            json!({ "model_name": record.full_name(), "connect_status": ConnectStatus::wire(&record.connect_status) }),
         )),
         Err(error) => model_failure(error, json!({ "connect_status": "" })),
     }
@@ -205,7 +205,7 @@ pub async fn update_connect_status(
         Ok(record) => Ok(envelope(
             200,
             "Successfully updated connection status",
-            json!({ "model_name": record.full_name(), "connect_status": record.connect_status }),
+            json!({ "model_name": record.full_name(), "connect_status": ConnectStatus::wire(&record.connect_status) }),
         )),
         Err(error) => model_failure(error, json!({ "connect_status": "" })),
     }
