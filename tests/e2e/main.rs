@@ -8,6 +8,7 @@ mod conversation;
 mod durability;
 mod file_management;
 mod formats;
+mod hostile_files;
 mod ingest;
 mod knowledge;
 mod mcp;

@@ -5,7 +5,10 @@
 //! what its name says, or that a parser cannot read, fails with a reason rather than being indexed as garbage.
 
 mod archive;
+pub mod budget;
 mod epub;
+#[cfg(test)]
+mod fuzz;
 mod mail;
 mod office;
 mod pdf;
@@ -80,13 +83,34 @@ pub fn parse_document(file_name: &str, bytes: &[u8]) -> Result<Vec<Element>, Par
             format!(".{extension}")
         }));
     }
+    let limits = budget::Limits::for_input(bytes.len());
+    let scope = budget::Scope::new(limits);
     // A parser that panics on a hostile file has met a damaged file; the worker goes on.
     let parsed = std::panic::catch_unwind(|| parse_as(&extension, bytes))
         .unwrap_or_else(|_| Err(ParseError::Malformed(format!("the .{extension} file is damaged"))))?;
+    // The charges stopped the parsers early; the measure is the rule, whatever a parser forgot to charge.
+    let (produced_bytes, produced_lines) = budget::measure(&parsed);
+    if scope.exceeded() || produced_bytes > limits.bytes || produced_lines > limits.lines {
+        return Err(ParseError::TooLarge(format!(
+            "the extracted text would exceed {} MiB or {} lines for a file of {} bytes",
+            limits.bytes >> 20,
+            limits.lines,
+            bytes.len()
+        )));
+    }
     if parsed.iter().all(|element| element.text.trim().is_empty()) {
         return Err(ParseError::Empty);
     }
     Ok(parsed)
+}
+
+/// Whether the file's parser is a binary-format reader (PDF, Office, spreadsheets, mail, EPUB, RTF): those
+/// run large third-party code on the bytes, so a task records that its parse started (see `IngestQueue`).
+pub fn is_binary_format(file_name: &str) -> bool {
+    matches!(
+        extension_of(file_name).as_str(),
+        "pdf" | "docx" | "pptx" | "odt" | "xlsx" | "xls" | "ods" | "eml" | "epub" | "rtf"
+    )
 }
 
 fn parse_as(extension: &str, bytes: &[u8]) -> Result<Vec<Element>, ParseError> {
