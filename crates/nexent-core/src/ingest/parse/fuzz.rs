@@ -37,12 +37,14 @@ fn note_allocation(size: usize) -> bool {
             if !measuring.get() {
                 return true;
             }
-            let live = LIVE.with(|live| {
-                live.set(live.get() + size as i64);
-                live.get()
-            });
+            let live = LIVE.with(Cell::get) + size as i64;
             PEAK.with(|peak| peak.set(peak.get().max(live)));
-            live <= ABORT_PEAK_BYTES
+            // A refused allocation is not held: the abort message that follows must still be allocated.
+            if live > ABORT_PEAK_BYTES {
+                return false;
+            }
+            LIVE.with(|cell| cell.set(live));
+            true
         })
         .unwrap_or(true)
 }
@@ -273,7 +275,8 @@ fn fuzz(extension: &str) {
         (0u64, 0u64, 0u64, 0u64, 0u64, 0i64);
     while Instant::now() < deadline {
         // Each input depends on the seed and its number only, so a failure can be replayed.
-        let mut rng = Rng(seed ^ (inputs.wrapping_add(1)).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1);
+        let mixed = inputs.wrapping_add(1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let mut rng = Rng((seed ^ mixed) | 1);
         let original = &seeds[rng.below(seeds.len())];
         let input = if zipped {
             mutate_zip(&mut rng, original)
@@ -283,6 +286,10 @@ fn fuzz(extension: &str) {
             bytes
         };
         inputs += 1;
+        // To replay an abort: the input about to be parsed is written where NEXENT_FUZZ_DUMP says.
+        if let Ok(dump) = std::env::var("NEXENT_FUZZ_DUMP") {
+            let _ = std::fs::write(dump, &input);
+        }
         let measured = measure(extension, &input);
         worst = worst.max(measured.peak_bytes);
         if measured.peak_bytes > MAX_PEAK_BYTES {
