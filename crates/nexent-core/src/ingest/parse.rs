@@ -196,6 +196,35 @@ mod tests {
         assert_eq!(csv[0].text, "name | note\nZorblax | heavy, 12 kg");
     }
 
+    #[test]
+    fn json_with_giant_key_paths_stays_small_and_lists_are_one_line() {
+        // Issue 15: 10 levels of 10,000-character keys over 20,000 leaves (137 KB) made 5.8 GB of lines.
+        let mut document = format!("[{}]", vec!["1"; 20_000].join(","));
+        for level in 0..10 {
+            document = format!("{{\"{}\": {document}}}", format!("{level}").repeat(10_000));
+        }
+        let elements = parse_document("keys.json", document.as_bytes()).expect("json");
+        let (bytes, _) = budget::measure(&elements);
+        assert!(bytes < 100_000, "{bytes} bytes");
+        let (path, values) = elements[0].text.split_once(": ").expect("a path");
+        assert!(path.starts_with('…') && path.len() <= 128 + '…'.len_utf8(), "{path}");
+        assert!(values.starts_with("1, 1"));
+
+        let tags = parse_document("t.json", br#"{"tags":["a","b"],"rows":[{"n":1},{"n":2}]}"#).expect("json");
+        assert_eq!(tags[0].text, "rows[0].n: 1\nrows[1].n: 2\ntags: a, b");
+    }
+
+    #[test]
+    fn output_past_the_budget_fails_with_a_reason() {
+        let mut markdown = String::new();
+        for level in 1..=6 {
+            markdown.push_str(&format!("{} {}\n\n", "#".repeat(level), "h".repeat(300)));
+        }
+        markdown.push_str(&"a\n\n".repeat(100_000));
+        let error = parse_document("outline.md", markdown.as_bytes()).expect_err("over budget");
+        assert!(error.to_string().contains("the extracted text would exceed 16 MiB"), "{error}");
+    }
+
     fn fixture(name: &str) -> Vec<u8> {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/formats").join(name);
         std::fs::read(&path).unwrap_or_else(|error| panic!("{}: {error}", path.display()))

@@ -127,7 +127,7 @@ pub(super) fn json(text: &str) -> Result<Vec<Element>, ParseError> {
 
 /// Key paths longer than this are shown by their end only: every leaf repeats its path, so ten levels of
 /// 10,000-character keys would otherwise cost 100 KB per leaf.
-const MAX_JSON_PATH_BYTES: usize = 256;
+const MAX_JSON_PATH_BYTES: usize = 128;
 /// Keys longer than this are cut inside paths (the key itself is text the leaf line does not need whole).
 const MAX_JSON_KEY_BYTES: usize = 64;
 
@@ -147,6 +147,22 @@ fn flatten_json(path: &mut String, value: &serde_json::Value, lines: &mut Vec<St
                 path.push_str(cut_at_boundary(key, MAX_JSON_KEY_BYTES));
                 flatten_json(path, child, lines);
                 path.truncate(restore);
+            }
+        }
+        // A list of plain values is one line: a leaf per line would repeat the path once per value.
+        serde_json::Value::Array(items)
+            if !items.is_empty() && items.iter().all(|item| !item.is_array() && !item.is_object()) =>
+        {
+            let values: Vec<String> = items
+                .iter()
+                .map(|item| match item {
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            let line = format!("{}: {}", shown_path(path), values.join(", "));
+            if budget::charge(line.len() + 24, 1) {
+                lines.push(line);
             }
         }
         serde_json::Value::Array(items) => {
