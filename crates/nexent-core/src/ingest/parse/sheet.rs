@@ -288,13 +288,20 @@ fn ods_table_extents(content: &[u8]) -> Result<Vec<(u64, u64)>, ParseError> {
     let (mut row_repeats, mut columns_seen, mut row_width) = (1u64, 0u64, 0u64);
     // Per cell: its repeat count and whether it held text or a value.
     let (mut cell_repeats, mut cell_filled, mut in_cell) = (1u64, false, false);
+    // Tables and rows still open: calamine reads a table until its end tag and loops forever when the
+    // content ends first (found by the fuzz harness), so such a file is refused here.
+    let (mut open_tables, mut open_rows) = (0u32, 0u32);
     loop {
         let event = reader.read_event().map_err(|error| malformed(&error))?;
         match &event {
             Event::Start(element) | Event::Empty(element) => match element.name().as_ref() {
-                "table:table" => (rows_seen, first_row, last_row, widest) = (0, None, 0, 0),
+                "table:table" => {
+                    (rows_seen, first_row, last_row, widest) = (0, None, 0, 0);
+                    open_tables += u32::from(matches!(event, Event::Start(_)));
+                }
                 "table:table-row" => {
-                    (row_repeats, columns_seen, row_width) = (repeats(element, "table:number-rows-repeated"), 0, 0)
+                    (row_repeats, columns_seen, row_width) = (repeats(element, "table:number-rows-repeated"), 0, 0);
+                    open_rows += u32::from(matches!(event, Event::Start(_)));
                 }
                 "table:table-cell" | "table:covered-table-cell" => {
                     cell_repeats = repeats(element, "table:number-columns-repeated");
@@ -321,6 +328,7 @@ fn ods_table_extents(content: &[u8]) -> Result<Vec<(u64, u64)>, ParseError> {
                     }
                 }
                 "table:table-row" => {
+                    open_rows = open_rows.saturating_sub(1);
                     if row_width > 0 {
                         first_row.get_or_insert(rows_seen);
                         last_row = rows_seen.saturating_add(row_repeats);
@@ -329,12 +337,16 @@ fn ods_table_extents(content: &[u8]) -> Result<Vec<(u64, u64)>, ParseError> {
                     rows_seen = rows_seen.saturating_add(row_repeats);
                 }
                 "table:table" => {
+                    open_tables = open_tables.saturating_sub(1);
                     if let Some(first) = first_row {
                         extents.push((last_row - first, widest));
                     }
                 }
                 _ => {}
             },
+            Event::Eof if open_tables > 0 || open_rows > 0 => {
+                return Err(ParseError::Malformed("the ODS content ends inside a table (a truncated file?)".into()));
+            }
             Event::Eof => break,
             _ => {}
         }
@@ -438,6 +450,8 @@ mod tests {
             </table:table>
         </office:spreadsheet></office:body></office:document-content>"#;
         assert_eq!(ods_table_extents(content).expect("scan"), [(1_000_001, 16_003), (1, 2)]);
+        let truncated = br#"<office:document-content><office:body><office:spreadsheet><table:table table:name="A"><table:table-row>"#;
+        assert!(matches!(ods_table_extents(truncated), Err(ParseError::Malformed(_))));
     }
 
     #[test]
