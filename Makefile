@@ -8,7 +8,7 @@ NEXENT_BIN := $(CARGO_TARGET_DIR)/release/nexent
 # llama.cpp's build script watches GGML_* variables, and its own flags must not change under it.
 GGML_FLAGS := GGML_NATIVE=OFF GGML_AVX=ON GGML_AVX2=ON GGML_FMA=ON GGML_F16C=ON GGML_BMI2=ON
 
-.PHONY: run test setup build bundle check-deb lint bench-server bench-retrieval bench-scale bench-ingest bench-llm bench-agent bench-voice bench-embedders
+.PHONY: run test setup build bundle check-deb lint bench-server bench-retrieval bench-scale bench-ingest bench-llm bench-agent bench-voice bench-embedders fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -37,6 +37,12 @@ bundle: build
 	strip --strip-debug $(CARGO_TARGET_DIR)/release/nexent-desktop
 	cd src-tauri && ../ui/node_modules/.bin/tauri bundle --bundles deb --config tauri.bundle.conf.json
 	@ls $(CARGO_TARGET_DIR)/release/bundle/deb/*.deb
+
+## fuzz: the hostile-input harness of every document parser (mutated fixtures, output and allocation caps),
+## FUZZ_SECONDS per parser (the normal test run gives each 2 s); two parsers run at a time.
+FUZZ_SECONDS ?= 60
+fuzz:
+	NEXENT_FUZZ_SECONDS=$(FUZZ_SECONDS) cargo nextest run -p nexent-core --success-output immediate --failure-output immediate --test-threads 2 ingest::parse::fuzz
 
 ## check-deb: installs the bundle's .deb and checks the installed app (window, bundled models, chat, search, voice).
 check-deb:

@@ -10,7 +10,13 @@
 //! 3. Every state change is written before the next step starts. On start-up, tasks caught in PROCESSING
 //!    or FORWARDING by a crash are put back to WAITING (at most [`MAX_ATTEMPTS`] times, then FAILED with
 //!    the reason). Re-running is safe: chunk ids are `{task_id}_{i}` and indexing replaces same-id chunks,
-//!    so nothing is indexed twice.
+//!    so nothing is indexed twice. A task caught while a binary-format parser was reading its file
+//!    (`parse_started_at` set) is FAILED instead: that parser most likely killed the process, and would
+//!    kill it again at every start.
+//! 4. A request names stored objects (or URLs, or text) only. Local paths enter the queue only from the
+//!    folder watcher (`submit_watched`, marked `local_file`), and are checked again when read, on the real
+//!    path after symbolic links are resolved, against the watcher's rules: below a watched folder, not
+//!    hidden, not in the data dir, an allowed extension.
 
 pub mod chunking;
 pub mod parse;
@@ -36,6 +42,11 @@ pub const MAX_ATTEMPTS: i64 = 3;
 pub const MAX_SOURCE_BYTES: u64 = 200 * 1024 * 1024;
 /// Chunks kept with a task for `GET /api/tasks/{id}/details`.
 const RESULT_PREVIEW_CHUNKS: usize = 50;
+/// Why a task found mid-parse at start-up is failed rather than retried.
+pub const PARSER_CRASH_REASON: &str =
+    "the parser stopped the server while reading this file; it is not retried (the file may be hostile or damaged)";
+/// How long a worker waits for the folder watcher's rules before it reads a watched file.
+const WATCHER_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {
@@ -108,6 +119,8 @@ pub struct Task {
     pub result_preview: Option<Value>,
     pub created_at_ms: i64,
     pub updated_at_ms: i64,
+    /// Submitted by the folder watcher: `source` is a local path.
+    pub local_file: bool,
 }
 
 impl Task {
@@ -128,8 +141,11 @@ struct QueueInner {
     knowledge: Arc<KnowledgeBase>,
     storage: FileStorage,
     fetcher: SafeFetcher,
-    /// Local folders a `file` source may name besides stored objects: the watched folders.
+    /// Local folders a watched file may be read from: the watched folders.
     allowed_roots: std::sync::RwLock<Vec<PathBuf>>,
+    /// The data dir (canonical), set by the folder watcher once its folders are allowed; watched files are
+    /// read only after that.
+    data_dir: tokio::sync::watch::Sender<Option<PathBuf>>,
     wake: Notify,
 }
 
@@ -143,7 +159,23 @@ impl IngestQueue {
     ) -> Self {
         let allowed_roots =
             std::sync::RwLock::new(allowed_roots.into_iter().filter_map(|root| root.canonicalize().ok()).collect());
-        Self { inner: Arc::new(QueueInner { pool, knowledge, storage, fetcher, allowed_roots, wake: Notify::new() }) }
+        let (data_dir, _) = tokio::sync::watch::channel(None);
+        Self {
+            inner: Arc::new(QueueInner {
+                pool,
+                knowledge,
+                storage,
+                fetcher,
+                allowed_roots,
+                data_dir,
+                wake: Notify::new(),
+            }),
+        }
+    }
+
+    /// The folder watcher's rules are in place: its folders are allowed and `data_dir` is never read.
+    pub fn watcher_ready(&self, data_dir: PathBuf) {
+        self.inner.data_dir.send_replace(Some(data_dir));
     }
 
     /// Lets `file` tasks read below `root` (a watched folder, already canonical).
@@ -162,6 +194,17 @@ impl IngestQueue {
     /// starts `workers` workers.
     pub async fn start(&self, workers: usize) -> Result<(), IngestError> {
         let now = now_millis();
+        let crashed = sqlx::query(
+            "UPDATE ingest_task SET status = 'FAILED', updated_at = ?, error = ?, parse_started_at = NULL
+             WHERE status IN ('PROCESSING', 'FORWARDING') AND parse_started_at IS NOT NULL",
+        )
+        .bind(now)
+        .bind(PARSER_CRASH_REASON)
+        .execute(&self.inner.pool)
+        .await?;
+        if crashed.rows_affected() > 0 {
+            tracing::warn!(tasks = crashed.rows_affected(), "failing tasks whose parser stopped the server");
+        }
         sqlx::query(
             "UPDATE ingest_task SET status = 'FAILED', updated_at = ?,
                  error = 'interrupted ' || attempts || ' times by a restart; giving up'
@@ -193,11 +236,29 @@ impl IngestQueue {
         Ok(ids.into_iter().next().unwrap_or_default())
     }
 
-    /// Records every task (all or none) and wakes the workers.
+    /// Records every task (all or none) and wakes the workers. A `file` source must name a stored object.
     pub async fn submit_batch(&self, requests: Vec<TaskRequest>) -> Result<Vec<String>, IngestError> {
         for request in &requests {
             validate_request(request)?;
+            if request.source_type == "file" {
+                crate::storage::validate_object_name(&request.source).map_err(|error| {
+                    IngestError::InvalidRequest(format!(
+                        "source must name a stored file (upload it first; local folders are read by watching them): {error}"
+                    ))
+                })?;
+            }
         }
+        self.insert(requests, false).await
+    }
+
+    /// A file of a watched folder, by its path: only the folder watcher calls this, after its own checks.
+    pub(crate) async fn submit_watched(&self, request: TaskRequest) -> Result<String, IngestError> {
+        validate_request(&request)?;
+        let ids = self.insert(vec![request], true).await?;
+        Ok(ids.into_iter().next().unwrap_or_default())
+    }
+
+    async fn insert(&self, requests: Vec<TaskRequest>, local_file: bool) -> Result<Vec<String>, IngestError> {
         // The knowledge base exists from its first upload on, so failed files can be shown in it.
         for request in &requests {
             self.inner
@@ -214,8 +275,8 @@ impl IngestQueue {
             let file_name = file_name_of(&request, &task_id);
             sqlx::query(
                 "INSERT INTO ingest_task (task_id, source, source_type, index_name, chunking_strategy, file_name,
-                                          status, created_at, updated_at)
-                 VALUES (?, ?, ?, ?, ?, ?, 'WAITING', ?, ?)",
+                                          status, created_at, updated_at, local_file)
+                 VALUES (?, ?, ?, ?, ?, ?, 'WAITING', ?, ?, ?)",
             )
             .bind(&task_id)
             .bind(&request.source)
@@ -225,6 +286,7 @@ impl IngestQueue {
             .bind(&file_name)
             .bind(now)
             .bind(now)
+            .bind(local_file)
             .execute(&mut *transaction)
             .await?;
             ids.push(task_id);
@@ -303,19 +365,10 @@ impl IngestQueue {
         Ok(row.as_ref().map(task_from_row))
     }
 
-    async fn set_status(&self, task_id: &str, status: TaskStatus) -> Result<(), IngestError> {
-        sqlx::query("UPDATE ingest_task SET status = ?, updated_at = ? WHERE task_id = ?")
-            .bind(status.as_str())
-            .bind(now_millis())
-            .bind(task_id)
-            .execute(&self.inner.pool)
-            .await?;
-        Ok(())
-    }
-
     async fn finish(&self, task_id: &str, chunk_count: usize, preview: Value) -> Result<(), IngestError> {
         sqlx::query(
-            "UPDATE ingest_task SET status = 'COMPLETED', chunk_count = ?, result_preview = ?, error = NULL, updated_at = ?
+            "UPDATE ingest_task SET status = 'COMPLETED', chunk_count = ?, result_preview = ?, error = NULL, updated_at = ?,
+                 parse_started_at = NULL
              WHERE task_id = ?",
         )
         .bind(chunk_count as i64)
@@ -328,7 +381,9 @@ impl IngestQueue {
     }
 
     async fn fail(&self, task_id: &str, reason: &str) -> Result<(), IngestError> {
-        sqlx::query("UPDATE ingest_task SET status = 'FAILED', error = ?, updated_at = ? WHERE task_id = ?")
+        sqlx::query(
+            "UPDATE ingest_task SET status = 'FAILED', error = ?, updated_at = ?, parse_started_at = NULL WHERE task_id = ?",
+        )
             .bind(reason)
             .bind(now_millis())
             .bind(task_id)
@@ -341,12 +396,6 @@ impl IngestQueue {
     async fn run(&self, task: &Task) -> Result<(usize, Value), String> {
         let bytes = self.read_source(task).await?;
         let file_size = bytes.len() as u64;
-        sqlx::query("UPDATE ingest_task SET file_size = ? WHERE task_id = ?")
-            .bind(file_size as i64)
-            .bind(&task.task_id)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(|error| error.to_string())?;
         let strategy = ChunkingStrategy::parse(task.chunking_strategy.as_deref())?;
         let file_name = task.file_name.clone();
         let parse_name = if task.source_type == "text" && parse::extension_of(&file_name).is_empty() {
@@ -354,13 +403,31 @@ impl IngestQueue {
         } else {
             file_name.clone()
         };
+        // Recorded before a binary-format parser runs (durably: the next statement waits for it), so that a
+        // parser that kills the process is known at the next start. Our own text parsers are not marked:
+        // they run under the output budget, and marking them would fail inline texts a crash interrupted.
+        let parse_started_at = parse::is_binary_format(&parse_name).then(now_millis);
+        sqlx::query("UPDATE ingest_task SET file_size = ?, parse_started_at = ? WHERE task_id = ?")
+            .bind(file_size as i64)
+            .bind(parse_started_at)
+            .bind(&task.task_id)
+            .execute(&self.inner.pool)
+            .await
+            .map_err(|error| error.to_string())?;
         let pieces = tokio::task::spawn_blocking(move || {
             parse::parse_document(&parse_name, &bytes).map(|elements| chunk_elements(&elements, strategy))
         })
         .await
         .map_err(|error| format!("the parser stopped: {error}"))?
         .map_err(|error| error.to_string())?;
-        self.set_status(&task.task_id, TaskStatus::Forwarding).await.map_err(|error| error.to_string())?;
+        sqlx::query(
+            "UPDATE ingest_task SET status = 'FORWARDING', parse_started_at = NULL, updated_at = ? WHERE task_id = ?",
+        )
+        .bind(now_millis())
+        .bind(&task.task_id)
+        .execute(&self.inner.pool)
+        .await
+        .map_err(|error| error.to_string())?;
 
         let now = now_iso();
         let knowledge = &self.inner.knowledge;
@@ -410,31 +477,41 @@ impl IngestQueue {
                 .await
                 .map(|body| body.bytes)
                 .map_err(|error| format!("cannot fetch {}: {error}", task.source)),
-            _ => {
-                match self.inner.storage.read_bounded(&task.source, MAX_SOURCE_BYTES).await {
-                    Ok((_, bytes)) => return Ok(bytes),
-                    Err(StorageError::TooLarge { .. }) => {
-                        return Err(format!("the file is larger than {MAX_SOURCE_BYTES} bytes"));
-                    }
-                    // Not a stored object (or unreadable as one): try it as a local path below.
-                    Err(_) => {}
-                }
-                // Not a stored object: a local path, allowed only inside the permitted folders.
-                let path = PathBuf::from(&task.source).canonicalize().map_err(|error| {
-                    format!("{} is neither a stored file nor a readable path: {error}", task.source)
-                })?;
-                if !crate::sync::read(&self.inner.allowed_roots).iter().any(|root| path.starts_with(root)) {
-                    return Err(format!("{} is outside the folders this server may read", task.source));
-                }
-                let metadata = tokio::fs::metadata(&path)
-                    .await
-                    .map_err(|error| format!("cannot read {}: {error}", task.source))?;
-                if metadata.len() > MAX_SOURCE_BYTES {
-                    return Err(format!("the file is larger than {MAX_SOURCE_BYTES} bytes"));
-                }
-                tokio::fs::read(&path).await.map_err(|error| format!("cannot read {}: {error}", task.source))
-            }
+            _ if task.local_file => self.read_watched_file(task).await,
+            _ => match self.inner.storage.read_bounded(&task.source, MAX_SOURCE_BYTES).await {
+                Ok((_, bytes)) => Ok(bytes),
+                Err(StorageError::TooLarge { .. }) => Err(format!("the file is larger than {MAX_SOURCE_BYTES} bytes")),
+                // Tasks recorded before local paths were refused at submission end here too.
+                Err(_) => Err(format!("{} is not a stored file", task.source)),
+            },
         }
+    }
+
+    /// A watched folder's file, read only if the watcher's rules hold for its real path now: it may have
+    /// become a link to somewhere else since the watcher saw it.
+    async fn read_watched_file(&self, task: &Task) -> Result<Vec<u8>, String> {
+        let mut ready = self.inner.data_dir.subscribe();
+        let data_dir = tokio::time::timeout(WATCHER_READY_TIMEOUT, ready.wait_for(Option::is_some))
+            .await
+            .ok()
+            .and_then(|waited| waited.ok().and_then(|data_dir| data_dir.clone()))
+            .ok_or_else(|| "the folder watcher is not running".to_owned())?;
+        let refused = || format!("{} is not a file of a watched folder", task.source);
+        let path = tokio::fs::canonicalize(&task.source).await.map_err(|_| refused())?;
+        let root = crate::sync::read(&self.inner.allowed_roots).iter().find(|root| path.starts_with(root)).cloned();
+        let Some(root) = root else { return Err(refused()) };
+        let file_name = path.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        if crate::watch::skipped(&root, &path, &data_dir) || !parse::is_allowed(&file_name) {
+            return Err(refused());
+        }
+        let metadata = tokio::fs::metadata(&path).await.map_err(|_| refused())?;
+        if !metadata.is_file() {
+            return Err(refused());
+        }
+        if metadata.len() > MAX_SOURCE_BYTES {
+            return Err(format!("the file is larger than {MAX_SOURCE_BYTES} bytes"));
+        }
+        tokio::fs::read(&path).await.map_err(|error| format!("cannot read {}: {error}", task.source))
     }
 }
 
@@ -493,5 +570,6 @@ fn task_from_row(row: &sqlx::sqlite::SqliteRow) -> Task {
             .and_then(|text| serde_json::from_str(&text).ok()),
         created_at_ms: row.get("created_at"),
         updated_at_ms: row.get("updated_at"),
+        local_file: row.get("local_file"),
     }
 }

@@ -12,7 +12,11 @@
 //!    removes everything below it). An overflowing event queue triggers a full reconcile of the folder.
 //! 4. All syncs run one at a time under one lock, so an event and a reconcile never race on a file.
 //! 5. Hidden files and folders (`.git`, editor swap files) and anything inside the data dir are skipped, so
-//!    watching a home folder never indexes our own logs or database.
+//!    watching a home folder never indexes our own logs or database; a folder that holds the data dir, or
+//!    lies inside it, cannot be watched at all. The rules are checked on the real path (symbolic links
+//!    resolved) when a file is submitted, and again by the queue when it reads the file.
+//! 6. A refused folder gets the same answer whether it exists or not ("not a readable folder"), so the API
+//!    cannot be used to probe which paths exist.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -105,6 +109,7 @@ impl FolderWatcher {
             }
         };
         let data_dir = data_dir.canonicalize().unwrap_or_else(|_| data_dir.to_path_buf());
+        let ingest_for_rules = ingest.clone();
         let this = Self {
             inner: Arc::new(WatcherInner {
                 pool,
@@ -115,8 +120,13 @@ impl FolderWatcher {
                 sync_lock: tokio::sync::Mutex::new(()),
             }),
         };
-        for folder in this.list().await? {
-            this.begin_watching(&folder);
+        let folders = this.list().await?;
+        for folder in &folders {
+            this.begin_watching(folder);
+        }
+        // Only now may the queue read watched files: every folder is allowed and the data dir is known.
+        ingest_for_rules.watcher_ready(this.inner.data_dir.clone());
+        for folder in folders {
             this.spawn_reconcile(folder);
         }
         let events = this.clone();
@@ -151,14 +161,18 @@ impl FolderWatcher {
         if !requested.is_absolute() {
             return Err(WatchError::Invalid(format!("the folder must be an absolute path, not {path:?}")));
         }
-        let canonical = requested
-            .canonicalize()
-            .map_err(|error| WatchError::Invalid(format!("cannot open the folder {path}: {error}")))?;
-        if !canonical.is_dir() {
-            return Err(WatchError::Invalid(format!("{path} is not a folder")));
+        // One answer for a missing path, a file, and a folder we may not list: nothing to learn about paths.
+        let not_readable = || WatchError::Invalid(format!("{path} is not a readable folder"));
+        let canonical = tokio::fs::canonicalize(&requested).await.map_err(|_| not_readable())?;
+        let readable = tokio::fs::read_dir(&canonical).await.is_ok();
+        if !readable {
+            return Err(not_readable());
         }
-        if canonical.starts_with(&self.inner.data_dir) {
-            return Err(WatchError::Invalid("the folder is inside Nexent's own data dir".into()));
+        let data_dir = &self.inner.data_dir;
+        if canonical.starts_with(data_dir) || data_dir.starts_with(&canonical) {
+            return Err(WatchError::Invalid(format!(
+                "{path} cannot be watched: it holds or lies inside Nexent's own data dir (settings, keys and logs)"
+            )));
         }
         let path_text = canonical.to_string_lossy().into_owned();
         let existing = self.list().await?.into_iter().find(|f| f.path == canonical && f.index_name == index_name);
@@ -312,6 +326,13 @@ impl FolderWatcher {
         if !parse::is_allowed(&file_name) {
             return Ok(());
         }
+        // The rules hold for the real file, not only for the name the event carried (a link, or a folder
+        // link on the way, could lead anywhere).
+        let Ok(real) = tokio::fs::canonicalize(path).await else { return Ok(()) };
+        let real_name = real.file_name().map(|name| name.to_string_lossy().into_owned()).unwrap_or_default();
+        if real != path || skipped(&folder.path, &real, &self.inner.data_dir) || !parse::is_allowed(&real_name) {
+            return Ok(());
+        }
         let Ok(metadata) = tokio::fs::metadata(path).await else { return Ok(()) };
         let size = metadata.len() as i64;
         let modified_ms = metadata
@@ -353,7 +374,7 @@ impl FolderWatcher {
         let task_id = self
             .inner
             .ingest
-            .submit(TaskRequest {
+            .submit_watched(TaskRequest {
                 source: path_text.clone(),
                 source_type: "file".into(),
                 index_name: folder.index_name.clone(),
@@ -421,7 +442,7 @@ fn folder_from_row(row: &sqlx::sqlite::SqliteRow) -> WatchedFolder {
 }
 
 /// Hidden entries below the folder's root and anything inside the data dir are never ingested.
-fn skipped(root: &Path, path: &Path, data_dir: &Path) -> bool {
+pub(crate) fn skipped(root: &Path, path: &Path, data_dir: &Path) -> bool {
     path.starts_with(data_dir)
         || path
             .strip_prefix(root)

@@ -1055,7 +1055,7 @@ export interface components {
             /** @description Shown as the document's file name. */
             file_name?: string | null;
             index_name?: string | null;
-            /** @description A stored object name, a path inside the data dir, a URL, or the text itself. */
+            /** @description A stored object name, a URL, or the text itself (local folders are read by watching them). */
             source: string;
             source_type?: string;
         };
@@ -1530,6 +1530,20 @@ export interface operations {
                 content: {
                     "text/event-stream": unknown;
                 };
+            };
+            /** @description more than 10 files */
+            400: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description a file over the upload limit, or more than 128 MiB of files in all */
+            413: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
             /** @description `query` or `files` missing */
             422: {

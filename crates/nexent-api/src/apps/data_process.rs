@@ -25,7 +25,7 @@ impl From<IngestError> for ApiError {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct TaskBody {
-    /// A stored object name, a path inside the data dir, a URL, or the text itself.
+    /// A stored object name, a URL, or the text itself (local folders are read by watching them).
     pub source: String,
     #[serde(default = "default_source_type")]
     pub source_type: String,

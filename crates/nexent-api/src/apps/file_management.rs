@@ -501,20 +501,47 @@ async fn bounded_file_field(mut field: Field<'_>, limit: u64) -> Result<(String,
     Ok((file_name, bytes))
 }
 
+/// Most files one `/api/file/preprocess` request may carry: they are all held in memory while described.
+pub const MAX_PREPROCESS_FILES: usize = 10;
+/// Most bytes all the files of one `/api/file/preprocess` request may hold together.
+pub const MAX_PREPROCESS_TOTAL_BYTES: u64 = 128 << 20;
+
 #[utoipa::path(post, path = "/api/file/preprocess", tag = "file",
     request_body(content_type = "multipart/form-data", description = "`query` (required), `files` (repeated, required)"),
     responses((status = 200, content_type = "text/event-stream",
                description = r#"SSE `data: {"type":"progress"|"file_processed"|"error"|"complete", ...}` (§6.5); a file's description is its extracted text"#),
+              (status = 400, description = "more than 10 files"),
+              (status = 413, description = "a file over the upload limit, or more than 128 MiB of files in all"),
               (status = 422, description = "`query` or `files` missing")))]
 pub async fn preprocess_files(State(state): State<AppState>, mut multipart: Multipart) -> Result<Response, ApiError> {
     use nexent_core::ingest::preprocess::{Attachment, VisionModel, preprocess};
     let limit = state.services.storage.max_upload_bytes;
-    let (mut query, mut attachments) = (None, Vec::new());
+    let (mut query, mut attachments, mut total) = (None, Vec::new(), 0u64);
     while let Some(field) = next_field(&mut multipart).await? {
         match field.name() {
             Some("query") => query = Some(small_text_field(field).await?),
             Some("files" | "file") => {
-                let (file_name, bytes) = bounded_file_field(field, limit).await?;
+                // Refused before the file is read: the rest of the body is never buffered.
+                if attachments.len() == MAX_PREPROCESS_FILES {
+                    return Err(ApiError::BadRequest(format!(
+                        "At most {MAX_PREPROCESS_FILES} files can be preprocessed in one request"
+                    )));
+                }
+                let left = MAX_PREPROCESS_TOTAL_BYTES - total;
+                let (file_name, bytes) = if left < limit {
+                    let mut field = field;
+                    let file_name = field.file_name().unwrap_or("unnamed").to_owned();
+                    let bytes = read_bounded(&mut field, left).await?.ok_or_else(|| {
+                        ApiError::PayloadTooLarge(format!(
+                            "The files of one preprocess request may hold {} MiB in all",
+                            MAX_PREPROCESS_TOTAL_BYTES >> 20
+                        ))
+                    })?;
+                    (file_name, bytes)
+                } else {
+                    bounded_file_field(field, limit).await?
+                };
+                total += bytes.len() as u64;
                 attachments.push(Attachment { file_name, bytes });
             }
             _ => {}

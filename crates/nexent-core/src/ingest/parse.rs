@@ -5,7 +5,10 @@
 //! what its name says, or that a parser cannot read, fails with a reason rather than being indexed as garbage.
 
 mod archive;
+pub mod budget;
 mod epub;
+#[cfg(test)]
+mod fuzz;
 mod mail;
 mod office;
 mod pdf;
@@ -80,13 +83,34 @@ pub fn parse_document(file_name: &str, bytes: &[u8]) -> Result<Vec<Element>, Par
             format!(".{extension}")
         }));
     }
+    let limits = budget::Limits::for_input(bytes.len());
+    let scope = budget::Scope::new(limits);
     // A parser that panics on a hostile file has met a damaged file; the worker goes on.
     let parsed = std::panic::catch_unwind(|| parse_as(&extension, bytes))
         .unwrap_or_else(|_| Err(ParseError::Malformed(format!("the .{extension} file is damaged"))))?;
+    // The charges stopped the parsers early; the measure is the rule, whatever a parser forgot to charge.
+    let (produced_bytes, produced_lines) = budget::measure(&parsed);
+    if scope.exceeded() || produced_bytes > limits.bytes || produced_lines > limits.lines {
+        return Err(ParseError::TooLarge(format!(
+            "the extracted text would exceed {} MiB or {} lines for a file of {} bytes",
+            limits.bytes >> 20,
+            limits.lines,
+            bytes.len()
+        )));
+    }
     if parsed.iter().all(|element| element.text.trim().is_empty()) {
         return Err(ParseError::Empty);
     }
     Ok(parsed)
+}
+
+/// Whether the file's parser is a binary-format reader (PDF, Office, spreadsheets, mail, EPUB, RTF): those
+/// run large third-party code on the bytes, so a task records that its parse started (see `IngestQueue`).
+pub fn is_binary_format(file_name: &str) -> bool {
+    matches!(
+        extension_of(file_name).as_str(),
+        "pdf" | "docx" | "pptx" | "odt" | "xlsx" | "xls" | "ods" | "eml" | "epub" | "rtf"
+    )
 }
 
 fn parse_as(extension: &str, bytes: &[u8]) -> Result<Vec<Element>, ParseError> {
@@ -170,6 +194,35 @@ mod tests {
         assert_eq!(table[0].text, "name | weight\nZorblax | 12");
         let csv = parse_document("t.csv", b"name,note\nZorblax,\"heavy, 12 kg\"\n").expect("csv");
         assert_eq!(csv[0].text, "name | note\nZorblax | heavy, 12 kg");
+    }
+
+    #[test]
+    fn json_with_giant_key_paths_stays_small_and_lists_are_one_line() {
+        // Issue 15: 10 levels of 10,000-character keys over 20,000 leaves (137 KB) made 5.8 GB of lines.
+        let mut document = format!("[{}]", vec!["1"; 20_000].join(","));
+        for level in 0..10 {
+            document = format!("{{\"{}\": {document}}}", format!("{level}").repeat(10_000));
+        }
+        let elements = parse_document("keys.json", document.as_bytes()).expect("json");
+        let (bytes, _) = budget::measure(&elements);
+        assert!(bytes < 100_000, "{bytes} bytes");
+        let (path, values) = elements[0].text.split_once(": ").expect("a path");
+        assert!(path.starts_with('…') && path.len() <= 128 + '…'.len_utf8(), "{path}");
+        assert!(values.starts_with("1, 1"));
+
+        let tags = parse_document("t.json", br#"{"tags":["a","b"],"rows":[{"n":1},{"n":2}]}"#).expect("json");
+        assert_eq!(tags[0].text, "rows[0].n: 1\nrows[1].n: 2\ntags: a, b");
+    }
+
+    #[test]
+    fn output_past_the_budget_fails_with_a_reason() {
+        let mut markdown = String::new();
+        for level in 1..=6 {
+            markdown.push_str(&format!("{} {}\n\n", "#".repeat(level), "h".repeat(300)));
+        }
+        markdown.push_str(&"a\n\n".repeat(100_000));
+        let error = parse_document("outline.md", markdown.as_bytes()).expect_err("over budget");
+        assert!(error.to_string().contains("the extracted text would exceed 16 MiB"), "{error}");
     }
 
     fn fixture(name: &str) -> Vec<u8> {

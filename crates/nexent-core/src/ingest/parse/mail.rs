@@ -40,7 +40,8 @@ pub(super) fn eml(bytes: &[u8]) -> Result<Vec<Element>, ParseError> {
             header.push(format!("{label}: {value}"));
         }
     }
-    let heading_path = if subject.is_empty() { Vec::new() } else { vec![subject.clone()] };
+    // The subject heads every paragraph: cut for repetition, and charged per paragraph below.
+    let heading_path = if subject.is_empty() { Vec::new() } else { vec![super::budget::path_heading(&subject)] };
     let mut elements = Vec::new();
     if !subject.is_empty() {
         elements.push(Element { text: subject, is_title: true, heading_path: heading_path.clone(), page: None });
@@ -49,7 +50,12 @@ pub(super) fn eml(bytes: &[u8]) -> Result<Vec<Element>, ParseError> {
         elements.push(Element { text: header.join("\n"), heading_path: heading_path.clone(), ..Element::default() });
     }
     let body = message.body_text(0).unwrap_or_default();
-    elements
-        .extend(paragraphs(&body).into_iter().map(|element| Element { heading_path: heading_path.clone(), ..element }));
+    let path_bytes: usize = heading_path.iter().map(String::len).sum();
+    elements.extend(
+        paragraphs(&body)
+            .into_iter()
+            .take_while(|_| super::budget::charge(path_bytes, 0))
+            .map(|element| Element { heading_path: heading_path.clone(), ..element }),
+    );
     Ok(elements)
 }

@@ -27,7 +27,7 @@ impl Outline {
     /// A finished paragraph: a heading when `level` is given. Blank ones are dropped.
     fn push(&mut self, text: &str, level: Option<usize>, page: Option<u32>) {
         let text = tidy(text);
-        if text.is_empty() {
+        if text.is_empty() || !super::budget::charge(text.len() + 64, text.lines().count()) {
             return;
         }
         match level {

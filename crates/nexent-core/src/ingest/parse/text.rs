@@ -1,5 +1,6 @@
 //! The text formats: plain text and source code, Markdown, HTML, CSV/TSV, JSON and XML.
 
+use super::budget::{self, path_heading};
 use super::{Element, ParseError};
 
 pub(super) fn text_of(bytes: &[u8]) -> Result<&str, ParseError> {
@@ -7,13 +8,14 @@ pub(super) fn text_of(bytes: &[u8]) -> Result<&str, ParseError> {
     std::str::from_utf8(bytes).map_err(|_| ParseError::NotText)
 }
 
-/// Blank-line separated paragraphs.
+/// Blank-line separated paragraphs (as many as the output budget allows).
 pub(super) fn paragraphs(text: &str) -> Vec<Element> {
     text.replace("\r\n", "\n")
         .split("\n\n")
         .map(str::trim)
         .filter(|paragraph| !paragraph.is_empty())
         .map(|paragraph| Element { text: paragraph.to_owned(), ..Element::default() })
+        .take_while(budget::charge_element)
         .collect()
 }
 
@@ -22,9 +24,10 @@ pub(super) fn markdown(text: &str) -> Vec<Element> {
     let mut headings: Vec<(usize, String)> = Vec::new();
     let mut paragraph = String::new();
     let flush = |paragraph: &mut String, headings: &[(usize, String)], elements: &mut Vec<Element>| {
-        if !paragraph.trim().is_empty() {
+        let text = paragraph.trim();
+        if !text.is_empty() && budget::charge(text.len(), text.lines().count()) {
             elements.push(Element {
-                text: paragraph.trim().to_owned(),
+                text: text.to_owned(),
                 heading_path: heading_path(headings),
                 ..Element::default()
             });
@@ -33,6 +36,9 @@ pub(super) fn markdown(text: &str) -> Vec<Element> {
     };
     let mut in_code = false;
     for line in text.replace("\r\n", "\n").lines() {
+        if budget::spent() {
+            break;
+        }
         if line.trim_start().starts_with("```") {
             in_code = !in_code;
         }
@@ -69,13 +75,24 @@ pub(super) fn delimited(text: &str, separator: char) -> Vec<Element> {
 }
 
 /// Rows of a table in groups, each group headed by the first row, so every chunk can be read on its own.
+/// The header repeated on later groups is cut to a few hundred bytes: a huge header would otherwise be
+/// copied once per 20 rows.
 pub(super) fn table(rows: Vec<String>) -> Vec<Element> {
     let Some((header, body)) = rows.split_first() else { return Vec::new() };
     if body.is_empty() {
-        return vec![Element { text: header.clone(), ..Element::default() }];
+        return vec![Element { text: header.clone(), ..Element::default() }]
+            .into_iter()
+            .take_while(budget::charge_element)
+            .collect();
     }
+    let repeated_header = path_heading(header);
     body.chunks(20)
-        .map(|group| Element { text: format!("{header}\n{}", group.join("\n")), ..Element::default() })
+        .enumerate()
+        .map(|(group_index, group)| {
+            let group_header = if group_index == 0 { header.as_str() } else { repeated_header.as_str() };
+            Element { text: format!("{group_header}\n{}", group.join("\n")), ..Element::default() }
+        })
+        .take_while(budget::charge_element)
         .collect()
 }
 
@@ -104,31 +121,99 @@ pub(super) fn json(text: &str) -> Result<Vec<Element>, ParseError> {
     let value: serde_json::Value =
         serde_json::from_str(text).map_err(|error| ParseError::Malformed(error.to_string()))?;
     let mut lines = Vec::new();
-    flatten_json("", &value, &mut lines);
+    flatten_json(&mut String::new(), &value, &mut lines);
     Ok(lines.chunks(30).map(|group| Element { text: group.join("\n"), ..Element::default() }).collect())
 }
 
-fn flatten_json(prefix: &str, value: &serde_json::Value, lines: &mut Vec<String>) {
+/// Key paths longer than this are shown by their end only: every leaf repeats its path, so ten levels of
+/// 10,000-character keys would otherwise cost 100 KB per leaf.
+const MAX_JSON_PATH_BYTES: usize = 128;
+/// Keys longer than this are cut inside paths (the key itself is text the leaf line does not need whole).
+const MAX_JSON_KEY_BYTES: usize = 64;
+
+/// One `path: value` line per leaf. `path` is the full (key-cut) path, grown and shrunk in place so a deep
+/// document costs one path buffer, not one per level.
+fn flatten_json(path: &mut String, value: &serde_json::Value, lines: &mut Vec<String>) {
+    if budget::spent() {
+        return;
+    }
+    let restore = path.len();
     match value {
         serde_json::Value::Object(map) => {
             for (key, child) in map {
-                let path = if prefix.is_empty() { key.clone() } else { format!("{prefix}.{key}") };
-                flatten_json(&path, child, lines);
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                path.push_str(cut_at_boundary(key, MAX_JSON_KEY_BYTES));
+                flatten_json(path, child, lines);
+                path.truncate(restore);
+            }
+        }
+        // A list of plain values is one line: a leaf per line would repeat the path once per value.
+        serde_json::Value::Array(items)
+            if !items.is_empty() && items.iter().all(|item| !item.is_array() && !item.is_object()) =>
+        {
+            let values: Vec<String> = items
+                .iter()
+                .map(|item| match item {
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                })
+                .collect();
+            let line = format!("{}: {}", shown_path(path), values.join(", "));
+            if budget::charge(line.len() + 24, 1) {
+                lines.push(line);
             }
         }
         serde_json::Value::Array(items) => {
             for (index, child) in items.iter().enumerate() {
-                flatten_json(&format!("{prefix}[{index}]"), child, lines);
+                path.push_str(&format!("[{index}]"));
+                flatten_json(path, child, lines);
+                path.truncate(restore);
             }
         }
-        serde_json::Value::String(text) => lines.push(format!("{prefix}: {text}")),
-        other => lines.push(format!("{prefix}: {other}")),
+        leaf => {
+            let shown = shown_path(path);
+            let line = match leaf {
+                serde_json::Value::String(text) => format!("{shown}: {text}"),
+                other => format!("{shown}: {other}"),
+            };
+            if budget::charge(line.len() + 24, 1) {
+                lines.push(line);
+            }
+        }
     }
 }
 
-/// The heading texts of a `(level, text)` stack, outermost first.
+/// The last [`MAX_JSON_PATH_BYTES`] of a path, marked with a leading ellipsis when cut.
+fn shown_path(path: &str) -> String {
+    if path.len() <= MAX_JSON_PATH_BYTES {
+        return path.to_owned();
+    }
+    let mut start = path.len() - MAX_JSON_PATH_BYTES;
+    while !path.is_char_boundary(start) {
+        start += 1;
+    }
+    format!("…{}", &path[start..])
+}
+
+fn cut_at_boundary(text: &str, max_bytes: usize) -> &str {
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+/// The heading texts of a `(level, text)` stack, outermost first, each cut for repetition (charged to the
+/// output budget: the path is copied onto every element below it).
 pub(super) fn heading_path(headings: &[(usize, String)]) -> Vec<String> {
-    headings.iter().map(|(_, heading)| heading.clone()).collect()
+    let path: Vec<String> = headings.iter().map(|(_, heading)| path_heading(heading)).collect();
+    budget::charge(path.iter().map(String::len).sum(), 0);
+    path
 }
 
 pub(super) fn html(text: &str) -> Vec<Element> {
@@ -145,6 +230,9 @@ pub(super) fn html(text: &str) -> Vec<Element> {
         );
     };
     while let Some((at, level)) = find_heading(&lower[offset..]).map(|(at, level)| (offset + at, level)) {
+        if budget::spent() {
+            break;
+        }
         push_body(&text[offset..at], &headings, &mut elements);
         let close = format!("</h{level}");
         let end = lower[at..].find(&close).map(|found| at + found).unwrap_or(lower.len());
