@@ -8,6 +8,7 @@ mod conversation;
 mod durability;
 mod file_management;
 mod formats;
+mod hostile_engines;
 mod ingest;
 mod knowledge;
 mod mcp;
