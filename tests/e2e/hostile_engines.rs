@@ -116,7 +116,12 @@ fn reset_peak_rss(pid: u32) -> anyhow::Result<()> {
 }
 
 /// Runs `count` health checks of `model` at once; returns how far the peak RSS rose above the RSS before.
-async fn concurrent_checks_growth_kib(server: &NexentServer, pid: u32, model: &str, count: usize) -> anyhow::Result<u64> {
+async fn concurrent_checks_growth_kib(
+    server: &NexentServer,
+    pid: u32,
+    model: &str,
+    count: usize,
+) -> anyhow::Result<u64> {
     reset_peak_rss(pid)?;
     let before = rss_kib(pid).context("VmRSS")?;
     let path = format!("/api/model/healthcheck?model_name={model}");

@@ -197,13 +197,14 @@ fn same_host_redirect(from: &Url, to: &Url) -> bool {
 pub enum BodyError {
     #[error("the answer is larger than the limit of {0} bytes")]
     TooLarge(u64),
-    #[error("{}", .0.without_url())]
-    Transport(#[source] reqwest::Error),
+    /// The connection failed while reading (the URL left out: it may carry a key).
+    #[error("{message}")]
+    Transport { message: String, timeout: bool },
 }
 
 impl BodyError {
     pub fn is_timeout(&self) -> bool {
-        matches!(self, Self::Transport(error) if error.is_timeout())
+        matches!(self, Self::Transport { timeout: true, .. })
     }
 }
 
@@ -215,7 +216,10 @@ pub async fn read_capped(response: reqwest::Response, limit: u64) -> Result<Vec<
     let mut bytes = Vec::new();
     let mut stream = response.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(BodyError::Transport)?;
+        let chunk = chunk.map_err(|error| BodyError::Transport {
+            timeout: error.is_timeout(),
+            message: error.without_url().to_string(),
+        })?;
         if bytes.len() as u64 + chunk.len() as u64 > limit {
             return Err(BodyError::TooLarge(limit));
         }

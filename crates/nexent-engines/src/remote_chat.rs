@@ -113,7 +113,9 @@ impl PartialCalls {
         for delta in deltas {
             let index = delta["index"].as_u64().unwrap_or(self.0.len() as u64);
             let index = usize::try_from(index).ok().filter(|&index| index < MAX_TOOL_CALLS).ok_or_else(|| {
-                ChatError::Failed(format!("the model server sent tool call #{index}; at most {MAX_TOOL_CALLS} are taken"))
+                ChatError::Failed(format!(
+                    "the model server sent tool call #{index}; at most {MAX_TOOL_CALLS} are taken"
+                ))
             })?;
             while self.0.len() <= index {
                 self.0.push(ToolCall { id: String::new(), name: String::new(), arguments: String::new() });
@@ -266,7 +268,9 @@ mod tests {
             (json!(5), json!(true), json!(["END"]))
         );
         let mut calls = PartialCalls::default();
-        calls.add(&[json!({"index": 0, "id": "c1", "function": {"name": "sea", "arguments": "{\"q\":"}})]).expect("first");
+        calls
+            .add(&[json!({"index": 0, "id": "c1", "function": {"name": "sea", "arguments": "{\"q\":"}})])
+            .expect("first");
         calls.add(&[json!({"index": 0, "function": {"arguments": "\"tide\"}"}})]).expect("second");
         assert_eq!(calls.0, [ToolCall { id: "c1".into(), name: "sea".into(), arguments: "{\"q\":\"tide\"}".into() }]);
         assert!(calls.add(&[json!({"index": 63, "function": {"name": "last"}})]).is_ok());
@@ -304,7 +308,8 @@ mod tests {
         let elsewhere = test_http::CannedServer::start(sse(&["[DONE]"])).await;
         // Same address, other name: a host is a host, whatever it resolves to.
         let location = format!("Location: http://localhost:{}/v1/chat/completions", elsewhere.port);
-        let redirecting = test_http::CannedServer::start(test_http::response("307 Temporary Redirect", &[&location], b"")).await;
+        let redirecting =
+            test_http::CannedServer::start(test_http::response("307 Temporary Redirect", &[&location], b"")).await;
         let refused = answer_of(&redirecting.url).await.expect_err("the redirect is not followed");
         assert!(refused.to_string().contains("redirect"), "{refused}");
         assert_eq!((redirecting.hits(), elsewhere.hits()), (1, 0), "the other host never sees the request");
@@ -313,9 +318,12 @@ mod tests {
     #[tokio::test]
     async fn long_lines_long_streams_and_huge_tool_indices_end_the_answer() {
         let endless_line = [b"data: ".as_slice(), &vec![b'x'; MAX_LINE_BYTES + 1]].concat();
-        let server =
-            test_http::CannedServer::start(test_http::response_until_close("200 OK", &["Content-Type: text/event-stream"], &endless_line))
-                .await;
+        let server = test_http::CannedServer::start(test_http::response_until_close(
+            "200 OK",
+            &["Content-Type: text/event-stream"],
+            &endless_line,
+        ))
+        .await;
         let refused = answer_of(&server.url).await.expect_err("a line past the cap");
         assert!(refused.to_string().contains("longer than"), "{refused}");
 
@@ -325,7 +333,8 @@ mod tests {
         assert!(refused.to_string().contains("tool call #100000000"), "{refused}");
 
         let huge_error = [br#"{"error":{"message":""#.as_slice(), &vec![b'x'; 1 << 20], br#""}}"#].concat();
-        let server = test_http::CannedServer::start(test_http::response("500 Internal Server Error", &[], &huge_error)).await;
+        let server =
+            test_http::CannedServer::start(test_http::response("500 Internal Server Error", &[], &huge_error)).await;
         let refused = answer_of(&server.url).await.expect_err("a server error");
         assert!(refused.to_string().contains("no message"), "an error body past the cap is not read: {refused}");
     }
@@ -338,7 +347,7 @@ mod tests {
         assert!(lines.push(&[b'x'; 17]).is_err(), "a line past the cap");
         let mut lines = SseLines::new(16, 64);
         for _ in 0..8 {
-            lines.push(b"data: 1234567\n").expect("within the total");
+            lines.push(b"data: 1\n").expect("within the total (8 lines of 8 bytes)");
         }
         assert!(lines.push(b"data: 1\n").is_err(), "past the total");
     }

@@ -57,7 +57,8 @@ impl RemoteEmbedder {
         let response =
             request.send().await.map_err(|error| EmbedError::Unavailable(error.without_url().to_string()))?;
         let status = response.status();
-        let body = read_capped(response, MAX_ANSWER_BYTES).await.map_err(|error| EmbedError::Failed(error.to_string()))?;
+        let body =
+            read_capped(response, MAX_ANSWER_BYTES).await.map_err(|error| EmbedError::Failed(error.to_string()))?;
         let body: Value = match serde_json::from_slice(&body) {
             Ok(body) => body,
             Err(_) if !status.is_success() => Value::Null,
@@ -138,7 +139,8 @@ mod tests {
         assert_eq!(embedder.embed(vec!["a".into()]).await.expect("vectors"), [vec![0.6, 0.8]]);
 
         let location = format!("Location: http://localhost:{}/embeddings", server.port);
-        let redirecting = test_http::CannedServer::start(test_http::response("308 Permanent Redirect", &[&location], b"")).await;
+        let redirecting =
+            test_http::CannedServer::start(test_http::response("308 Permanent Redirect", &[&location], b"")).await;
         let embedder = RemoteEmbedder::new(&redirecting.url, None, "m", 2).expect("embedder");
         let refused = embedder.embed(vec!["a".into()]).await.expect_err("not followed");
         assert!(refused.to_string().contains("redirect"), "{refused}");
@@ -153,7 +155,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_streamed_body_is_cut_at_the_cap() {
-        let server = test_http::CannedServer::start(test_http::response_until_close("200 OK", &[], &[b'x'; 4096])).await;
+        let server =
+            test_http::CannedServer::start(test_http::response_until_close("200 OK", &[], &[b'x'; 4096])).await;
         let response = reqwest::get(&server.url).await.expect("response");
         let refused = read_capped(response, 1000).await.expect_err("past the cap");
         assert!(matches!(refused, nexent_core::fetch::BodyError::TooLarge(1000)), "{refused}");

@@ -25,8 +25,11 @@ use llama_cpp_sys_2::{llama_sampler, llama_token, llama_token_data, llama_token_
 
 #[allow(unsafe_code)]
 unsafe extern "C" {
-    fn nexent_grammar_init(vocab: *const llama_vocab, grammar: *const c_char, root: *const c_char)
-    -> *mut llama_sampler;
+    fn nexent_grammar_init(
+        vocab: *const llama_vocab,
+        grammar: *const c_char,
+        root: *const c_char,
+    ) -> *mut llama_sampler;
     fn nexent_sampler_apply(sampler: *mut llama_sampler, candidates: *mut llama_token_data_array) -> c_int;
     fn nexent_sampler_accept(sampler: *mut llama_sampler, token: llama_token) -> c_int;
 }
