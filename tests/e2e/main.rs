@@ -8,6 +8,7 @@ mod conversation;
 mod durability;
 mod file_management;
 mod formats;
+mod hostile_engines;
 mod hostile_files;
 mod hostile_http;
 mod ingest;

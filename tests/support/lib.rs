@@ -78,11 +78,18 @@ pub fn models_dir() -> PathBuf {
 pub struct ServerOptions {
     pub extra_args: Vec<String>,
     pub env: Vec<(String, String)>,
+    /// `--models-dir` (default: [`models_dir`]).
+    pub models_dir: Option<PathBuf>,
 }
 
 impl ServerOptions {
     pub fn arg(mut self, value: impl Into<String>) -> Self {
         self.extra_args.push(value.into());
+        self
+    }
+
+    pub fn with_models_dir(mut self, dir: &Path) -> Self {
+        self.models_dir = Some(dir.to_path_buf());
         self
     }
 
@@ -131,7 +138,7 @@ impl NexentServer {
             .arg("--data-dir")
             .arg(data_dir)
             .arg("--models-dir")
-            .arg(models_dir())
+            .arg(options.models_dir.clone().unwrap_or_else(models_dir))
             .args(&options.extra_args)
             .env_remove("NEXENT_API_TOKEN")
             .env_remove("NEXENT_HOST")

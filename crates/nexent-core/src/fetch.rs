@@ -5,6 +5,11 @@
 //! checked is the address that is connected (no DNS-rebinding window). Redirects are followed by hand, at
 //! most [`FetchPolicy::max_redirects`] times, each new URL checked again. Bodies are streamed and capped.
 //! `allow_private_targets` lifts the address check (tests, or a user who wants intranet images).
+//!
+//! Servers the user configured (chat and embedding models, a ModelEngine hub) may be on this machine or the
+//! local network, so they are reached with plain clients; those clients still follow redirects only within
+//! the same host ([`same_host_redirects`]) and read answers up to a cap ([`read_capped`]), so a model server
+//! can neither bounce our requests (and the user's data in them) to another host nor exhaust our memory.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
@@ -160,6 +165,69 @@ impl SafeFetcher {
     }
 }
 
+/// Redirects for configured servers: at most 5, each to the same host and port as the URL that redirected
+/// (or an upgrade from http to https on default ports); anything else fails the request.
+pub fn same_host_redirects() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() > 5 {
+            return attempt.error("too many redirects");
+        }
+        let allowed = attempt.previous().last().is_some_and(|from| same_host_redirect(from, attempt.url()));
+        if allowed {
+            attempt.follow()
+        } else {
+            let host = attempt.url().host_str().unwrap_or("?").to_owned();
+            attempt.error(format!("refusing a redirect to another host ({host})"))
+        }
+    })
+}
+
+fn same_host_redirect(from: &Url, to: &Url) -> bool {
+    if from.host_str() != to.host_str() {
+        return false;
+    }
+    match (from.scheme(), to.scheme()) {
+        (before, after) if before == after => from.port_or_known_default() == to.port_or_known_default(),
+        ("http", "https") => from.port().is_none() && to.port().is_none(),
+        _ => false,
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("the answer is larger than the limit of {0} bytes")]
+    TooLarge(u64),
+    /// The connection failed while reading (the URL left out: it may carry a key).
+    #[error("{message}")]
+    Transport { message: String, timeout: bool },
+}
+
+impl BodyError {
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Self::Transport { timeout: true, .. })
+    }
+}
+
+/// Reads a response body of at most `limit` bytes (streamed, so a larger one is never held whole).
+pub async fn read_capped(response: reqwest::Response, limit: u64) -> Result<Vec<u8>, BodyError> {
+    if response.content_length().is_some_and(|length| length > limit) {
+        return Err(BodyError::TooLarge(limit));
+    }
+    let mut bytes = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|error| BodyError::Transport {
+            timeout: error.is_timeout(),
+            message: error.without_url().to_string(),
+        })?;
+        if bytes.len() as u64 + chunk.len() as u64 > limit {
+            return Err(BodyError::TooLarge(limit));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
 fn classify_reqwest_error(error: reqwest::Error) -> FetchError {
     if error.is_timeout() {
         return FetchError::Timeout;
@@ -284,6 +352,17 @@ mod tests {
         for public in ["8.8.8.8", "1.1.1.1", "2606:4700:4700::1111", "::ffff:8.8.8.8"] {
             assert!(is_public_address(public.parse().expect("ip")), "{public} should be allowed");
         }
+    }
+
+    #[test]
+    fn configured_servers_redirect_only_within_their_host() {
+        let url = |text: &str| Url::parse(text).expect("url");
+        assert!(same_host_redirect(&url("http://models.lan:8000/v1/x"), &url("http://models.lan:8000/v2/x")));
+        assert!(same_host_redirect(&url("http://models.lan/v1"), &url("https://models.lan/v1")));
+        assert!(!same_host_redirect(&url("http://models.lan:8000/v1"), &url("http://evil.example:8000/v1")));
+        assert!(!same_host_redirect(&url("http://127.0.0.1:8000/v1"), &url("http://localhost:8000/v1")));
+        assert!(!same_host_redirect(&url("http://models.lan:8000/v1"), &url("http://models.lan:22/")));
+        assert!(!same_host_redirect(&url("https://models.lan/v1"), &url("http://models.lan/v1")));
     }
 
     #[tokio::test]

@@ -31,6 +31,9 @@ pub fn our_model_type(hub_type: &str) -> &str {
     }
 }
 
+/// The largest answer read from a hub (a model list, a short chat reply or one embedding).
+const MAX_ANSWER_BYTES: u64 = 8 * 1024 * 1024;
+
 pub struct ModelEngineHub {
     base: String,
     api_key: Option<String>,
@@ -44,7 +47,10 @@ impl ModelEngineHub {
             return Err(HubError::NotConfigured);
         }
         let host = if host.contains("://") { host.to_owned() } else { format!("http://{host}") };
-        let client = reqwest::Client::builder().build().map_err(|error| HubError::Failed(error.to_string()))?;
+        let client = reqwest::Client::builder()
+            .redirect(crate::fetch::same_host_redirects())
+            .build()
+            .map_err(|error| HubError::Failed(error.to_string()))?;
         Ok(Self { base: format!("{host}/open/router/v1"), api_key: api_key.filter(|key| !key.is_empty()), client })
     }
 
@@ -60,9 +66,10 @@ impl ModelEngineHub {
         if !status.is_success() {
             return Err(HubError::Status(status.as_u16()));
         }
-        response.json().await.map_err(|error| {
-            if error.is_timeout() { HubError::Timeout } else { HubError::Failed(error.without_url().to_string()) }
-        })
+        let body = crate::fetch::read_capped(response, MAX_ANSWER_BYTES).await.map_err(|error| {
+            if error.is_timeout() { HubError::Timeout } else { HubError::Failed(error.to_string()) }
+        })?;
+        serde_json::from_slice(&body).map_err(|error| HubError::Failed(format!("the hub's answer is no JSON: {error}")))
     }
 
     /// The hub's model list, as it gives it (`data`).

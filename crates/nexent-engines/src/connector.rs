@@ -1,6 +1,11 @@
 //! The engines behind Model Management's records: the loaded local chat model, other GGUF files of the
 //! models folder (loaded for the call, on their own thread), the in-process embedder, and remote
 //! OpenAI-compatible servers.
+//!
+//! A file is never loaded twice at once: [`LlamaChat::load`] shares an engine already loaded from the same
+//! file (the chat model under another name, a health check running beside another) and makes concurrent
+//! loads of one file wait for the first, so six health checks of a model cost one copy of it, dropped
+//! when the last check ends.
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -19,4 +19,6 @@ pub mod onnx_embedder;
 pub mod piper;
 pub mod remote_chat;
 pub mod remote_embedder;
+#[cfg(test)]
+mod test_http;
 pub mod whisper_sidecar;

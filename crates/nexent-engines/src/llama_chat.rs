@@ -12,11 +12,19 @@
 //!
 //! Threads: llama.cpp spins its workers, so with as many threads as cores it collapses when anything else
 //! runs (crates.md §1: 175 → 3 tok/s). The default is one thread fewer than the cores, at least one.
+//!
+//! One load per model file: loading a file that is already loaded in this process (the chat model, a
+//! health check of another name for the same file) shares that engine, and loads of one file wait for
+//! each other, so concurrent callers never map several copies. The engine goes when its last user does.
+//!
+//! Grammars (a client's, the tools') run through [`guarded_grammar`], never through llama.cpp's own
+//! sample call: no grammar can end the process, and a dead end ends the answer.
 
+use std::collections::HashMap;
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::context::params::LlamaContextParams;
@@ -32,8 +40,10 @@ use nexent_core::chat::{
 };
 use tokio::sync::mpsc;
 
+pub mod guarded_grammar;
 mod tool_grammar;
 
+use guarded_grammar::GuardedGrammar;
 pub use tool_grammar::tool_call_grammar;
 
 const QUEUE_DEPTH: usize = 8;
@@ -90,27 +100,74 @@ struct Job {
 
 pub struct LlamaChat {
     model_name: String,
-    jobs: SyncSender<Job>,
+    engine: Arc<LoadedEngine>,
 }
 
+/// A model loaded on its engine thread; shared by every `LlamaChat` of the same file.
+struct LoadedEngine {
+    jobs: SyncSender<Job>,
+    /// For checking a client's grammar before its request is queued (the engine thread has its own handle).
+    model: Arc<LlamaModel>,
+}
+
+/// The engine of each model file (by canonical path) that is loaded, or being loaded under the slot's lock.
+type LoadSlots = Mutex<HashMap<PathBuf, Arc<Mutex<Weak<LoadedEngine>>>>>;
+
+fn load_slots() -> &'static LoadSlots {
+    static SLOTS: OnceLock<LoadSlots> = OnceLock::new();
+    SLOTS.get_or_init(Default::default)
+}
+
+/// Stack of the engine thread: llama.cpp's grammar code recurses per rule reference and nesting level.
+const ENGINE_STACK_BYTES: usize = 16 * 1024 * 1024;
+
 impl LlamaChat {
-    /// Loads the model on its engine thread and returns once it can answer.
+    /// Loads the model on its engine thread and returns once it can answer. When the same file is already
+    /// loaded in this process, that engine is shared (its context size and threads stay as they are), and
+    /// loads of one file wait for each other, so concurrent callers never load it twice.
     pub fn load(config: LlamaChatConfig) -> Result<Self, LlamaChatError> {
         if !config.model_path.is_file() {
             return Err(LlamaChatError::MissingFile(config.model_path));
         }
-        let backend = backend()?;
-        let (ready, started) = std::sync::mpsc::channel::<Result<(), LlamaChatError>>();
-        let (jobs, receiver) = sync_channel::<Job>(QUEUE_DEPTH);
-        let engine_config = config.clone();
-        std::thread::Builder::new()
-            .name("nexent-llm".into())
-            .spawn(move || run_engine(backend, engine_config, receiver, ready))
-            .map_err(|error| LlamaChatError::Backend(format!("cannot start the engine thread: {error}")))?;
-        started.recv().map_err(|_| LlamaChatError::Backend("the engine thread stopped while loading".into()))??;
+        let key = config.model_path.canonicalize().unwrap_or_else(|_| config.model_path.clone());
+        let slot = {
+            let mut slots = nexent_core::sync::lock(load_slots());
+            // Forget files whose engine is gone and that nobody is loading.
+            slots.retain(|_, slot| {
+                Arc::strong_count(slot) > 1
+                    || match slot.try_lock() {
+                        Ok(engine) => engine.strong_count() > 0,
+                        Err(_) => true,
+                    }
+            });
+            slots.entry(key).or_default().clone()
+        };
+        // Held while loading: a second caller for this file waits here, then shares what was loaded.
+        let mut loaded = nexent_core::sync::lock(&slot);
+        if let Some(engine) = loaded.upgrade() {
+            tracing::info!(model = %config.model_name, file = %config.model_path.display(), "chat model already loaded; shared");
+            return Ok(Self { model_name: config.model_name, engine });
+        }
+        let engine = Arc::new(start_engine(&config)?);
+        *loaded = Arc::downgrade(&engine);
         tracing::info!(model = %config.model_name, threads = config.threads, context = config.context_tokens, "chat model loaded");
-        Ok(Self { model_name: config.model_name, jobs })
+        Ok(Self { model_name: config.model_name, engine })
     }
+}
+
+fn start_engine(config: &LlamaChatConfig) -> Result<LoadedEngine, LlamaChatError> {
+    let backend = backend()?;
+    let (ready, started) = std::sync::mpsc::channel::<Result<Arc<LlamaModel>, LlamaChatError>>();
+    let (jobs, receiver) = sync_channel::<Job>(QUEUE_DEPTH);
+    let engine_config = config.clone();
+    std::thread::Builder::new()
+        .name("nexent-llm".into())
+        .stack_size(ENGINE_STACK_BYTES)
+        .spawn(move || run_engine(backend, engine_config, receiver, ready))
+        .map_err(|error| LlamaChatError::Backend(format!("cannot start the engine thread: {error}")))?;
+    let model =
+        started.recv().map_err(|_| LlamaChatError::Backend("the engine thread stopped while loading".into()))??;
+    Ok(LoadedEngine { jobs, model })
 }
 
 impl ChatModel for LlamaChat {
@@ -119,8 +176,13 @@ impl ChatModel for LlamaChat {
     }
 
     fn chat(&self, request: ChatRequest) -> Result<ChatStream, ChatError> {
+        if let Some(grammar) = &request.grammar {
+            // Refused here, before anything is queued or streamed, so the client gets a plain 400. Parsing is
+            // quick: the size and nesting are bounded before llama.cpp sees the text.
+            GuardedGrammar::new(&self.engine.model, grammar, "root").map_err(invalid_grammar)?;
+        }
         let (events, receiver) = mpsc::channel(64);
-        match self.jobs.try_send(Job { request, events }) {
+        match self.engine.jobs.try_send(Job { request, events }) {
             Ok(()) => Ok(Box::pin(futures::stream::unfold(receiver, |mut receiver| async move {
                 receiver.recv().await.map(|event| (event, receiver))
             }))),
@@ -134,11 +196,11 @@ fn run_engine(
     backend: &'static LlamaBackend,
     config: LlamaChatConfig,
     jobs: Receiver<Job>,
-    ready: std::sync::mpsc::Sender<Result<(), LlamaChatError>>,
+    ready: std::sync::mpsc::Sender<Result<Arc<LlamaModel>, LlamaChatError>>,
 ) {
     let failed = |reason: String| LlamaChatError::Model { path: config.model_path.clone(), reason };
     let model = match LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default()) {
-        Ok(model) => model,
+        Ok(model) => Arc::new(model),
         Err(error) => {
             let _ = ready.send(Err(failed(error.to_string())));
             return;
@@ -166,7 +228,7 @@ fn run_engine(
             return;
         }
     };
-    let _ = ready.send(Ok(()));
+    let _ = ready.send(Ok(model.clone()));
     let engine = Engine { model: &model, template: &template };
     let mut cache = KvTokens::default();
     while let Ok(job) = jobs.recv() {
@@ -198,14 +260,12 @@ impl Engine<'_> {
             .map_err(|error| ChatError::Failed(format!("cannot apply the chat template: {error}")))
     }
 
-    fn sampler(&self, request: &ChatRequest) -> Result<LlamaSampler, ChatError> {
+    fn sampler(&self, request: &ChatRequest) -> Result<TokenPicker, ChatError> {
+        let grammar = match &request.grammar {
+            Some(grammar) => Some(GuardedGrammar::new(self.model, grammar, "root").map_err(invalid_grammar)?),
+            None => None,
+        };
         let mut chain = Vec::new();
-        if let Some(grammar) = &request.grammar {
-            chain.push(
-                LlamaSampler::grammar(self.model, grammar, "root")
-                    .map_err(|error| ChatError::Invalid(format!("invalid grammar: {error}")))?,
-            );
-        }
         let temperature = request.temperature.unwrap_or(0.7);
         if temperature <= 0.0 {
             chain.push(LlamaSampler::greedy());
@@ -215,7 +275,7 @@ impl Engine<'_> {
             chain.push(LlamaSampler::temp(temperature));
             chain.push(LlamaSampler::dist(rand_seed()));
         }
-        Ok(LlamaSampler::chain_simple(chain))
+        Ok(TokenPicker { grammar, chain: LlamaSampler::chain_simple(chain) })
     }
 
     fn generate(
@@ -279,7 +339,11 @@ impl Engine<'_> {
             if generated >= max_tokens {
                 break FinishReason::Length;
             }
-            let token = calls.sample(&mut sampler, context, logits_index, &answer);
+            let Some(token) = calls.sample(&mut sampler, context, logits_index, &answer) else {
+                // The grammar allows no next token (a caller's grammar at a dead end): the answer ends here,
+                // as when the model stops.
+                break FinishReason::Stop;
+            };
             generated += 1;
             if vocab.is_eog(token) {
                 break FinishReason::Stop;
@@ -394,6 +458,31 @@ fn deliver(events: &mpsc::Sender<Result<ChatEvent, ChatError>>, event: Result<Ch
     }
 }
 
+fn invalid_grammar(error: guarded_grammar::GrammarError) -> ChatError {
+    ChatError::Invalid(format!("invalid grammar: {error}"))
+}
+
+/// How the next token is chosen: the sampling chain, under a grammar when there is one.
+struct TokenPicker {
+    grammar: Option<GuardedGrammar>,
+    chain: LlamaSampler,
+}
+
+impl TokenPicker {
+    /// `None` when the grammar allows no token.
+    fn pick(&mut self, context: &LlamaContext<'_>, index: i32) -> Option<LlamaToken> {
+        match self.grammar.as_mut() {
+            Some(grammar) => grammar.sample(context, index, &mut self.chain),
+            // No grammar: nothing in the chain (top-k, top-p, temperature, greedy or a draw) throws.
+            None => Some(self.chain.sample(context, index)),
+        }
+    }
+
+    fn greedy_under(grammar: GuardedGrammar) -> Self {
+        Self { grammar: Some(grammar), chain: LlamaSampler::greedy() }
+    }
+}
+
 /// The first token of an answer that may not call a tool: any text but a JSON object, a code fence or a tag.
 const NO_CALL_START_GRAMMAR: &str = "root ::= [^{`<\\x00-\\x20] [^\\x00]*\n";
 
@@ -432,12 +521,11 @@ impl KvTokens {
 /// With `tool_choice` required the grammar holds from the first token. Otherwise two starts are recognised: `<tool_call>` (Qwen's trained form; the grammar takes over after the tag),
 /// and a first non-blank token that opens a JSON object or code fence (Qwen 0.5B's bare form). In the
 /// second case the token is not used: it is sampled again, under the grammar, from the same logits, so the
-/// grammar sees the whole call and never has to accept a token it did not allow (llama.cpp aborts if it
-/// must). Without tools, or with a caller's own grammar, the guard does nothing.
+/// grammar sees the whole call. Without tools, or with a caller's own grammar, the guard does nothing.
 struct ToolCallGuard<'m> {
     grammar: Option<String>,
     model: &'m LlamaModel,
-    constrained: Option<LlamaSampler>,
+    constrained: Option<TokenPicker>,
     /// The call began without its tag.
     bare: bool,
     /// Tools are described but may not be called: an answer may not open with a call.
@@ -449,7 +537,10 @@ impl<'m> ToolCallGuard<'m> {
         let callable =
             !request.tools.is_empty() && request.grammar.is_none() && request.tool_choice != ToolChoice::None;
         let grammar = callable.then(|| tool_call_grammar(&request.tools));
-        let refuse_calls = !request.tools.is_empty() && request.tool_choice == ToolChoice::None;
+        // With a caller's grammar the first token is the grammar's alone: sampling it again under another
+        // grammar would leave the caller's grammar behind the text.
+        let refuse_calls =
+            !request.tools.is_empty() && request.tool_choice == ToolChoice::None && request.grammar.is_none();
         let mut guard = Self { grammar, model, constrained: None, bare: false, refuse_calls };
         if request.tool_choice == ToolChoice::Required {
             // The answer is a call from its first token.
@@ -462,36 +553,43 @@ impl<'m> ToolCallGuard<'m> {
         self.constrained.is_some()
     }
 
-    fn sample(&mut self, free: &mut LlamaSampler, context: &LlamaContext<'_>, index: i32, answer: &str) -> LlamaToken {
+    /// `None` when a grammar allows no token (the answer ends).
+    fn sample(
+        &mut self,
+        free: &mut TokenPicker,
+        context: &LlamaContext<'_>,
+        index: i32,
+        answer: &str,
+    ) -> Option<LlamaToken> {
         if let Some(constrained) = self.constrained.as_mut() {
-            return constrained.sample(context, index);
+            return constrained.pick(context, index);
         }
-        let token = free.sample(context, index);
+        let token = free.pick(context, index)?;
         if !answer.trim().is_empty() || (self.grammar.is_none() && !self.refuse_calls) {
-            return token;
+            return Some(token);
         }
         let piece = String::from_utf8_lossy(&self.model.vocab().token_to_piece(token, false, None)).into_owned();
         let opens = piece.trim_start();
         if !(opens.starts_with('{') || opens.starts_with('`') || opens.starts_with('<')) {
-            return token;
+            return Some(token);
         }
         if self.refuse_calls {
             // Sampled once more from the same logits, with a grammar that lets the answer begin with
             // anything but a call. Only this token is sampled under it, so its state ends here.
-            return match LlamaSampler::grammar(self.model, NO_CALL_START_GRAMMAR, "root") {
-                Ok(grammar) => LlamaSampler::chain_simple([grammar, LlamaSampler::greedy()]).sample(context, index),
-                Err(_) => token,
-            };
+            let again = GuardedGrammar::new(self.model, NO_CALL_START_GRAMMAR, "root")
+                .ok()
+                .and_then(|grammar| TokenPicker::greedy_under(grammar).pick(context, index));
+            return again.or(Some(token));
         }
         if opens.starts_with('<') && !opens.starts_with("<tool_call>") {
-            return token;
+            return Some(token);
         }
         self.bare = true;
         match self.constrain() {
-            Some(constrained) => constrained.sample(context, index),
+            Some(constrained) => constrained.pick(context, index),
             None => {
                 self.bare = false;
-                token
+                Some(token)
             }
         }
     }
@@ -506,11 +604,11 @@ impl<'m> ToolCallGuard<'m> {
         }
     }
 
-    fn constrain(&mut self) -> Option<&mut LlamaSampler> {
+    fn constrain(&mut self) -> Option<&mut TokenPicker> {
         let grammar = self.grammar.take()?;
-        match LlamaSampler::grammar(self.model, &format!("{grammar}tagged ::= space root\n"), "tagged") {
-            Ok(sampler) => {
-                self.constrained = Some(LlamaSampler::chain_simple([sampler, LlamaSampler::greedy()]));
+        match GuardedGrammar::new(self.model, &format!("{grammar}tagged ::= space root\n"), "tagged") {
+            Ok(grammar) => {
+                self.constrained = Some(TokenPicker::greedy_under(grammar));
                 self.constrained.as_mut()
             }
             Err(error) => {

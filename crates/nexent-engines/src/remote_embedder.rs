@@ -1,13 +1,17 @@
 //! Embeddings from any OpenAI-compatible `/v1/embeddings` server (vLLM, llama-server, Ollama, a cloud
 //! API, or another Nexent Local). Requests are batched and time-limited; vectors are L2-normalised.
+//! Redirects stay on the server's host and answers are read up to [`MAX_ANSWER_BYTES`].
 
 use std::time::Duration;
 
 use futures::future::BoxFuture;
+use nexent_core::fetch::{read_capped, same_host_redirects};
 use nexent_core::knowledge::embedder::{EmbedError, Embedder, normalise};
 use serde_json::{Value, json};
 
 const REQUEST_BATCH: usize = 64;
+/// The largest answer read: 64 vectors of 8192 dimensions as JSON take about 12 MB.
+pub const MAX_ANSWER_BYTES: u64 = 64 * 1024 * 1024;
 
 #[derive(Clone)]
 pub struct RemoteEmbedder {
@@ -30,6 +34,7 @@ impl RemoteEmbedder {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(120))
+            .redirect(same_host_redirects())
             .build()
             .map_err(|error| EmbedError::Unavailable(error.to_string()))?;
         let trimmed = base_url.trim_end_matches('/');
@@ -52,7 +57,13 @@ impl RemoteEmbedder {
         let response =
             request.send().await.map_err(|error| EmbedError::Unavailable(error.without_url().to_string()))?;
         let status = response.status();
-        let body: Value = response.json().await.map_err(|error| EmbedError::Failed(error.without_url().to_string()))?;
+        let body =
+            read_capped(response, MAX_ANSWER_BYTES).await.map_err(|error| EmbedError::Failed(error.to_string()))?;
+        let body: Value = match serde_json::from_slice(&body) {
+            Ok(body) => body,
+            Err(_) if !status.is_success() => Value::Null,
+            Err(error) => return Err(EmbedError::Failed(format!("the answer is no JSON: {error}"))),
+        };
         if !status.is_success() {
             let message = body.pointer("/error/message").and_then(Value::as_str).unwrap_or("no message");
             return Err(EmbedError::Failed(format!("the embedding server answered {status}: {message}")));
@@ -112,5 +123,44 @@ impl Embedder for RemoteEmbedder {
             }
             Ok(vectors)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_http;
+
+    #[tokio::test]
+    async fn redirects_elsewhere_and_oversized_answers_are_refused() {
+        let vectors = br#"{"data":[{"index":0,"embedding":[3.0,4.0]}]}"#;
+        let server = test_http::CannedServer::start(test_http::response("200 OK", &[], vectors)).await;
+        let embedder = RemoteEmbedder::new(&server.url, None, "m", 2).expect("embedder");
+        assert_eq!(embedder.embed(vec!["a".into()]).await.expect("vectors"), [vec![0.6, 0.8]]);
+
+        let location = format!("Location: http://localhost:{}/embeddings", server.port);
+        let redirecting =
+            test_http::CannedServer::start(test_http::response("308 Permanent Redirect", &[&location], b"")).await;
+        let embedder = RemoteEmbedder::new(&redirecting.url, None, "m", 2).expect("embedder");
+        let refused = embedder.embed(vec!["a".into()]).await.expect_err("not followed");
+        assert!(refused.to_string().contains("redirect"), "{refused}");
+        assert_eq!(server.hits(), 1, "only the direct request reached the embedding server");
+
+        let declared = format!("Content-Length: {}", MAX_ANSWER_BYTES + 1);
+        let oversized = test_http::CannedServer::start(test_http::response("200 OK", &[&declared], b"{}")).await;
+        let embedder = RemoteEmbedder::new(&oversized.url, None, "m", 2).expect("embedder");
+        let refused = embedder.embed(vec!["a".into()]).await.expect_err("too large");
+        assert!(refused.to_string().contains("larger than"), "{refused}");
+    }
+
+    #[tokio::test]
+    async fn a_streamed_body_is_cut_at_the_cap() {
+        let server =
+            test_http::CannedServer::start(test_http::response_until_close("200 OK", &[], &[b'x'; 4096])).await;
+        let response = reqwest::get(&server.url).await.expect("response");
+        let refused = read_capped(response, 1000).await.expect_err("past the cap");
+        assert!(matches!(refused, nexent_core::fetch::BodyError::TooLarge(1000)), "{refused}");
+        let response = reqwest::get(&server.url).await.expect("response");
+        assert_eq!(read_capped(response, 4096).await.expect("at the cap").len(), 4096);
     }
 }
