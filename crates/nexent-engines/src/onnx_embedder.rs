@@ -20,6 +20,11 @@ use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 /// all-MiniLM-L6-v2 was trained on sequences up to 256 word pieces; longer input is truncated.
 pub const MAX_SEQUENCE_TOKENS: usize = 256;
 const BATCH_SIZE: usize = 32;
+/// Most word pieces one model run may see (texts × longest text). The attention buffers grow with it and
+/// ONNX Runtime's arena keeps its high-water mark: 32 texts of 256 pieces took the server from 0.83 to
+/// 1.5 GB resident (issue 15's hostile JSON, or a plain text of "1, 1, 1, ..."); 8 such texts cost a
+/// quarter of that. Short texts still go 32 at a time.
+const BATCH_TOKENS: usize = 2048;
 /// Requests waiting in the queue are merged up to this many texts.
 const COALESCE_TEXTS: usize = 256;
 /// Characters past which a text is cut to [`MAX_SEQUENCE_TOKENS`] anyway (about 5 characters a token).
@@ -179,16 +184,23 @@ fn run_engine(mut engine: Engine, jobs: Receiver<Job>) {
     }
 }
 
-/// Positions of `lengths` in batches: sorted by length, at most [`BATCH_SIZE`] each, and a batch's longest
-/// text at most a fifth (plus a little) longer than its shortest, so padding wastes little.
+/// Positions of `lengths` (bytes) in batches: sorted by length, at most [`BATCH_SIZE`] each and at most
+/// [`BATCH_TOKENS`] word pieces (a text has no more pieces than bytes, plus its two markers, and at most
+/// [`MAX_SEQUENCE_TOKENS`]), and a batch's longest text at most a fifth (plus a little) longer than its
+/// shortest, so padding wastes little.
 fn length_batches(lengths: &[usize]) -> Vec<Vec<usize>> {
     let effective = |position: usize| lengths[position].min(TRUNCATED_CHARS);
+    let pieces = |position: usize| (lengths[position] + 2).min(MAX_SEQUENCE_TOKENS);
     let mut order: Vec<usize> = (0..lengths.len()).collect();
     order.sort_by_key(|&position| effective(position));
     let mut batches: Vec<Vec<usize>> = Vec::new();
     for position in order {
         match batches.last_mut() {
-            Some(batch) if batch.len() < BATCH_SIZE && effective(position) <= effective(batch[0]) * 6 / 5 + 16 => {
+            Some(batch)
+                if batch.len() < BATCH_SIZE
+                    && (batch.len() + 1) * pieces(position) <= BATCH_TOKENS
+                    && effective(position) <= effective(batch[0]) * 6 / 5 + 16 =>
+            {
                 batch.push(position)
             }
             _ => batches.push(vec![position]),
@@ -315,8 +327,13 @@ mod tests {
         let lengths = [10, 500, 12, 2000, 3000, 11, 480, 5000];
         let batches = length_batches(&lengths);
         assert_eq!(batches, vec![vec![0, 5, 2], vec![6, 1], vec![3, 4, 7]]);
-        let many = vec![100; 70];
-        assert_eq!(length_batches(&many).iter().map(Vec::len).collect::<Vec<_>>(), [32, 32, 6]);
+        let short = vec![40; 70];
+        assert_eq!(length_batches(&short).iter().map(Vec::len).collect::<Vec<_>>(), [32, 32, 6]);
+        // Long texts: at most BATCH_TOKENS word pieces a run, so memory stays bounded.
+        let long = vec![1300; 20];
+        assert_eq!(length_batches(&long).iter().map(Vec::len).collect::<Vec<_>>(), [8, 8, 4]);
+        let medium = vec![100; 70];
+        assert!(length_batches(&medium).iter().all(|batch| batch.len() * 102 <= BATCH_TOKENS));
     }
 
     /// The real model on the real runtime (fetched by `scripts/setup.sh`): the published reference values
