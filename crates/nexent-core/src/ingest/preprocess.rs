@@ -129,12 +129,17 @@ pub fn vision_request(model_name: &str, image: &[u8], file_name: &str, query: &s
     })
 }
 
+/// A description is a sentence; an answer past this is not one (and is not read into memory).
+const VISION_ANSWER_LIMIT: u64 = 1 << 20;
+
 async fn describe_image(vision: &VisionModel, image: &[u8], file_name: &str, query: &str) -> Result<String, String> {
     let base = vision.url.trim_end_matches('/');
     let endpoint =
         if base.ends_with("/chat/completions") { base.to_owned() } else { format!("{base}/chat/completions") };
+    // Redirects only within the configured host: the image and the key go nowhere else.
     let client = reqwest::Client::builder()
         .timeout(Duration::from_secs(120))
+        .redirect(crate::fetch::same_host_redirects())
         .build()
         .map_err(|error| format!("cannot reach the vision model: {error}"))?;
     let mut request = client.post(&endpoint).json(&vision_request(&vision.model_name, image, file_name, query));
@@ -143,8 +148,11 @@ async fn describe_image(vision: &VisionModel, image: &[u8], file_name: &str, que
     }
     let response = request.send().await.map_err(|error| format!("the vision model did not answer: {error}"))?;
     let status = response.status();
-    let body: serde_json::Value =
-        response.json().await.map_err(|error| format!("the vision model answered {status} without JSON: {error}"))?;
+    let bytes = crate::fetch::read_capped(response, VISION_ANSWER_LIMIT)
+        .await
+        .map_err(|error| format!("cannot read the vision model's answer: {error}"))?;
+    let body: serde_json::Value = serde_json::from_slice(&bytes)
+        .map_err(|error| format!("the vision model answered {status} without JSON: {error}"))?;
     if !status.is_success() {
         return Err(format!("the vision model answered {status}: {body}"));
     }
@@ -158,6 +166,39 @@ async fn describe_image(vision: &VisionModel, image: &[u8], file_name: &str, que
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A one-shot HTTP server on loopback answering every request with `response`.
+    async fn answering(response: String) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move {
+            while let Ok((mut stream, _)) = listener.accept().await {
+                let mut request = vec![0u8; 1 << 20];
+                let _ = stream.read(&mut request).await;
+                let _ = stream.write_all(response.as_bytes()).await;
+                let _ = stream.shutdown().await;
+            }
+        });
+        format!("http://{address}/v1")
+    }
+
+    #[tokio::test]
+    async fn the_vision_client_refuses_other_hosts_and_huge_answers() {
+        let vision = |url: String| VisionModel { url, model_name: "v".into(), api_key: Some("sk-secret".into()) };
+        // A redirect elsewhere (`localhost` is another host than `127.0.0.1` to a client): the image and
+        // the key must not follow it.
+        let redirect = answering(
+            "HTTP/1.1 307 Temporary Redirect\r\nLocation: http://localhost:9/steal\r\nContent-Length: 0\r\n\r\n".into(),
+        )
+        .await;
+        let error = describe_image(&vision(redirect), b"png", "a.png", "q").await.expect_err("redirect refused");
+        assert!(error.contains("redirect"), "refused, not followed: {error}");
+        // An answer far past any description is not read into memory.
+        let huge = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{}", 2 << 20, "x".repeat(2 << 20));
+        let error = describe_image(&vision(answering(huge).await), b"png", "a.png", "q").await.expect_err("too big");
+        assert!(error.contains("limit"), "{error}");
+    }
 
     async fn run(attachments: Vec<Attachment>, query: &str) -> Vec<PreprocessEvent> {
         let (sender, mut receiver) = mpsc::channel(4);
