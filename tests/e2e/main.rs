@@ -19,6 +19,7 @@ mod openai;
 mod proxy;
 mod s3;
 mod security;
+mod seed_routes;
 mod ui;
 mod voice;
 mod watch;

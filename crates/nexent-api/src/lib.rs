@@ -92,7 +92,8 @@ pub async fn serve(
             .await
             .unwrap_or(peer::Peer { address: remote, same_user: false });
         let service = router.clone().map_request(move |request: axum::http::Request<hyper::body::Incoming>| {
-            let mut request = router::add_api_prefix(request.map(axum::body::Body::new));
+            let request = router::add_api_prefix(request.map(axum::body::Body::new));
+            let mut request = router::seed_id_in_query(request);
             request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
             request
         });

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::http::Request;
+use axum::response::IntoResponse;
 use axum::routing::get;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
@@ -133,6 +134,10 @@ pub fn build_router(state: AppState) -> Router {
         .route("/index.html", get(crate::ui::index))
         .route("/assets/{*path}", get(crate::ui::asset))
         .route("/api/file/{*path}", axum::routing::options(file_management::file_options))
+        .route("/api/indices/", axum::routing::any(missing_id))
+        .route("/api/conversation/", axum::routing::any(missing_id))
+        .route("/api/tasks/", axum::routing::any(missing_id))
+        .route("/api/file/storage/", axum::routing::any(missing_id))
         // ModelEngine's paths for the same endpoints, so one Nexent Local can be another's model hub.
         .route("/open/router/v1/models", get(openai::list_models))
         .route("/open/router/v1/chat/completions", axum::routing::post(openai::chat_completions))
@@ -152,6 +157,49 @@ pub fn with_cross_cutting_layers(router: Router, security_policy: Arc<security::
         .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
             tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
         }))
+}
+
+/// The seed document's trailing-slash spellings, the id in the query instead of the path
+/// (`POST /api/indices/?index_name=kb`, `GET /api/conversation/?conversation_id=7`, ...): the path and the
+/// query parameter that names the id there.
+const SEED_ID_QUERIES: [(&str, &str); 4] = [
+    ("/api/indices/", "index_name"),
+    ("/api/conversation/", "conversation_id"),
+    ("/api/tasks/", "task_id"),
+    ("/api/file/storage/", "object_name"),
+];
+
+/// `/api/indices/?index_name=kb` is served as `/api/indices/kb` (the query kept, so `embedding_dim` and
+/// the like still reach the handler). Without the parameter the path stays, and [`missing_id`] answers.
+pub fn seed_id_in_query<B>(mut request: Request<B>) -> Request<B> {
+    let path = request.uri().path();
+    let Some((prefix, key)) = SEED_ID_QUERIES.iter().find(|(prefix, _)| path == *prefix) else { return request };
+    let query = request.uri().query().unwrap_or("");
+    let Some(id) = url::form_urlencoded::parse(query.as_bytes())
+        .find(|(name, value)| name == key && !value.is_empty())
+        .map(|(_, value)| value.into_owned())
+    else {
+        return request;
+    };
+    // Object names keep their `/` (the route takes the rest of the path); each segment is encoded.
+    let encoded: Vec<String> = id
+        .split('/')
+        .map(|segment| url::form_urlencoded::byte_serialize(segment.as_bytes()).collect::<String>().replace('+', "%20"))
+        .collect();
+    if let Ok(uri) = format!("{prefix}{}?{query}", encoded.join("/")).parse() {
+        *request.uri_mut() = uri;
+    }
+    request
+}
+
+/// A seed-style path whose id parameter is missing: 404 saying which one.
+async fn missing_id(uri: axum::http::Uri) -> axum::response::Response {
+    let path = uri.path();
+    let key = SEED_ID_QUERIES.iter().find(|(prefix, _)| *prefix == path).map_or("id", |(_, key)| key);
+    crate::error::ApiError::NotFound(format!(
+        "{path} needs the {key} query parameter (or the id in the path: {path}<{key}>)"
+    ))
+    .into_response()
 }
 
 /// Nexent served every route with and without its `/api` prefix; so do we, for its app prefixes.
