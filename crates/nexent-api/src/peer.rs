@@ -28,9 +28,10 @@ impl Peer {
     }
 }
 
-/// The user the server runs as: the owner of `/proc/self` (no `unsafe` `geteuid` needed).
+/// The user the server runs as: the owner of `/proc/self` (no `unsafe` `geteuid` needed), read once.
 fn server_uid() -> Option<u32> {
-    std::fs::metadata("/proc/self").ok().map(|metadata| metadata.uid())
+    static UID: std::sync::OnceLock<Option<u32>> = std::sync::OnceLock::new();
+    *UID.get_or_init(|| std::fs::metadata("/proc/self").ok().map(|metadata| metadata.uid()))
 }
 
 /// The uid of the socket whose local address is `remote` and whose peer is `local`, if it is on this

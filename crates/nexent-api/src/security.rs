@@ -122,10 +122,12 @@ fn constant_time_equal(left: &[u8], right: &[u8]) -> bool {
 /// UI's static files stay readable so the page can load and ask for the token; signed download URLs
 /// carry their own proof (an HMAC with an expiry), so a browser can open them.
 pub fn path_is_public(method: &Method, path: &str) -> bool {
-    let static_file = (method == Method::GET || method == Method::HEAD)
-        && (path == "/" || path == "/index.html" || path.starts_with("/assets/"));
-    let signed_download = (method == Method::GET || method == Method::HEAD) && path.starts_with("/api/file/download/");
-    static_file || signed_download
+    (method == Method::GET || method == Method::HEAD) && (is_ui_file(path) || path.starts_with("/api/file/download/"))
+}
+
+/// The UI's page and its assets (`ui.rs`).
+fn is_ui_file(path: &str) -> bool {
+    path == "/" || path == "/index.html" || path.starts_with("/assets/")
 }
 
 /// Browsers mark every request with where it came from; `cross-site` and `same-site` requests without an
@@ -157,11 +159,7 @@ pub async fn enforce(State(policy): State<Arc<SecurityPolicy>>, request: Request
     headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
     // Swagger UI (/api/docs) runs inline scripts of its own; it gets the frame rule only.
-    let policy_header = if path == "/" || path == "/index.html" || path.starts_with("/assets/") {
-        UI_CONTENT_SECURITY_POLICY
-    } else {
-        API_CONTENT_SECURITY_POLICY
-    };
+    let policy_header = if is_ui_file(&path) { UI_CONTENT_SECURITY_POLICY } else { API_CONTENT_SECURITY_POLICY };
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(policy_header));
     response
 }

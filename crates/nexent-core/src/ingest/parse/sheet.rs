@@ -60,6 +60,26 @@ fn too_many_cells() -> ParseError {
     ParseError::TooLarge(format!("the spreadsheet holds more than {MAX_CELLS} cells"))
 }
 
+/// Keeps a cell that holds something, counting it against the workbook's [`MAX_CELLS`].
+fn record_cell(
+    sheet: &mut SparseSheet,
+    cells_read: &mut usize,
+    row: u32,
+    column: u32,
+    text: &str,
+) -> Result<(), ParseError> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(());
+    }
+    *cells_read += 1;
+    if *cells_read > MAX_CELLS {
+        return Err(too_many_cells());
+    }
+    sheet.entry(row).or_default().insert(column, text.to_owned());
+    Ok(())
+}
+
 /// Streams every worksheet's cells; nothing proportional to a sheet's declared dimensions is allocated.
 fn xlsx_sheets(bytes: &[u8]) -> Result<Vec<(String, SparseSheet)>, ParseError> {
     // calamine opens the ZIP container itself: check first that it expands within the limits.
@@ -77,17 +97,8 @@ fn xlsx_sheets(bytes: &[u8]) -> Result<Vec<(String, SparseSheet)>, ParseError> {
         let mut sheet = SparseSheet::new();
         while let Some(cell) = reader.next_cell().map_err(cannot_open)? {
             let value: calamine::Data = cell.get_value().clone().into();
-            let text = value.to_string();
-            let text = text.trim();
-            if text.is_empty() {
-                continue;
-            }
-            cells_read += 1;
-            if cells_read > MAX_CELLS {
-                return Err(too_many_cells());
-            }
             let (row, column) = cell.get_position();
-            sheet.entry(row).or_default().insert(column, text.to_owned());
+            record_cell(&mut sheet, &mut cells_read, row, column, &value.to_string())?;
         }
         sheets.push((name, sheet));
     }
@@ -106,17 +117,8 @@ where
         let (first_row, first_column) = range.start().unwrap_or((0, 0));
         let mut sheet = SparseSheet::new();
         for (row, column, value) in range.used_cells() {
-            let text = value.to_string();
-            let text = text.trim();
-            if text.is_empty() {
-                continue;
-            }
-            cells_read += 1;
-            if cells_read > MAX_CELLS {
-                return Err(too_many_cells());
-            }
             let (row, column) = (first_row.saturating_add(row as u32), first_column.saturating_add(column as u32));
-            sheet.entry(row).or_default().insert(column, text.to_owned());
+            record_cell(&mut sheet, &mut cells_read, row, column, &value.to_string())?;
         }
         sheets.push((name, sheet));
     }
