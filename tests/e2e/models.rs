@@ -88,8 +88,16 @@ async fn model_records_round_trip_and_health_checks_call_the_models() -> anyhow:
     assert_eq!(deleted["code"], 200, "{deleted}");
     let (_, again) = server.post_json("/api/model/delete", &json!({"model_name": "Pro/Qwen/Qwen2-7B"})).await?;
     assert_eq!(again["code"], 404);
-    let (status, _) = server.post_json("/api/model/create", &json!({"model_name": "x"})).await?;
-    assert_eq!(status, 422, "model_type is required");
+    let (status, refused) =
+        server.post_json("/api/model/create", &json!({"model_name": "x", "model_type": "chat-ish"})).await?;
+    assert_eq!((status, refused["code"].as_i64()), (200, Some(400)), "an unknown model_type: {refused}");
+    // The seed's create example names no type: a chat model is meant, and an update keeps the type.
+    let (_, created) = server.post_json("/api/model/create", &json!({"model_name": "x"})).await?;
+    assert_eq!(created["code"], 200, "{created}");
+    server.post_json("/api/model/update", &json!({"model_name": "x", "display_name": "Ex"})).await?;
+    let (_, listed) = server.get_json("/api/model/list").await?;
+    let record = listed["data"].as_array().and_then(|all| all.iter().find(|m| m["model_name"] == "x")).cloned();
+    assert_eq!(record.map(|m| (m["model_type"].clone(), m["display_name"].clone())), Some((json!("llm"), json!("Ex"))));
     Ok(())
 }
 

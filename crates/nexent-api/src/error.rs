@@ -71,18 +71,34 @@ impl ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let body = match &self {
+impl ApiError {
+    fn body(&self) -> Value {
+        match self {
             ApiError::Internal(cause) => {
                 tracing::error!(error = format!("{cause:#}"), "request failed");
                 json!({ "message": INTERNAL_ERROR_MESSAGE })
             }
             ApiError::Validation { message, detail } => json!({ "message": message, "detail": detail }),
             other => json!({ "message": other.to_string() }),
-        };
+        }
+    }
+
+    /// The error's response with more keys beside `message`, for routes whose clients read their own
+    /// (Nexent's upload answers a failure with `{error, files}`).
+    pub fn into_response_with(self, extra: Value) -> Response {
+        let status = self.status();
+        let mut body = self.body();
+        if let (Some(body), Value::Object(extra)) = (body.as_object_mut(), extra) {
+            body.extend(extra);
+        }
         (status, Json(body)).into_response()
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        (status, Json(self.body())).into_response()
     }
 }
 
@@ -165,15 +181,31 @@ fn require_json_content_type(headers: &axum::http::HeaderMap) -> Result<(), ApiE
 /// Parses a JSON request body (empty means `{}`) into `T`, or a 422 that says what is wrong and where.
 pub fn parse_json_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) { b"{}" } else { bytes };
-    serde_json::from_slice(text).map_err(|error| {
-        let kind = if error.is_syntax() || error.is_eof() { "json_invalid" } else { "value_error" };
-        let message = format!("Invalid request body: {error}");
-        ApiError::Validation {
-            detail: json!([{ "loc": ["body"], "msg": error.to_string(), "type": kind,
-                             "line": error.line(), "column": error.column() }]),
-            message,
-        }
-    })
+    let mut deserializer = serde_json::Deserializer::from_slice(text);
+    let value = serde_path_to_error::deserialize(&mut deserializer).map_err(|failure| {
+        let path = failure.path().to_string();
+        body_error(&path, &failure.into_inner())
+    })?;
+    deserializer.end().map_err(|error| body_error(".", &error))?;
+    Ok(value)
+}
+
+/// A body that does not parse: the field's path leads the message (`message_id: expected a whole
+/// number, ...`), and `loc` names it as FastAPI's does (`["body", "message_id"]`).
+fn body_error(path: &str, error: &serde_json::Error) -> ApiError {
+    let kind = if error.is_syntax() || error.is_eof() { "json_invalid" } else { "value_error" };
+    let mut location = vec![Value::from("body")];
+    let message = if path == "." {
+        format!("Invalid request body: {error}")
+    } else {
+        location.extend(path.split('.').map(Value::from));
+        format!("Invalid request body: {path}: {error}")
+    };
+    ApiError::Validation {
+        detail: json!([{ "loc": location, "msg": error.to_string(), "type": kind,
+                         "line": error.line(), "column": error.column() }]),
+        message,
+    }
 }
 
 /// Path parameters; a value of the wrong type (e.g. a non-integer id) is 422.
@@ -342,6 +374,26 @@ impl Params {
                 .map(Some)
                 .map_err(|_| ApiError::validation(key, format!("{key} must be a number, not {text:?}"))),
             Some(other) => Err(ApiError::validation(key, format!("{key} must be a number, not {other}"))),
+        }
+    }
+
+    /// A whole number (`"12"`, `12` or `12.0`).
+    pub fn integer(&self, key: &str) -> Result<Option<i64>, ApiError> {
+        match self.number(key)? {
+            None => Ok(None),
+            Some(value) if value.fract() == 0.0 && value.abs() < 9.0e15 => Ok(Some(value as i64)),
+            Some(value) => Err(ApiError::validation(key, format!("{key} must be a whole number, not {value}"))),
+        }
+    }
+
+    /// A boolean as FastAPI reads one: `true/false`, `1/0`, `yes/no`, `on/off`, any case.
+    pub fn flag(&self, key: &str) -> Result<Option<bool>, ApiError> {
+        let Some(text) = self.text(key) else { return Ok(None) };
+        match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(Some(true)),
+            "false" | "0" | "no" | "off" => Ok(Some(false)),
+            "" => Ok(None),
+            _ => Err(ApiError::validation(key, format!("{key} must be true or false, not {text:?}"))),
         }
     }
 }

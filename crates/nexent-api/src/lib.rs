@@ -25,6 +25,7 @@ pub mod router;
 pub mod security;
 pub mod sse;
 pub mod ui;
+pub mod wire;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -40,11 +41,19 @@ pub use security::SecurityPolicy;
 pub struct AppState {
     pub services: Services,
     pub security: Arc<SecurityPolicy>,
+    /// Where this server answers (`http://127.0.0.1:5010`), once it listens: with no ModelEngine host
+    /// configured, the `/api/me/*` routes reach the built-in engine's `/open/router/v1` routes there.
+    pub own_url: Option<Arc<str>>,
 }
 
 impl AppState {
     pub fn new(services: Services, security: SecurityPolicy) -> Self {
-        Self { services, security: Arc::new(security) }
+        Self { services, security: Arc::new(security), own_url: None }
+    }
+
+    pub fn with_own_url(mut self, url: &str) -> Self {
+        self.own_url = Some(url.into());
+        self
     }
 }
 

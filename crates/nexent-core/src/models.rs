@@ -60,9 +60,10 @@ impl ConnectStatus {
         Self::parse(stored).map_or_else(|| stored.to_owned(), |status| status.nexent_label().to_owned())
     }
 
-    /// Accepts today's names and Nexent v0.1's Chinese ones.
+    /// Accepts today's names in any case (the seed document writes `AVAILABLE`) and Nexent v0.1's
+    /// Chinese ones.
     pub fn parse(text: &str) -> Option<Self> {
-        Some(match text {
+        Some(match text.trim().to_ascii_lowercase().as_str() {
             "not_detected" | "未检测" | "" => ConnectStatus::NotDetected,
             "detecting" | "检测中" => ConnectStatus::Detecting,
             "available" | "可用" => ConnectStatus::Available,
@@ -117,7 +118,9 @@ impl ModelRecord {
 pub struct ModelInput {
     pub model_factory: Option<String>,
     pub model_name: String,
-    pub model_type: String,
+    /// `llm` when a new record names none (the seed's create example has no type); an update without
+    /// one keeps the stored type.
+    pub model_type: Option<String>,
     pub api_key: Option<String>,
     pub base_url: Option<String>,
     pub max_tokens: Option<i64>,
@@ -226,7 +229,7 @@ impl ModelRegistry {
         .bind(&repo)
         .bind(&name)
         .bind(input.model_factory.clone().filter(|factory| !factory.is_empty()).unwrap_or_else(|| DEFAULT_FACTORY.into()))
-        .bind(&input.model_type)
+        .bind(input.model_type.as_deref().unwrap_or("llm"))
         .bind(input.api_key.clone().unwrap_or_default())
         .bind(input.base_url.clone().unwrap_or_default())
         .bind(input.max_tokens.unwrap_or(0))
@@ -263,7 +266,7 @@ impl ModelRegistry {
         .bind(
             input.model_factory.clone().filter(|factory| !factory.is_empty()).unwrap_or(existing.model_factory.clone()),
         )
-        .bind(&input.model_type)
+        .bind(input.model_type.as_deref().unwrap_or(&existing.model_type))
         // The list sends keys masked; an edit form that sends the mask back keeps the stored key.
         .bind(
             input
@@ -489,11 +492,12 @@ fn validate(input: &ModelInput) -> Result<(), ModelError> {
     if input.model_name.trim().is_empty() {
         return Err(ModelError::Invalid("model_name must not be empty".into()));
     }
-    if !MODEL_TYPES.contains(&input.model_type.as_str()) {
+    if let Some(model_type) = &input.model_type
+        && !MODEL_TYPES.contains(&model_type.as_str())
+    {
         return Err(ModelError::Invalid(format!(
-            "model_type must be one of {}, not {:?}",
+            "model_type must be one of {}, not {model_type:?}",
             MODEL_TYPES.join(", "),
-            input.model_type
         )));
     }
     if let Some(status) = &input.connect_status

@@ -80,7 +80,6 @@ pub async fn serve(
         allowed_origins: settings.allowed_origins.clone(),
         api_token: settings.api_token.clone(),
     };
-    let state = AppState::new(services, security);
     let shown_host =
         if settings.host.is_unspecified() { "127.0.0.1".to_owned() } else { local_address.ip().to_string() };
     let url = match local_address {
@@ -89,6 +88,7 @@ pub async fn serve(
         }
         _ => format!("http://{shown_host}:{}", local_address.port()),
     };
+    let state = AppState::new(services, security).with_own_url(&url);
     tracing::info!(%url, data_dir = %settings.data_dir.display(), "nexent local is listening");
     on_listening(&url);
     let knowledge = state.services.knowledge.clone();

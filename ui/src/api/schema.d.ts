@@ -473,7 +473,8 @@ export interface paths {
         };
         get: operations["me_model_health"];
         put?: never;
-        post?: never;
+        /** The same check sent as POST, as Nexent's client does (`verifyModel`). */
+        post: operations["me_model_health_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -553,7 +554,8 @@ export interface paths {
         };
         get: operations["health_check"];
         put?: never;
-        post?: never;
+        /** The same check sent as POST, as Nexent's client does (`verifyModel`; Nexent's backend answered GET only, so its check always failed). */
+        post: operations["health_check_post"];
         delete?: never;
         options?: never;
         head?: never;
@@ -984,7 +986,8 @@ export interface components {
             max_tokens?: number | null;
             model_factory?: string | null;
             model_name: string;
-            model_type: string;
+            /** @description `llm`, `embedding`, `rerank`, `vlm`, `stt` or `tts`; `llm` on create when absent, kept on update. */
+            model_type?: string | null;
             /** Format: int64 */
             used_token?: number | null;
         };
@@ -2107,6 +2110,26 @@ export interface operations {
             };
         };
     };
+    me_model_health_post: {
+        parameters: {
+            query: {
+                model_name: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description as the GET */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
     me_list: {
         parameters: {
             query?: {
@@ -2206,6 +2229,26 @@ export interface operations {
         requestBody?: never;
         responses: {
             /** @description data {"connectivity","status","desc","connect_status"}; code 404 for an unknown model */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    health_check_post: {
+        parameters: {
+            query: {
+                model_name: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description as the GET */
             200: {
                 headers: {
                     [name: string]: unknown;

@@ -19,7 +19,7 @@ use crate::sse::event_stream;
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct AgentRequest {
     pub query: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::optional_integer")]
     pub conversation_id: Option<i64>,
     /// Unused, as in Nexent.
     #[serde(default)]

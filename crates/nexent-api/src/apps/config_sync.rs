@@ -186,9 +186,10 @@ impl GlobalConfigBody {
 pub async fn save_config(State(state): State<AppState>, ApiJson(body): ApiJson<GlobalConfigBody>) -> Response {
     let config_sync = state.services.config_sync.clone();
     // `save` writes only the model roles the client sent; the others keep their saved values.
-    let Some(settings) = body.into_settings() else {
+    let Some(mut settings) = body.into_settings() else {
         return ApiError::validation("app", "app.name (or app.appName) is required").into_response();
     };
+    unmask_record_keys(&state, &mut settings).await;
     let saved = tokio::task::spawn_blocking(move || config_sync.save(&settings)).await;
     match saved {
         Ok(Ok(())) => Json(json!({ "message": "Configuration saved successfully", "status": "saved" })).into_response(),
@@ -201,6 +202,23 @@ pub async fn save_config(State(state): State<AppState>, ApiJson(body): ApiJson<G
                 .into_response()
         }
         Err(join_error) => ApiError::internal(join_error).into_response(),
+    }
+}
+
+/// Nexent's settings page fills a role's `apiKey` from the model list, which sends keys masked: a key
+/// that is the mask of the chosen model record's key is that record's key. (A mask of the role's own saved
+/// key is restored by `ConfigSync::save`.)
+async fn unmask_record_keys(state: &AppState, settings: &mut GlobalSettings) {
+    for selection in settings.models.values_mut() {
+        if selection.api_key.is_empty() || selection.model_name.trim().is_empty() {
+            continue;
+        }
+        if let Ok(record) = state.services.models.find(&selection.model_name).await
+            && !record.api_key.is_empty()
+            && selection.api_key == nexent_core::models::mask_key(&record.api_key)
+        {
+            selection.api_key = record.api_key;
+        }
     }
 }
 

@@ -43,15 +43,16 @@ pub struct CreateConversationRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RenameConversationRequest {
+    #[serde(deserialize_with = "crate::wire::integer")]
     pub conversation_id: i64,
     pub name: String,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct SourcesRequest {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::optional_integer")]
     pub conversation_id: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::optional_integer")]
     pub message_id: Option<i64>,
     /// `all` (default), `image` or `search`.
     #[serde(default, rename = "type")]
@@ -60,6 +61,7 @@ pub struct SourcesRequest {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct OpinionRequest {
+    #[serde(deserialize_with = "crate::wire::integer")]
     pub message_id: i64,
     /// `Y` (like), `N` (dislike) or null (clear).
     #[serde(default)]
@@ -108,6 +110,7 @@ pub async fn rename_conversation(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GenerateTitleRequest {
+    #[serde(deserialize_with = "crate::wire::integer")]
     pub conversation_id: i64,
     /// `[{"role": "user"|"assistant", "content": "..."}]`
     #[serde(default)]
@@ -200,12 +203,9 @@ fn history_message_json(message: &HistoryMessage) -> Value {
         if let Some(files) = &message.minio_files {
             object.insert("minio_files".into(), files.clone());
         }
-        if !message.images.is_empty() {
-            object.insert("picture".into(), message.images.iter().map(|image| json!(image.url)).collect());
-        }
-        if !message.searches.is_empty() {
-            object.insert("search".into(), message.searches.iter().map(search_json).collect());
-        }
+        // Always lists (the seed shows both keys on every message); Nexent's client checks their length.
+        object.insert("picture".into(), message.images.iter().map(|image| json!(image.url)).collect());
+        object.insert("search".into(), message.searches.iter().map(search_json).collect());
     }
     item
 }

@@ -18,7 +18,7 @@ use nexent_core::clock::{format_iso_utc, now_millis};
 use nexent_core::storage::{DEFAULT_FOLDER, StorageError, StoredObject};
 
 use crate::AppState;
-use crate::error::{ApiError, ApiPath, ApiQuery, parse_json_body};
+use crate::error::{ApiError, ApiPath, ApiQuery, Params, parse_json_body};
 
 /// Longest value of a plain (non-file) multipart field such as `folder` or `index_name`.
 const MAX_TEXT_FIELD_BYTES: usize = 4096;
@@ -220,19 +220,28 @@ fn default_limit() -> usize {
 pub async fn list_files(
     State(state): State<AppState>,
     headers: HeaderMap,
-    ApiQuery(query): ApiQuery<ListFilesQuery>,
+    params: Params,
 ) -> Result<Json<Value>, ApiError> {
-    let objects = state.services.storage.list(&query.prefix, query.limit.min(10_000)).await?;
+    // The query as Nexent's client sends it, or the JSON body the seed document shows for this GET.
+    let prefix = params.text("prefix").unwrap_or_default();
+    let limit = match params.integer("limit")? {
+        None => default_limit(),
+        Some(limit) if limit >= 0 => usize::try_from(limit).unwrap_or(usize::MAX),
+        Some(limit) => return Err(ApiError::validation("limit", format!("limit must not be negative, not {limit}"))),
+    };
+    let include_urls = params.flag("include_urls")?.unwrap_or(true);
+    let objects = state.services.storage.list(&prefix, limit.min(10_000)).await?;
     let files: Vec<Value> = objects
         .iter()
         .map(|object| {
             let mut item = json!({
                 "key": object.object_name,
+                "name": object.object_name,
                 "size": object.size,
                 "last_modified": format_iso_utc(object.upload_time_ms),
                 "content_type": object.content_type,
             });
-            if query.include_urls {
+            if include_urls {
                 item["url"] = json!(signed_url(&state, &headers, &object.object_name, DEFAULT_EXPIRES_SECONDS));
             }
             item
@@ -259,12 +268,12 @@ pub async fn file_url(
     State(state): State<AppState>,
     headers: HeaderMap,
     ApiPath(object_name): ApiPath<String>,
-    ApiQuery(query): ApiQuery<FileUrlQuery>,
+    params: Params,
 ) -> Result<Response, ApiError> {
-    let seconds = expiry_seconds(&[query.expires, query.expires_in])?;
+    let seconds = expiry_seconds(&[params.integer("expires")?, params.integer("expires_in")?])?;
     state.services.storage.describe(&object_name).await?;
     let url = signed_url(&state, &headers, &object_name, seconds);
-    if query.download {
+    if params.flag("download")?.unwrap_or(false) {
         return Ok(Redirect::temporary(&url).into_response());
     }
     Ok(Json(
@@ -468,14 +477,12 @@ pub async fn upload_to_knowledge_base(
         Err(error) => {
             let api_error: ApiError = error.into();
             discard_objects(&state, stored).await;
-            if let ApiError::BadRequest(message) = api_error {
-                return Ok((
-                    StatusCode::BAD_REQUEST,
-                    Json(json!({ "error": message, "message": message, "files": uploaded_names })),
-                )
-                    .into_response());
-            }
-            return Err(api_error);
+            // Nexent's client reads a failed upload's `error` and `files` (whatever the status).
+            let error = match &api_error {
+                ApiError::Internal(_) => crate::error::INTERNAL_ERROR_MESSAGE.to_owned(),
+                other => other.to_string(),
+            };
+            return Ok(api_error.into_response_with(json!({ "error": error, "files": uploaded_names })));
         }
     };
     let process_tasks =

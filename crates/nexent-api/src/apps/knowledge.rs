@@ -112,6 +112,9 @@ pub async fn list_indices(
                 infos.push(json!({ "name": name, "stats": {
                     "base_info": base_info_json(&stats),
                     "search_performance": search_performance_json(&stats),
+                    // The seed document's summary keys.
+                    "docs": stats.doc_count,
+                    "size": human_size(stats.store_size_bytes),
                 }}));
             }
         }
@@ -190,11 +193,20 @@ fn base_info_json(stats: &IndexStats) -> Value {
         "embedding_dim": stats.meta.embedding_dim,
         "creation_date": format_local_datetime(stats.meta.created_ms),
         "update_date": format_local_datetime(stats.meta.updated_ms),
+        // The seed document's names for the first and third.
+        "docs": stats.doc_count,
+        "size": human_size(stats.store_size_bytes),
     })
 }
 
 fn search_performance_json(stats: &IndexStats) -> Value {
-    json!({ "total_search_count": stats.meta.total_search_count, "hit_count": stats.meta.hit_count })
+    json!({
+        "total_search_count": stats.meta.total_search_count,
+        "hit_count": stats.meta.hit_count,
+        // The seed document's names: `hits`, and `query_time` as Elasticsearch counts it (total ms).
+        "hits": stats.meta.hit_count,
+        "query_time": stats.meta.total_search_micros as f64 / 1000.0,
+    })
 }
 
 fn file_json(file: &IndexedFile, include_chunks: bool) -> Value {
@@ -208,6 +220,8 @@ fn file_json(file: &IndexedFile, include_chunks: bool) -> Value {
         "chunk_count": file.chunk_count,
         "chunks_count": file.chunk_count,
     });
+    // Always a list, as the seed document shows it; filled only when asked for.
+    item["chunks"] = json!([]);
     if include_chunks {
         item["chunks"] = file
             .chunks
@@ -246,7 +260,7 @@ pub struct IndexingRequest {
     /// Data Process results: `{text, metadata, source, source_type}`.
     #[schema(value_type = Vec<Object>)]
     pub results: Vec<Value>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::optional_integer")]
     pub embedding_dim: Option<i64>,
 }
 
@@ -334,7 +348,7 @@ pub async fn delete_documents(
 pub struct SearchBody {
     pub index_names: Vec<String>,
     pub query: String,
-    #[serde(default = "default_top_k")]
+    #[serde(default = "default_top_k", deserialize_with = "crate::wire::integer")]
     pub top_k: i64,
     /// Hybrid only: weight of the keyword list, in [0, 1].
     #[serde(default = "default_weight")]

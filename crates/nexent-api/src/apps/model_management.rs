@@ -55,14 +55,16 @@ pub struct ModelRequest {
     #[serde(default)]
     pub model_factory: Option<String>,
     pub model_name: String,
-    pub model_type: String,
+    /// `llm`, `embedding`, `rerank`, `vlm`, `stt` or `tts`; `llm` on create when absent, kept on update.
+    #[serde(default)]
+    pub model_type: Option<String>,
     #[serde(default)]
     pub api_key: Option<String>,
     #[serde(default)]
     pub base_url: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::optional_integer")]
     pub max_tokens: Option<i64>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::wire::optional_integer")]
     pub used_token: Option<i64>,
     #[serde(default)]
     pub display_name: Option<String>,
@@ -171,8 +173,21 @@ pub async fn health_check(State(state): State<AppState>, params: Params) -> Resu
                 }),
             ))
         }
-        Err(error) => model_failure(error, json!({ "connectivity": false, "connect_status": "" })),
+        Err(error) => {
+            let desc = error.to_string();
+            model_failure(
+                error,
+                json!({ "connectivity": false, "status": "Disconnected", "desc": desc, "connect_status": "" }),
+            )
+        }
     }
+}
+
+/// The same check sent as POST, as Nexent's client does (`verifyModel`; Nexent's backend answered GET only, so its check always failed).
+#[utoipa::path(post, path = "/api/model/healthcheck", tag = "model", params(("model_name" = String, Query)),
+    responses((status = 200, description = "as the GET")))]
+pub async fn health_check_post(state: State<AppState>, params: Params) -> Result<Json<Value>, ApiError> {
+    health_check(state, params).await
 }
 
 #[utoipa::path(get, path = "/api/model/get_connect_status", tag = "model", params(("model_name" = String, Query)),
@@ -198,7 +213,10 @@ pub async fn update_connect_status(
     let Some(status) = ConnectStatus::parse(&body.connect_status) else {
         return Err(ApiError::validation(
             "connect_status",
-            format!("unknown connect_status {:?}", body.connect_status),
+            format!(
+                "Unknown connect_status {:?}: use 未检测, 检测中, 可用 or 不可用 (or not_detected, detecting, available, unavailable)",
+                body.connect_status
+            ),
         ));
     };
     match state.services.models.set_status(&body.model_name, status).await {
@@ -214,9 +232,16 @@ pub async fn update_connect_status(
 // ---------------------------------------------------------------------------------------------------------
 // ModelEngine (§1.7)
 
+/// The configured ModelEngine, or else this server's own engine (its `/open/router/v1` routes serve the
+/// local chat and embedding models in ModelEngine's shape), so Nexent's client shows the local models as
+/// its official ones and its engine as connected, reached the way a remote engine is.
 fn hub(state: &AppState) -> Result<ModelEngineHub, HubError> {
     let config = &state.services.config_sync;
-    ModelEngineHub::new(&config.get("MODEL_ENGINE_HOST").unwrap_or_default(), config.get("MODEL_ENGINE_APIKEY"))
+    let host = config.get("MODEL_ENGINE_HOST").unwrap_or_default();
+    match (&state.own_url, host.trim().is_empty()) {
+        (Some(own_url), true) => ModelEngineHub::new(own_url, state.security.api_token.clone()),
+        _ => ModelEngineHub::new(&host, config.get("MODEL_ENGINE_APIKEY")),
+    }
 }
 
 fn timeout_of(params: &Params) -> Result<Duration, ApiError> {
@@ -286,12 +311,12 @@ pub async fn me_health(State(state): State<AppState>, params: Params) -> Result<
         Ok(()) => envelope(
             200,
             "Connection successful",
-            json!({"status": "Connected", "desc": "Connection successful", "connect_status": ConnectStatus::Available.as_str()}),
+            json!({"status": "Connected", "desc": "Connection successful", "connect_status": ConnectStatus::Available.nexent_label()}),
         ),
         Err(error) => envelope(
             hub_failure(&error),
             error.to_string(),
-            json!({"status": "Disconnected", "desc": error.to_string(), "connect_status": ConnectStatus::Unavailable.as_str()}),
+            json!({"status": "Disconnected", "desc": error.to_string(), "connect_status": ConnectStatus::Unavailable.nexent_label()}),
         ),
     })
 }
@@ -306,7 +331,7 @@ pub async fn me_model_health(State(state): State<AppState>, params: Params) -> R
         envelope(
             code,
             message.clone(),
-            json!({"connectivity": false, "message": message, "connect_status": ConnectStatus::Unavailable.as_str()}),
+            json!({"connectivity": false, "status": "Disconnected", "desc": message, "message": message, "connect_status": ConnectStatus::Unavailable.nexent_label()}),
         )
     };
     let hub = match hub(&state) {
@@ -330,9 +355,16 @@ pub async fn me_model_health(State(state): State<AppState>, params: Params) -> R
             envelope(
                 200,
                 message.clone(),
-                json!({"connectivity": true, "message": message, "connect_status": ConnectStatus::Available.as_str()}),
+                json!({"connectivity": true, "status": "Connected", "desc": message, "message": message, "connect_status": ConnectStatus::Available.nexent_label()}),
             )
         }
         Err(error) => failed(hub_failure(&error), error.to_string()),
     })
+}
+
+/// The same check sent as POST, as Nexent's client does (`verifyModel`).
+#[utoipa::path(post, path = "/api/me/model/healthcheck", tag = "me", params(("model_name" = String, Query)),
+    responses((status = 200, description = "as the GET")))]
+pub async fn me_model_health_post(state: State<AppState>, params: Params) -> Result<Json<Value>, ApiError> {
+    me_model_health(state, params).await
 }

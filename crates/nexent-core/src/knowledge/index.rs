@@ -56,6 +56,9 @@ pub struct IndexMeta {
     pub total_search_count: u64,
     #[serde(default)]
     pub hit_count: u64,
+    /// Time spent answering those searches (keyword and vector lookups), in microseconds.
+    #[serde(default)]
+    pub total_search_micros: u64,
 }
 
 #[derive(Clone, Copy)]
@@ -197,6 +200,7 @@ pub struct KnowledgeIndex {
     next_vec_id: AtomicU64,
     search_count: AtomicU64,
     hit_count: AtomicU64,
+    search_micros: AtomicU64,
 }
 
 impl KnowledgeIndex {
@@ -213,6 +217,7 @@ impl KnowledgeIndex {
             updated_ms: now,
             total_search_count: 0,
             hit_count: 0,
+            total_search_micros: 0,
         };
         // index.json is written last: a folder without it is an unfinished creation, ignored and replaced.
         write_meta(dir, &meta)?;
@@ -268,6 +273,7 @@ impl KnowledgeIndex {
             ann_min_vectors: AtomicUsize::new(ANN_MIN_VECTORS),
             search_count: AtomicU64::new(meta.total_search_count),
             hit_count: AtomicU64::new(meta.hit_count),
+            search_micros: AtomicU64::new(meta.total_search_micros),
             meta: Mutex::new(meta),
             next_vec_id: AtomicU64::new(next_vec_id),
         };
@@ -279,6 +285,7 @@ impl KnowledgeIndex {
         let mut meta = lock(&self.meta).clone();
         meta.total_search_count = self.search_count.load(Ordering::Relaxed);
         meta.hit_count = self.hit_count.load(Ordering::Relaxed);
+        meta.total_search_micros = self.search_micros.load(Ordering::Relaxed);
         meta
     }
 
@@ -448,10 +455,13 @@ impl KnowledgeIndex {
         }
         meta.total_search_count = self.search_count.load(Ordering::Relaxed);
         meta.hit_count = self.hit_count.load(Ordering::Relaxed);
+        meta.total_search_micros = self.search_micros.load(Ordering::Relaxed);
         write_meta(&self.dir, &meta)
     }
 
-    fn record_search(&self, hits: usize) {
+    fn record_search(&self, hits: usize, started: std::time::Instant) {
+        let micros = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.search_micros.fetch_add(micros, Ordering::Relaxed);
         self.search_count.fetch_add(1, Ordering::Relaxed);
         if hits > 0 {
             self.hit_count.fetch_add(1, Ordering::Relaxed);
@@ -471,17 +481,19 @@ impl KnowledgeIndex {
         query: &str,
         limit: usize,
     ) -> Result<Vec<(f32, DocAddress)>, IndexError> {
+        let started = std::time::Instant::now();
         let parser = QueryParser::for_index(&self.index, vec![self.fields.search_text]);
         let plain: String =
             query.chars().map(|character| if character.is_alphanumeric() { character } else { ' ' }).collect();
         let (parsed, _ignored) = parser.parse_query_lenient(&plain);
         let top = snapshot.view.searcher.search(&parsed, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
-        self.record_search(top.len());
+        self.record_search(top.len(), started);
         Ok(top)
     }
 
     /// Cosine similarity to the stored vectors (exact scan, or the graph for large indices).
     pub fn vector_hits(&self, snapshot: &IndexSnapshot, query: &[f32], limit: usize) -> Vec<(f32, DocAddress)> {
+        let started = std::time::Instant::now();
         let nearest = {
             let vectors = read(&self.vectors);
             match read(&self.graph).as_ref() {
@@ -500,7 +512,7 @@ impl KnowledgeIndex {
             .into_iter()
             .filter_map(|hit| snapshot.view.address_of.get(&hit.vec_id).map(|address| (hit.similarity, *address)))
             .collect();
-        self.record_search(hits.len());
+        self.record_search(hits.len(), started);
         hits
     }
 
