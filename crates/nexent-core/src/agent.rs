@@ -39,6 +39,8 @@ pub const LANGUAGE_KEY: &str = "AGENT_LANGUAGE";
 pub const SEARCH_ALL_KEY: &str = "SEARCH_ALL_KNOWLEDGE_BASES";
 /// `false`: the model decides whether to search in the first step too (default: it must).
 pub const SEARCH_FIRST_KEY: &str = "AGENT_SEARCH_FIRST";
+/// `false` makes the model write even the first, standalone search (see `AgentConfig::direct_first_search`).
+pub const DIRECT_SEARCH_KEY: &str = "AGENT_DIRECT_SEARCH";
 /// Tokens one step may generate.
 pub const MAX_STEP_TOKENS_KEY: &str = "AGENT_MAX_STEP_TOKENS";
 
@@ -120,6 +122,7 @@ impl Agent {
             language,
             assistant_name: assistant_name.unwrap_or_else(|| "Nexent".into()),
             search_first: self.config_sync.get(SEARCH_FIRST_KEY).is_none_or(|value| is_true(&value)),
+            direct_first_search: self.config_sync.get(DIRECT_SEARCH_KEY).is_none_or(|value| is_true(&value)),
             ..defaults
         };
         let task = AgentTask {

@@ -10,8 +10,11 @@
 //! are described in the system message, the model answers `<tool_call>{"name", "arguments"}</tool_call>`,
 //! and results go back as `<tool_response>` user turns. Calls are parsed leniently ([`parse_tool_calls`]).
 //!
-//! Threads: llama.cpp spins its workers, so with as many threads as cores it collapses when anything else
-//! runs (crates.md §1: 175 → 3 tok/s). The default is one thread fewer than the cores, at least one.
+//! Threads, per phase (bench/results/llm.md, "Under load"): llama.cpp spins its workers, so generation
+//! with as many threads as cores halves when anything else runs (38 → 12 tok/s on 2 cores) while one
+//! thread fewer keeps its speed; it gets one thread fewer than the cores, at least one. Reading the prompt
+//! is large matrix work that all cores speed up when idle (77 → 148 tok/s) and lose little when busy
+//! (75 → 69), so it gets every core.
 //!
 //! One load per model file: loading a file that is already loaded in this process (the chat model, a
 //! health check of another name for the same file) shares that engine, and loads of one file wait for
@@ -63,7 +66,10 @@ pub enum LlamaChatError {
 pub struct LlamaChatConfig {
     pub model_path: PathBuf,
     pub model_name: String,
+    /// Threads generating tokens.
     pub threads: usize,
+    /// Threads reading the prompt (llama.cpp's `n_threads_batch`).
+    pub batch_threads: usize,
     /// Tokens of context (prompt and answer together).
     pub context_tokens: u32,
 }
@@ -72,13 +78,28 @@ impl LlamaChatConfig {
     /// A GGUF file with the default context (4096 tokens) and thread count.
     pub fn new(model_path: &Path) -> Self {
         let model_name = model_path.file_stem().map(|stem| stem.to_string_lossy().into_owned()).unwrap_or_default();
-        Self { model_path: model_path.to_path_buf(), model_name, threads: default_threads(), context_tokens: 4096 }
+        Self {
+            model_path: model_path.to_path_buf(),
+            model_name,
+            threads: default_threads(),
+            batch_threads: default_batch_threads(),
+            context_tokens: 4096,
+        }
     }
 }
 
-/// One thread fewer than the cores, at least one (see the module doc).
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|cores| cores.get()).unwrap_or(1)
+}
+
+/// Generation: one thread fewer than the cores, at least one (see the module doc).
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|cores| cores.get()).unwrap_or(1).saturating_sub(1).max(1)
+    cores().saturating_sub(1).max(1)
+}
+
+/// Prompt reading: every core (see the module doc).
+pub fn default_batch_threads() -> usize {
+    cores()
 }
 
 fn backend() -> Result<&'static LlamaBackend, LlamaChatError> {
@@ -150,7 +171,13 @@ impl LlamaChat {
         }
         let engine = Arc::new(start_engine(&config)?);
         *loaded = Arc::downgrade(&engine);
-        tracing::info!(model = %config.model_name, threads = config.threads, context = config.context_tokens, "chat model loaded");
+        tracing::info!(
+            model = %config.model_name,
+            generation_threads = config.threads,
+            prompt_threads = config.batch_threads,
+            context = config.context_tokens,
+            "chat model loaded"
+        );
         Ok(Self { model_name: config.model_name, engine })
     }
 }
@@ -215,12 +242,13 @@ fn run_engine(
         }
     };
     let threads = i32::try_from(config.threads.max(1)).unwrap_or(1);
+    let batch_threads = i32::try_from(config.batch_threads.max(1)).unwrap_or(1);
     let context_tokens = config.context_tokens.min(model.n_ctx_train().max(512));
     let params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(context_tokens))
         .with_n_batch(PROMPT_BATCH as u32)
         .with_n_threads(threads)
-        .with_n_threads_batch(threads);
+        .with_n_threads_batch(batch_threads);
     let mut context = match model.new_context(backend, params) {
         Ok(context) => context,
         Err(error) => {

@@ -47,6 +47,9 @@ pub fn load_chat_model(settings: &Settings) -> SharedChatModel {
     if let Some(threads) = settings.llm_threads {
         config.threads = threads;
     }
+    if let Some(threads) = settings.llm_batch_threads {
+        config.batch_threads = threads;
+    }
     let name = config.model_name.clone();
     Arc::new(DeferredChat::spawn(name.clone(), move || match LlamaChat::load(config) {
         Ok(model) => Arc::new(model) as SharedChatModel,

@@ -56,9 +56,13 @@ pub struct ServeArgs {
     /// The GGUF chat model (default: the Qwen2.5-Coder-0.5B file in the models folder, else any .gguf there).
     #[arg(long, env = "NEXENT_CHAT_MODEL")]
     pub chat_model: Option<PathBuf>,
-    /// Threads llama.cpp may use (default: one fewer than the cores, at least one).
+    /// Threads llama.cpp may use, for generating and for reading prompts (default: one fewer than the
+    /// cores, at least one, for generating; every core for reading prompts).
     #[arg(long, env = "NEXENT_LLM_THREADS")]
     pub llm_threads: Option<usize>,
+    /// Threads llama.cpp reads prompts with (default: `--llm-threads` when given, else every core).
+    #[arg(long, env = "NEXENT_LLM_BATCH_THREADS")]
+    pub llm_batch_threads: Option<usize>,
     /// Tokens of context for the chat model (prompt and answer together; default 4096).
     #[arg(long, env = "NEXENT_LLM_CONTEXT")]
     pub llm_context: Option<u32>,
@@ -218,6 +222,7 @@ pub struct ConfigFile {
     pub ingest_workers: Option<usize>,
     pub chat_model: Option<PathBuf>,
     pub llm_threads: Option<usize>,
+    pub llm_batch_threads: Option<usize>,
     pub llm_context: Option<u32>,
     pub voice_threads: Option<usize>,
     pub stt_helper: Option<PathBuf>,
@@ -259,6 +264,7 @@ pub struct Settings {
     pub ingest_workers: usize,
     pub chat_model: Option<PathBuf>,
     pub llm_threads: Option<usize>,
+    pub llm_batch_threads: Option<usize>,
     pub llm_context: u32,
     pub voice_threads: usize,
     pub stt_helper: PathBuf,
@@ -332,6 +338,12 @@ impl Settings {
             ingest_workers: args.ingest_workers.or(file.ingest_workers).unwrap_or(2).clamp(1, 64),
             chat_model: args.chat_model.or(file.chat_model),
             llm_threads: args.llm_threads.or(file.llm_threads).map(|threads| threads.max(1)),
+            llm_batch_threads: args
+                .llm_batch_threads
+                .or(file.llm_batch_threads)
+                .or(args.llm_threads)
+                .or(file.llm_threads)
+                .map(|threads| threads.max(1)),
             llm_context: args.llm_context.or(file.llm_context).unwrap_or(4096).clamp(512, 131_072),
             voice_threads: args.voice_threads.or(file.voice_threads).unwrap_or(cores.saturating_sub(1)).max(1),
             stt_helper: args.stt_helper.or(file.stt_helper).unwrap_or_else(default_stt_helper),

@@ -48,11 +48,20 @@ pub struct AgentConfig {
     pub max_history_messages: usize,
     /// Characters of one search result's text the model sees.
     pub max_result_chars: usize,
+    /// Characters of all of one search's results together: every character is prompt the model must read
+    /// before its first answer token (about 4 characters a token; a 0.5B model on 2 cores reads some
+    /// 150-250 tokens a second), so the best results get the room and a long one keeps the sentences
+    /// nearest the question ([`focused_text`]).
+    pub max_observation_chars: usize,
     /// Who the assistant is, opening the system prompt.
     pub assistant_name: String,
     /// The first step must call a tool when a search tool is offered ("always retrieve"): small models
     /// answer from memory too often when left to choose. The query is still the model's own.
     pub search_first: bool,
+    /// When the first step must search and the question stands alone (no earlier turns, no attachment to
+    /// read), the question itself is the query: the call is made without asking the model to write it,
+    /// which on a small CPU costs more than the search and the answer together.
+    pub direct_first_search: bool,
     /// A step that found sources (or read an attachment) is followed by the answer (small models otherwise
     /// search again and again).
     pub answer_after_sources: bool,
@@ -68,8 +77,10 @@ impl Default for AgentConfig {
             max_step_tokens: 768,
             max_history_messages: 10,
             max_result_chars: 1200,
+            max_observation_chars: 2400,
             assistant_name: "Nexent".into(),
             search_first: true,
+            direct_first_search: true,
             answer_after_sources: true,
         }
     }
@@ -263,6 +274,19 @@ impl AgentMachine {
             && self.step < self.config.max_steps
             && self.tool_rounds < self.config.max_tool_rounds
             && !self.tools.is_empty();
+        if offer_tools && let Some(call) = self.direct_search_call() {
+            // Shown and recorded as if the model had written it, so the next step's prompt has the shape
+            // the model knows (and its start stays the same across questions, for the engine's cache).
+            self.offered_tools = true;
+            self.tool_rounds += 1;
+            let mut assistant = ChatMessage::new(Role::Assistant, "");
+            assistant.tool_calls = vec![call.clone()];
+            self.messages.push(assistant);
+            effects.push(emit(kinds::CODE, &call_text(&call)));
+            self.queued_calls = vec![call];
+            self.next_call(now, effects);
+            return;
+        }
         let mut request = ChatRequest::new(self.messages.clone());
         if !offer_tools && !self.tools.is_empty() {
             // Described but not callable: the prompt's start stays as in the steps before, and the
@@ -402,12 +426,19 @@ impl AgentMachine {
                 };
                 let mut shown = Vec::new();
                 let mut seen_by_model = Vec::new();
+                let mut room = self.config.max_observation_chars;
                 for source in sources {
                     let cite_index = self.next_cite;
                     self.next_cite += 1;
                     let index = format!("{sign}{cite_index}");
                     self.cited.push((index.clone(), source.text.clone()));
-                    seen_by_model.push(json!({"title": source.title, "text": truncate_chars(&source.text, self.config.max_result_chars), "index": index}));
+                    // Every result is shown and citable; the model reads those that fit its budget.
+                    let share = room.min(self.config.max_result_chars);
+                    if share >= MIN_RESULT_CHARS {
+                        let text = focused_text(&source.text, &self.query, share);
+                        room = room.saturating_sub(text.chars().count());
+                        seen_by_model.push(json!({"title": source.title, "text": text, "index": index}));
+                    }
                     shown.push(json!({
                         "title": source.title, "url": source.url, "text": source.text,
                         "published_date": source.published_date, "source_type": source.source_type,
@@ -432,6 +463,26 @@ impl AgentMachine {
         self.next_call(now, effects);
     }
 
+    /// The first step's search, made from the question itself, when that needs no model: see
+    /// [`AgentConfig::direct_first_search`]. A follow-up question ("and its price?") needs the earlier
+    /// turns to become a query, and an attachment must be read first, so those steps ask the model.
+    fn direct_search_call(&self) -> Option<ToolCall> {
+        let first_turn = self.messages.iter().filter(|message| message.role != Role::System).count() == 1;
+        if !(self.step == 1 && self.config.search_first && self.config.direct_first_search && first_turn) {
+            return None;
+        }
+        if self.tools.iter().any(|tool| tool.kind == ToolKind::Reader) {
+            return None;
+        }
+        let search = self.tools.iter().find(|tool| matches!(tool.kind, ToolKind::Search { .. }))?;
+        let query = truncate_chars(self.query.trim(), MAX_DIRECT_QUERY_CHARS).trim_end_matches('…').to_owned();
+        Some(ToolCall {
+            id: "call_0".into(),
+            name: search.definition.name.clone(),
+            arguments: json!({ "query": query }).to_string(),
+        })
+    }
+
     fn tool(&self, name: &str) -> Option<&ToolSpec> {
         self.tools.iter().find(|tool| tool.definition.name == name)
     }
@@ -453,6 +504,9 @@ impl AgentMachine {
         effects.push(Effect::Finish);
     }
 }
+
+/// A question longer than this is cut for its direct search (search engines weigh a few words anyway).
+const MAX_DIRECT_QUERY_CHARS: usize = 500;
 
 fn emit(kind: &str, content: &str) -> Effect {
     Effect::Emit(StreamUnit::new(kind, content))
@@ -497,6 +551,82 @@ fn normalised_arguments(arguments: &str) -> Result<Value, String> {
         },
         other => Err(format!("{other}")),
     }
+}
+
+/// A result with less room than this is left out of the model's prompt (it is still shown and citable).
+const MIN_RESULT_CHARS: usize = 120;
+
+/// At most `limit` characters of `text` for a model answering `query`: all of it when it fits; otherwise
+/// the sentences sharing most words with the query, in their original order, with `…` where text was
+/// left out. A fact is usually in the sentence that names what was asked about, wherever the chunk has it.
+pub(super) fn focused_text(text: &str, query: &str, limit: usize) -> String {
+    let text = text.trim();
+    if text.chars().count() <= limit {
+        return text.to_owned();
+    }
+    let sentences = split_sentences(text);
+    let query_words = words(query);
+    let mut ranked: Vec<(usize, usize)> = sentences
+        .iter()
+        .enumerate()
+        .map(|(position, sentence)| (position, words(sentence).intersection(&query_words).count()))
+        .collect();
+    // Most shared words first; ties to the earlier sentence (a chunk's start often names its subject).
+    ranked.sort_by(|left, right| right.1.cmp(&left.1).then(left.0.cmp(&right.0)));
+    let mut chosen = Vec::new();
+    let mut used = 0;
+    for (position, _) in ranked {
+        let length = sentences[position].chars().count() + 2;
+        if used + length <= limit {
+            chosen.push(position);
+            used += length;
+        }
+    }
+    if chosen.is_empty() {
+        return truncate_chars(text, limit.saturating_sub(1));
+    }
+    chosen.sort_unstable();
+    let mut focused = String::new();
+    let mut next = 0;
+    for position in chosen {
+        if position > next {
+            focused.push_str(if focused.is_empty() { "… " } else { " … " });
+        } else if !focused.is_empty() {
+            focused.push(' ');
+        }
+        focused.push_str(sentences[position]);
+        next = position + 1;
+    }
+    if next < sentences.len() {
+        focused.push_str(" …");
+    }
+    focused
+}
+
+/// Sentences of `text`: split after `.`, `!`, `?` (and their full-width forms) followed by a space or
+/// the end, and at line breaks; each trimmed, empty ones dropped.
+fn split_sentences(text: &str) -> Vec<&str> {
+    let mut sentences = Vec::new();
+    let mut start = 0;
+    let mut characters = text.char_indices().peekable();
+    while let Some((offset, character)) = characters.next() {
+        let next_is_break = characters.peek().is_none_or(|(_, next)| next.is_whitespace());
+        let ends =
+            matches!(character, '。' | '！' | '？' | '\n') || (matches!(character, '.' | '!' | '?') && next_is_break);
+        if ends {
+            let end = offset + character.len_utf8();
+            let sentence = text[start..end].trim();
+            if !sentence.is_empty() {
+                sentences.push(sentence);
+            }
+            start = end;
+        }
+    }
+    let rest = text[start..].trim();
+    if !rest.is_empty() {
+        sentences.push(rest);
+    }
+    sentences
 }
 
 /// The first `limit` characters of `text`, with `…` when something was cut.
@@ -599,11 +729,112 @@ mod tests {
         }
     }
 
+    /// A machine whose model writes every call (the path follow-up questions take).
     fn machine(tools: Vec<ToolSpec>, history: Vec<HistoryTurn>) -> AgentMachine {
+        AgentMachine::new(
+            AgentConfig { direct_first_search: false, ..AgentConfig::default() },
+            AgentTask { query: "How long is the Zorblax warranty?".into(), history, tools },
+        )
+    }
+
+    fn default_machine(tools: Vec<ToolSpec>, history: Vec<HistoryTurn>) -> AgentMachine {
         AgentMachine::new(
             AgentConfig::default(),
             AgentTask { query: "How long is the Zorblax warranty?".into(), history, tools },
         )
+    }
+
+    #[test]
+    fn long_results_keep_the_sentences_nearest_the_question() {
+        let filler = "The company was founded by two friends who liked tea. ".repeat(8);
+        let text = format!("{filler}The Zorblax X2 kettle has a warranty of 7 years. {filler}");
+        let focused = focused_text(&text, "How long is the warranty of the Zorblax X2 kettle?", 200);
+        assert!(focused.chars().count() <= 200, "{focused}");
+        assert!(focused.contains("warranty of 7 years"), "{focused}");
+        assert!(focused.contains(" … The Zorblax") && focused.ends_with('…'), "gaps are marked: {focused}");
+        assert_eq!(focused_text("Short text.", "anything", 200), "Short text.");
+        // One sentence longer than the room: its start, cut.
+        let long = "word ".repeat(100);
+        assert_eq!(focused_text(&long, "word", 50).chars().count(), 50);
+        assert_eq!(split_sentences("A b. C d! E f? 3.5 g\nH。I"), ["A b.", "C d!", "E f?", "3.5 g", "H。", "I"]);
+    }
+
+    #[test]
+    fn the_best_results_get_the_room_and_all_stay_citable() {
+        let mut agent = default_machine(vec![search_tool()], Vec::new());
+        agent.start(second(0));
+        let long = "The Zorblax warranty lasts 7 years. ".repeat(40);
+        let sources: Vec<FoundSource> = (0..5).map(|_| source(&long)).collect();
+        let effects = agent.handle(Event::ToolFinished(ToolOutcome::Sources(sources)), second(1));
+        let Effect::Emit(found) = &effects[0] else { panic!() };
+        let found: Value = serde_json::from_str(&found.content).expect("json");
+        assert_eq!(found.as_array().map(Vec::len), Some(5), "every result is shown");
+        let Effect::CallModel(request) = &effects[4] else { panic!() };
+        let observation = &request.messages[request.messages.len() - 2].content;
+        let seen: Value = serde_json::from_str(observation).expect("json");
+        assert_eq!(seen.as_array().map(Vec::len), Some(2), "two results of 1200 fill the 2400 budget: {seen}");
+        assert!(observation.chars().count() < 2600, "{}", observation.chars().count());
+    }
+
+    #[test]
+    fn a_standalone_question_is_searched_without_a_model_call() {
+        let mut agent = default_machine(vec![search_tool()], Vec::new());
+        let effects = agent.start(second(0));
+        assert_eq!(
+            kinds_of(&effects),
+            [
+                "agent_new_run",
+                "step_count",
+                "model_output_code",
+                "parse",
+                "tool",
+                "card",
+                "call_tool(knowledge_base_search)"
+            ]
+        );
+        let Effect::CallTool(call) = &effects[6] else { panic!() };
+        assert_eq!(call.arguments, r#"{"query":"How long is the Zorblax warranty?"}"#);
+        let effects = agent.handle(
+            Event::ToolFinished(ToolOutcome::Sources(vec![source("The Zorblax warranty lasts 7 years.")])),
+            second(1),
+        );
+        assert_eq!(
+            kinds_of(&effects),
+            ["search_content", "execution_logs", "token_count", "step_count", "call_model(tools=0)"]
+        );
+        let Effect::CallModel(request) = &effects[4] else { panic!() };
+        // The model sees the call as its own turn, then the results, then the question again.
+        let roles: Vec<Role> = request.messages.iter().map(|message| message.role).collect();
+        assert_eq!(roles, [Role::System, Role::User, Role::Assistant, Role::Tool, Role::User]);
+        assert_eq!(request.messages[2].tool_calls.len(), 1);
+        agent.handle(Event::ModelText("It lasts 7 years.".into()), second(2));
+        let effects = agent.handle(Event::ModelFinished(FinishReason::Stop), second(3));
+        assert_eq!(kinds_of(&effects), ["token_count", "final_answer", "finish"]);
+    }
+
+    #[test]
+    fn follow_ups_and_attachments_and_no_search_tool_ask_the_model() {
+        let earlier = vec![
+            HistoryTurn { role: Role::User, content: "Tell me about the Zorblax X2.".into() },
+            HistoryTurn { role: Role::Assistant, content: "It is a kettle.".into() },
+        ];
+        let reader = ToolSpec {
+            definition: ToolDefinition {
+                name: "read_attached_file".into(),
+                description: "read".into(),
+                parameters: json!({"type": "object"}),
+            },
+            kind: ToolKind::Reader,
+        };
+        let plain = ToolSpec { kind: ToolKind::Plain, ..reader.clone() };
+        for (tools, history) in
+            [(vec![search_tool()], earlier), (vec![search_tool(), reader], Vec::new()), (vec![plain], Vec::new())]
+        {
+            let mut agent = default_machine(tools, history);
+            let effects = agent.start(second(0));
+            let kinds = kinds_of(&effects);
+            assert!(kinds.last().is_some_and(|kind| kind.starts_with("call_model")), "{kinds:?}");
+        }
     }
 
     fn kinds_of(effects: &[Effect]) -> Vec<String> {
