@@ -1,9 +1,11 @@
 //! Chat-model benchmark: prompt processing and generation tokens/s, and time to first token, for each local
-//! model through our server (`POST /v1/chat/completions`, streamed) and through llama.cpp directly (the same
-//! `llama-cpp-2` crate and vendored source, the same GGUF file, prompt, context and thread count), in one run,
-//! one after the other so they never share the cores.
+//! model through our server (`POST /v1/chat/completions`, streamed), beside the reference a user would pick
+//! instead (stock llama.cpp built for this CPU, its own `llama-bench`, `scripts/build-native-llama.sh`) and
+//! beside llama.cpp driven directly through our build (the same `llama-cpp-2` crate and CPU kernels), with
+//! the same GGUF file, prompt, batch and thread count, in one run, one after the other so they never share
+//! the cores.
 //!
-//! `NEXENT_BIN=target/release/nexent cargo run --release -p nexent-bench --bin bench-llm -- --models models/files --out FILE`
+//! `NEXENT_LLAMA_BENCH=$(bash scripts/build-native-llama.sh) NEXENT_BIN=target/release/nexent cargo run --release -p nexent-bench --bin bench-llm -- --models models/files --out FILE`
 
 use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
@@ -112,16 +114,46 @@ fn direct(backend: &LlamaBackend, path: &Path, threads: i32) -> anyhow::Result<F
     Ok(median_figures(&runs))
 }
 
+/// Stock llama.cpp built for this CPU: its `llama-bench` (`NEXENT_LLAMA_BENCH`) on the same file, a prompt
+/// of the same token count, the same batch (512) and threads (for both phases), [`RUNS`] repetitions.
+fn native_reference(tool: &Path, path: &Path, prompt_tokens: usize, threads: usize) -> anyhow::Result<Figures> {
+    let output = std::process::Command::new(tool)
+        .args(["-m", &path.display().to_string(), "-p", &prompt_tokens.to_string(), "-n", &GENERATED.to_string()])
+        .args(["-t", &threads.to_string(), "-b", "512", "-ub", "512", "-r", &RUNS.to_string(), "-o", "json"])
+        .stderr(std::process::Stdio::null())
+        .output()
+        .with_context(|| format!("cannot run {}", tool.display()))?;
+    anyhow::ensure!(output.status.success(), "llama-bench failed: {}", String::from_utf8_lossy(&output.stdout));
+    let results: Vec<Value> = serde_json::from_slice(&output.stdout).context("llama-bench's JSON")?;
+    let rate = |prompt: bool| {
+        results
+            .iter()
+            .find(|result| (result["n_prompt"].as_u64().unwrap_or(0) > 0) == prompt)
+            .and_then(|result| result["avg_ts"].as_f64())
+            .context("a llama-bench result")
+    };
+    let (prompt_per_s, generation_per_s) = (rate(true)?, rate(false)?);
+    Ok(Figures {
+        prompt_tokens,
+        prompt_per_s,
+        generated: GENERATED,
+        generation_per_s,
+        first_token_ms: 1000.0 * (prompt_tokens as f64 / prompt_per_s + 1.0 / generation_per_s),
+    })
+}
+
 /// The same through the server: streamed, greedy, `max_tokens` [`GENERATED`]; the first streamed text gives
-/// the time to first token, the usage block the token counts.
-async fn through_server(path: &Path, threads: usize) -> anyhow::Result<Figures> {
-    let options = ServerOptions::default()
+/// the time to first token, the usage block the token counts. `threads`: both phases' (`--llm-threads`),
+/// or the server's defaults when `None`.
+async fn through_server(path: &Path, threads: Option<usize>) -> anyhow::Result<Figures> {
+    let mut options = ServerOptions::default()
         .arg("--chat-model")
         .arg(path.display().to_string())
-        .arg("--llm-threads")
-        .arg(threads.to_string())
         .arg("--llm-context")
         .arg(CONTEXT.to_string());
+    if let Some(threads) = threads {
+        options = options.arg("--llm-threads").arg(threads.to_string());
+    }
     let server = NexentServer::start_with(options)?;
     // One request loads the model (it loads in the background) and warms the page cache.
     let (status, warm) = server
@@ -226,17 +258,26 @@ async fn main() -> anyhow::Result<()> {
     let arguments: Vec<String> = std::env::args().collect();
     let models = PathBuf::from(argument(&arguments, "--models").unwrap_or_else(|| "models/files".into()));
     let out = argument(&arguments, "--out");
-    let backend = LlamaBackend::init()?;
+    let backend = nexent_engines::llama_chat::backend()?;
     llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default().with_logs_enabled(false));
+    let kernels = nexent_engines::llama_chat::cpu_kernels::loaded_variant().unwrap_or_else(|| "?".into());
+    let native = std::env::var_os("NEXENT_LLAMA_BENCH").map(PathBuf::from);
     let cores = nexent_bench::cores();
+    let (default_generation, default_prompt) =
+        (nexent_engines::llama_chat::default_threads(), nexent_engines::llama_chat::default_batch_threads());
     let mut report = format!(
         "# Chat-model benchmark\n\nMachine: {cores} cores. Produced by `make bench-llm` (bench/src/llm.rs). Each row: \
          median of {RUNS} runs of a {}-character prompt (chat template applied) and {GENERATED} generated tokens, \
-         greedy, context {CONTEXT}. \"direct\" drives llama.cpp through the same `llama-cpp-2` crate and vendored \
-         source in this process; \"server\" is `POST /v1/chat/completions` (streamed) on the real release server, \
-         started after the direct runs. Server prompt tokens/s are derived from the time to first token minus one \
-         generation step. Goal: server ≥ 95% of direct.\n\n\
-         | model | threads | path | prompt tokens | prompt tok/s | generated | generation tok/s | first token ms | server / direct (gen) |\n\
+         greedy, batch 512, context {CONTEXT}, the same thread count for both phases unless the row says \
+         otherwise.\n\n\
+         - **reference**: stock llama.cpp built for this CPU (`GGML_NATIVE=ON`) from the same vendored source, \
+         its own `llama-bench` (`scripts/build-native-llama.sh`), on the same file, prompt length, batch and threads.\n\
+         - **direct**: llama.cpp driven through our build (`llama-cpp-2`, the CPU kernels chosen at start: \
+         `{kernels}` here) in this process.\n\
+         - **server**: `POST /v1/chat/completions` (streamed) on the real release server; its prompt tokens/s \
+         are derived from the time to first token minus one generation step.\n\n\
+         Goal: server ≥ 95% of the reference for prompt and generation tokens/s.\n\n\
+         | model | threads | path | prompt tokens | prompt tok/s | generated | generation tok/s | first token ms | server / reference (prompt, generation) |\n\
          |---|---|---|---|---|---|---|---|---|\n",
         question(0).len()
     );
@@ -244,17 +285,32 @@ async fn main() -> anyhow::Result<()> {
         let path = models.join(format!("{name}.gguf"));
         anyhow::ensure!(path.is_file(), "{} is missing: python3 models/fetch.py llm llm-tiny", path.display());
         for threads in [1usize, 2] {
-            let ours = direct(&backend, &path, threads as i32)?;
-            let served = through_server(&path, threads).await?;
+            let ours = direct(backend, &path, threads as i32)?;
+            let reference = match &native {
+                Some(tool) => Some(native_reference(tool, &path, ours.prompt_tokens, threads)?),
+                None => None,
+            };
+            let served = through_server(&path, Some(threads)).await?;
             eprintln!(
-                "{name} threads {threads}: direct {:.1} tok/s, server {:.1} tok/s",
-                ours.generation_per_s, served.generation_per_s
+                "{name} threads {threads}: reference {:?} tok/s, direct {:.1} tok/s, server {:.1} tok/s",
+                reference.map(|figures| figures.generation_per_s),
+                ours.generation_per_s,
+                served.generation_per_s
             );
-            for (label, figures) in [("direct", ours), ("server", served)] {
-                let ratio = if label == "server" {
-                    format!("{:.0}%", 100.0 * served.generation_per_s / ours.generation_per_s)
-                } else {
-                    String::new()
+            let mut rows = Vec::new();
+            if let Some(reference) = reference {
+                rows.push(("reference (stock llama.cpp, native)", reference));
+            }
+            rows.push(("direct", ours));
+            rows.push(("server", served));
+            for (label, figures) in rows {
+                let ratio = match (label, reference) {
+                    ("server", Some(reference)) => format!(
+                        "{:.0}%, {:.0}%",
+                        100.0 * served.prompt_per_s / reference.prompt_per_s,
+                        100.0 * served.generation_per_s / reference.generation_per_s
+                    ),
+                    _ => String::new(),
                 };
                 report.push_str(&format!(
                     "| {name} | {threads} | {label} | {} | {:.0} | {} | {:.1} | {:.0} | {ratio} |\n",
@@ -266,8 +322,18 @@ async fn main() -> anyhow::Result<()> {
                 ));
             }
         }
+        // The server's own choice: every core for the prompt, one fewer for generating.
+        let defaults = through_server(&path, None).await?;
+        report.push_str(&format!(
+            "| {name} | prompt {default_prompt}, generation {default_generation} | server, default threads | {} | {:.0} | {} | {:.1} | {:.0} | |\n",
+            defaults.prompt_tokens,
+            defaults.prompt_per_s,
+            defaults.generated,
+            defaults.generation_per_s,
+            defaults.first_token_ms
+        ));
     }
-    report.push_str(&contention(&backend, &models)?);
+    report.push_str(&contention(backend, &models)?);
     print!("{report}");
     if let Some(out) = out {
         std::fs::write(&out, &report)?;

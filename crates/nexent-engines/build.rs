@@ -7,6 +7,7 @@ use std::path::PathBuf;
 
 fn main() {
     println!("cargo:rerun-if-changed=cpp/grammar_shim.cpp");
+    stage_runtime_libraries();
     let include = llama_include_dir();
     cc::Build::new()
         .cpp(true)
@@ -25,4 +26,68 @@ fn llama_include_dir() -> PathBuf {
     let include = cmake_dir.join("../../include");
     assert!(include.join("llama.h").is_file(), "no llama.h in {}", include.display());
     include
+}
+
+/// Puts llama.cpp's shared libraries (under their sonames, `libllama.so.0`, ...) and its CPU kernel modules
+/// (`libggml-cpu-*.so`) in `target/<profile>/`, where the executables built there find them (their rpath
+/// is `$ORIGIN`; test executables in `deps/` look one level up). llama-cpp-sys-2 leaves them in its own
+/// build folder only (it links the unversioned names there, which point at files it does not link), and
+/// the package (`make bundle`) takes them from here.
+fn stage_runtime_libraries() {
+    let cmake_dir = PathBuf::from(std::env::var_os("DEP_LLAMA_GGML_CMAKE_DIR").expect("DEP_LLAMA_GGML_CMAKE_DIR"));
+    let lib_dir = cmake_dir.join("..");
+    let backends_dir = std::env::var_os("DEP_LLAMA_BACKENDS_DIR")
+        .map(PathBuf::from)
+        .expect("llama-cpp-sys-2 did not report DEP_LLAMA_BACKENDS_DIR (is its dynamic-backends feature on?)");
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    // OUT_DIR is `<target>/<profile>/build/<package>-<hash>/out`.
+    let profile_dir = out_dir.ancestors().nth(3).expect("OUT_DIR is deep enough").to_path_buf();
+    let mut staged = 0;
+    for (dir, wanted) in [(&lib_dir, is_soname as fn(&str) -> bool), (&backends_dir, is_cpu_module)] {
+        let entries = std::fs::read_dir(dir).unwrap_or_else(|error| panic!("cannot read {}: {error}", dir.display()));
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if !wanted(&name) {
+                continue;
+            }
+            let source = std::fs::canonicalize(entry.path()).expect("a library file");
+            // llama-cpp-sys-2 also links `libllama.so` -> `libllama.so.0` into `deps/` and `examples/`, and
+            // its next build in this target dir (another feature set) fails on such a link left dangling
+            // (it checks `exists()`, which follows the link, then cannot create it): give them their target.
+            let folders: &[&str] = if wanted(&name) && is_soname(&name) { &["", "deps", "examples"] } else { &[""] };
+            for folder in folders {
+                let folder = profile_dir.join(folder);
+                if !folder.is_dir() {
+                    continue;
+                }
+                let target = folder.join(&name);
+                let _ = std::fs::remove_file(&target);
+                if std::fs::hard_link(&source, &target).is_err() {
+                    std::fs::copy(&source, &target).unwrap_or_else(|error| {
+                        panic!("cannot copy {} to {}: {error}", source.display(), target.display())
+                    });
+                }
+            }
+            println!("cargo:rerun-if-changed={}", source.display());
+            staged += 1;
+        }
+    }
+    assert!(
+        staged > 4,
+        "found only {staged} llama.cpp libraries in {} and {}",
+        lib_dir.display(),
+        backends_dir.display()
+    );
+}
+
+/// `libllama.so.0`: the name the dynamic linker looks for (not `libllama.so`, not `libllama.so.0.6.0`).
+fn is_soname(name: &str) -> bool {
+    name.starts_with("lib")
+        && name
+            .split_once(".so.")
+            .is_some_and(|(_, version)| !version.is_empty() && version.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn is_cpu_module(name: &str) -> bool {
+    name.starts_with("libggml-cpu-") && name.ends_with(".so")
 }

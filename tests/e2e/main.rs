@@ -5,6 +5,7 @@ mod agent;
 mod base;
 mod config_sync;
 mod conversation;
+mod cpu_kernels;
 mod durability;
 mod file_management;
 mod formats;

@@ -43,6 +43,7 @@ use nexent_core::chat::{
 };
 use tokio::sync::mpsc;
 
+pub mod cpu_kernels;
 pub mod guarded_grammar;
 mod tool_grammar;
 
@@ -102,12 +103,15 @@ pub fn default_batch_threads() -> usize {
     cores()
 }
 
-fn backend() -> Result<&'static LlamaBackend, LlamaChatError> {
+/// llama.cpp, once per process: its CPU kernels for this CPU ([`cpu_kernels`]), then its backend.
+pub fn backend() -> Result<&'static LlamaBackend, LlamaChatError> {
     static BACKEND: OnceLock<Result<LlamaBackend, String>> = OnceLock::new();
     BACKEND
         .get_or_init(|| {
             // llama.cpp's own logging goes to `tracing` (at its levels), not to stderr.
             llama_cpp_2::send_logs_to_tracing(llama_cpp_2::LogOptions::default());
+            let variant = cpu_kernels::load()?;
+            tracing::info!(cpu_kernels = %variant, "llama.cpp uses the CPU kernels built for {variant}");
             LlamaBackend::init().map_err(|error| error.to_string())
         })
         .as_ref()

@@ -521,38 +521,15 @@ pub const MAX_PREPROCESS_TOTAL_BYTES: u64 = 128 << 20;
               (status = 413, description = "a file over the upload limit, or more than 128 MiB of files in all"),
               (status = 422, description = "`query` or `files` missing")))]
 pub async fn preprocess_files(State(state): State<AppState>, mut multipart: Multipart) -> Result<Response, ApiError> {
-    use nexent_core::ingest::preprocess::{Attachment, VisionModel, preprocess};
+    use nexent_core::ingest::preprocess::{VisionModel, preprocess};
     let limit = state.services.storage.max_upload_bytes;
     let (mut query, mut attachments, mut total) = (None, Vec::new(), 0u64);
-    while let Some(field) = next_field(&mut multipart).await? {
-        match field.name() {
-            Some("query") => query = Some(small_text_field(field).await?),
-            Some("files" | "file") => {
-                // Refused before the file is read: the rest of the body is never buffered.
-                if attachments.len() == MAX_PREPROCESS_FILES {
-                    return Err(ApiError::BadRequest(format!(
-                        "At most {MAX_PREPROCESS_FILES} files can be preprocessed in one request"
-                    )));
-                }
-                let left = MAX_PREPROCESS_TOTAL_BYTES - total;
-                let (file_name, bytes) = if left < limit {
-                    let mut field = field;
-                    let file_name = field.file_name().unwrap_or("unnamed").to_owned();
-                    let bytes = read_bounded(&mut field, left).await?.ok_or_else(|| {
-                        ApiError::PayloadTooLarge(format!(
-                            "The files of one preprocess request may hold {} MiB in all",
-                            MAX_PREPROCESS_TOTAL_BYTES >> 20
-                        ))
-                    })?;
-                    (file_name, bytes)
-                } else {
-                    bounded_file_field(field, limit).await?
-                };
-                total += bytes.len() as u64;
-                attachments.push(Attachment { file_name, bytes });
-            }
-            _ => {}
-        }
+    let read = read_preprocess_fields(&mut multipart, limit, &mut query, &mut attachments, &mut total).await;
+    if let Err(error) = read {
+        // A client that sends the whole body before it reads the answer (most do) would otherwise get a
+        // broken pipe instead of the refusal.
+        drain(&mut multipart).await;
+        return Err(error);
     }
     let query = query.ok_or_else(|| ApiError::validation("query", "Field required: query"))?;
     if attachments.is_empty() {
@@ -568,3 +545,65 @@ pub async fn preprocess_files(State(state): State<AppState>, mut multipart: Mult
     tokio::spawn(preprocess(attachments, query, vision, sender));
     Ok(crate::sse::event_stream(receiver).into_response())
 }
+
+/// The fields of a preprocess request: the query and the files, within the count and size caps.
+async fn read_preprocess_fields(
+    multipart: &mut Multipart,
+    limit: u64,
+    query: &mut Option<String>,
+    attachments: &mut Vec<nexent_core::ingest::preprocess::Attachment>,
+    total: &mut u64,
+) -> Result<(), ApiError> {
+    use nexent_core::ingest::preprocess::Attachment;
+    while let Some(field) = next_field(multipart).await? {
+        match field.name() {
+            Some("query") => *query = Some(small_text_field(field).await?),
+            Some("files" | "file") => {
+                // Refused before the file is read: the rest of the body is never buffered.
+                if attachments.len() == MAX_PREPROCESS_FILES {
+                    return Err(ApiError::BadRequest(format!(
+                        "At most {MAX_PREPROCESS_FILES} files can be preprocessed in one request"
+                    )));
+                }
+                let left = MAX_PREPROCESS_TOTAL_BYTES - *total;
+                let (file_name, bytes) = if left < limit {
+                    let mut field = field;
+                    let file_name = field.file_name().unwrap_or("unnamed").to_owned();
+                    let bytes = read_bounded(&mut field, left).await?.ok_or_else(|| {
+                        ApiError::PayloadTooLarge(format!(
+                            "The files of one preprocess request may hold {} MiB in all",
+                            MAX_PREPROCESS_TOTAL_BYTES >> 20
+                        ))
+                    })?;
+                    (file_name, bytes)
+                } else {
+                    bounded_file_field(field, limit).await?
+                };
+                *total += bytes.len() as u64;
+                attachments.push(Attachment { file_name, bytes });
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Reads and drops what is left of a refused request's body (at most [`MAX_DRAINED_BYTES`], for at most
+/// [`DRAIN_TIME`]), so the client, still sending, reads the refusal instead of a reset connection.
+async fn drain(multipart: &mut Multipart) {
+    let mut drained = 0u64;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Ok(Some(mut field)) = multipart.next_field().await {
+            while let Ok(Some(chunk)) = field.chunk().await {
+                drained += chunk.len() as u64;
+                if drained > MAX_DRAINED_BYTES {
+                    return;
+                }
+            }
+        }
+    })
+    .await;
+}
+
+const MAX_DRAINED_BYTES: u64 = 512 << 20;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(30);
