@@ -32,6 +32,11 @@ TRIPLE := $(shell rustc -vV | sed -n 's/^host: //p')
 bundle: build
 	mkdir -p src-tauri/binaries
 	cp $(CARGO_TARGET_DIR)/release/nexent-stt src-tauri/binaries/nexent-stt-$(TRIPLE)
+	# llama.cpp's shared libraries and CPU kernel modules, installed in /usr/lib/nexent-local (the
+	# executables' rpath); stripped of debug info like the binary.
+	rm -rf src-tauri/lib-nexent-local && mkdir -p src-tauri/lib-nexent-local
+	cp -L $(CARGO_TARGET_DIR)/release/lib*.so.0 $(CARGO_TARGET_DIR)/release/libggml-cpu-*.so src-tauri/lib-nexent-local/
+	strip --strip-debug src-tauri/lib-nexent-local/*
 	cd src-tauri && ../ui/node_modules/.bin/tauri build --no-bundle --config tauri.bundle.conf.json
 	# The release profile keeps line tables for the benchmarks' profiles; the package does not need them.
 	strip --strip-debug $(CARGO_TARGET_DIR)/release/nexent-desktop

@@ -49,6 +49,10 @@ json() { curl -sf -H 'Content-Type: application/json' "$@"; }
 answer=$(json "$url/v1/chat/completions" -d '{"messages":[{"role":"user","content":"Say hello in one word."}],"max_tokens":8,"temperature":0}') \
   || fail "chat completion failed"
 say "chat: $(printf '%s' "$answer" | python3 -c 'import json,sys; print(json.load(sys.stdin)["choices"][0]["message"]["content"].strip())')"
+pid=$(pgrep -f /usr/bin/nexent-desktop | head -1)
+kernels=$(grep -o '/usr/lib/nexent-local/libggml-cpu-[a-z0-9_]*\.so' "/proc/$pid/maps" | sort -u)
+[ -n "$kernels" ] || fail "no llama.cpp CPU kernels from /usr/lib/nexent-local are loaded"
+say "CPU kernels: $kernels"
 
 json -X POST "$url/api/indices/deb-check?embedding_dim=384" >/dev/null || fail "cannot create a knowledge base"
 json -X POST "$url/api/indices/deb-check/documents" -d '{"task_id":"deb","index_name":"deb-check","results":[{"text":"The orchard behind the school grows forty-two pear trees.","source":"/notes/orchard.txt","source_type":"file","metadata":{"filename":"orchard.txt"}}]}' >/dev/null \
