@@ -98,7 +98,7 @@ bench-ingest: setup build
 	@$(BENCH_VENV)/bin/python -c "import docx, pptx, openpyxl, fpdf, ebooklib, odf, xlwt" 2>/dev/null || $(BENCH_VENV)/bin/pip install -q $(DOCS_PACKAGES)
 	NEXENT_BIN=$(NEXENT_BIN) cargo run --release -p nexent-bench --bin bench-ingest -- --data ../shared/data --models models/files --docs-python $(BENCH_VENV)/bin/python --out bench/results/ingest.md
 
-## bench-llm: prompt and generation tokens/s and time to first token, server beside stock llama.cpp built for this CPU (its llama-bench) and beside llama.cpp driven directly; writes bench/results/llm.md.
+## bench-llm: prompt and generation tokens/s and time to first token, server beside stock llama.cpp built for this CPU (scripts/build-native-llama.sh) and beside llama.cpp driven directly; writes bench/results/llm.md.
 bench-llm: build
 	@NEXENT_MODEL_GROUPS="llm llm-tiny" bash scripts/setup.sh
 	NEXENT_LLAMA_BENCH=$$(bash scripts/build-native-llama.sh) NEXENT_BIN=$(NEXENT_BIN) cargo run --release -p nexent-bench --bin bench-llm -- --models models/files --out bench/results/llm.md

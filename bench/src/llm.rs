@@ -1,6 +1,6 @@
 //! Chat-model benchmark: prompt processing and generation tokens/s, and time to first token, for each local
 //! model through our server (`POST /v1/chat/completions`, streamed), beside the reference a user would pick
-//! instead (stock llama.cpp built for this CPU, its own `llama-bench`, `scripts/build-native-llama.sh`) and
+//! instead (stock llama.cpp built for this CPU, `scripts/build-native-llama.sh`) and
 //! beside llama.cpp driven directly through our build (the same `llama-cpp-2` crate and CPU kernels), with
 //! the same GGUF file, prompt, batch and thread count, in one run, one after the other so they never share
 //! the cores.
@@ -114,25 +114,19 @@ fn direct(backend: &LlamaBackend, path: &Path, threads: i32) -> anyhow::Result<F
     Ok(median_figures(&runs))
 }
 
-/// Stock llama.cpp built for this CPU: its `llama-bench` (`NEXENT_LLAMA_BENCH`) on the same file, a prompt
-/// of the same token count, the same batch (512) and threads (for both phases), [`RUNS`] repetitions.
+/// Stock llama.cpp built for this CPU (`NEXENT_LLAMA_BENCH`: `scripts/build-native-llama.sh`'s harness over
+/// `llama.h`, measuring as llama-bench does) on the same file, a prompt of the same token count, the same
+/// batch (512) and threads (for both phases), [`RUNS`] repetitions after a warm-up.
 fn native_reference(tool: &Path, path: &Path, prompt_tokens: usize, threads: usize) -> anyhow::Result<Figures> {
     let output = std::process::Command::new(tool)
-        .args(["-m", &path.display().to_string(), "-p", &prompt_tokens.to_string(), "-n", &GENERATED.to_string()])
-        .args(["-t", &threads.to_string(), "-b", "512", "-ub", "512", "-r", &RUNS.to_string(), "-o", "json"])
-        .stderr(std::process::Stdio::null())
+        .arg(path)
+        .args([prompt_tokens.to_string(), GENERATED.to_string(), threads.to_string(), RUNS.to_string()])
         .output()
         .with_context(|| format!("cannot run {}", tool.display()))?;
-    anyhow::ensure!(output.status.success(), "llama-bench failed: {}", String::from_utf8_lossy(&output.stdout));
-    let results: Vec<Value> = serde_json::from_slice(&output.stdout).context("llama-bench's JSON")?;
-    let rate = |prompt: bool| {
-        results
-            .iter()
-            .find(|result| (result["n_prompt"].as_u64().unwrap_or(0) > 0) == prompt)
-            .and_then(|result| result["avg_ts"].as_f64())
-            .context("a llama-bench result")
-    };
-    let (prompt_per_s, generation_per_s) = (rate(true)?, rate(false)?);
+    anyhow::ensure!(output.status.success(), "the reference failed: {}", String::from_utf8_lossy(&output.stderr));
+    let result: Value = serde_json::from_slice(&output.stdout).context("the reference's JSON")?;
+    let rate = |key: &str| result[key].as_f64().with_context(|| format!("{key} in {result}"));
+    let (prompt_per_s, generation_per_s) = (rate("prompt_tokens_per_s")?, rate("generation_tokens_per_s")?);
     Ok(Figures {
         prompt_tokens,
         prompt_per_s,
@@ -144,13 +138,17 @@ fn native_reference(tool: &Path, path: &Path, prompt_tokens: usize, threads: usi
 
 /// The same through the server: streamed, greedy, `max_tokens` [`GENERATED`]; the first streamed text gives
 /// the time to first token, the usage block the token counts. `threads`: both phases' (`--llm-threads`),
-/// or the server's defaults when `None`.
-async fn through_server(path: &Path, threads: Option<usize>) -> anyhow::Result<Figures> {
+/// or the server's defaults when `None`. `guessing`: the server's default guessing ahead, else none (the
+/// same work as the other paths, token by token).
+async fn through_server(path: &Path, threads: Option<usize>, guessing: bool) -> anyhow::Result<Figures> {
     let mut options = ServerOptions::default()
         .arg("--chat-model")
         .arg(path.display().to_string())
         .arg("--llm-context")
         .arg(CONTEXT.to_string());
+    if !guessing {
+        options = options.arg("--draft-tokens").arg("0");
+    }
     if let Some(threads) = threads {
         options = options.arg("--llm-threads").arg(threads.to_string());
     }
@@ -271,11 +269,13 @@ async fn main() -> anyhow::Result<()> {
          greedy, batch 512, context {CONTEXT}, the same thread count for both phases unless the row says \
          otherwise.\n\n\
          - **reference**: stock llama.cpp built for this CPU (`GGML_NATIVE=ON`) from the same vendored source, \
-         its own `llama-bench` (`scripts/build-native-llama.sh`), on the same file, prompt length, batch and threads.\n\
+         measured as llama-bench does by a harness over `llama.h` (`scripts/build-native-llama.sh`; the vendored \
+         source leaves llama-bench out), on the same file, prompt length, batch and threads.\n\
          - **direct**: llama.cpp driven through our build (`llama-cpp-2`, the CPU kernels chosen at start: \
          `{kernels}` here) in this process.\n\
-         - **server**: `POST /v1/chat/completions` (streamed) on the real release server; its prompt tokens/s \
-         are derived from the time to first token minus one generation step.\n\n\
+         - **server**: `POST /v1/chat/completions` (streamed) on the real release server, guessing ahead off \
+         (`--draft-tokens 0`) unless the row says so; its prompt tokens/s are derived from the time to first \
+         token minus one generation step.\n\n\
          Goal: server ≥ 95% of the reference for prompt and generation tokens/s.\n\n\
          | model | threads | path | prompt tokens | prompt tok/s | generated | generation tok/s | first token ms | server / reference (prompt, generation) |\n\
          |---|---|---|---|---|---|---|---|---|\n",
@@ -290,7 +290,7 @@ async fn main() -> anyhow::Result<()> {
                 Some(tool) => Some(native_reference(tool, &path, ours.prompt_tokens, threads)?),
                 None => None,
             };
-            let served = through_server(&path, Some(threads)).await?;
+            let served = through_server(&path, Some(threads), false).await?;
             eprintln!(
                 "{name} threads {threads}: reference {:?} tok/s, direct {:.1} tok/s, server {:.1} tok/s",
                 reference.map(|figures| figures.generation_per_s),
@@ -322,16 +322,19 @@ async fn main() -> anyhow::Result<()> {
                 ));
             }
         }
-        // The server's own choice: every core for the prompt, one fewer for generating.
-        let defaults = through_server(&path, None).await?;
-        report.push_str(&format!(
-            "| {name} | prompt {default_prompt}, generation {default_generation} | server, default threads | {} | {:.0} | {} | {:.1} | {:.0} | |\n",
-            defaults.prompt_tokens,
-            defaults.prompt_per_s,
-            defaults.generated,
-            defaults.generation_per_s,
-            defaults.first_token_ms
-        ));
+        // The server's own choice: every core for the prompt, one fewer for generating; then with its
+        // default guessing ahead too (prompt lookup: what it gains depends on how much the answer repeats).
+        for (label, guessing) in [("server, default threads", false), ("server, default threads and guessing", true)] {
+            let defaults = through_server(&path, None, guessing).await?;
+            report.push_str(&format!(
+                "| {name} | prompt {default_prompt}, generation {default_generation} | {label} | {} | {:.0} | {} | {:.1} | {:.0} | |\n",
+                defaults.prompt_tokens,
+                defaults.prompt_per_s,
+                defaults.generated,
+                defaults.generation_per_s,
+                defaults.first_token_ms
+            ));
+        }
     }
     report.push_str(&contention(backend, &models)?);
     print!("{report}");
