@@ -74,7 +74,9 @@ async fn ask_agent(server: &NexentServer, question: &Question) -> anyhow::Result
             if outcome.first_message_ms == 0.0 {
                 outcome.first_message_ms = elapsed;
             }
-            if outcome.first_token_ms == 0.0 && matches!(kind, "model_output_thinking" | "model_output_code") {
+            // The first token of the answer the model writes (a search call, written by the model or made
+            // for it, is not an answer).
+            if outcome.first_token_ms == 0.0 && kind == "model_output_thinking" && !content.is_empty() {
                 outcome.first_token_ms = elapsed;
             }
             match kind {
@@ -146,13 +148,73 @@ fn row(model: &str, setting: &str, outcomes: &[Outcome], agent: bool) -> String 
     )
 }
 
-async fn start_with_corpus(model: &Path, threads: &str, search_first: bool) -> anyhow::Result<NexentServer> {
-    let options = ServerOptions::default()
+/// How the first step searches.
+#[derive(Clone, Copy, PartialEq)]
+enum Search {
+    /// The question is searched as asked (the default).
+    Direct,
+    /// The model writes the first search (before issue 17).
+    ModelWritesSearch,
+    /// The model decides whether to search at all.
+    ModelDecides,
+}
+
+/// One configuration of the server the 20 questions are asked of.
+struct Setting {
+    label: &'static str,
+    search: Search,
+    /// Server flags beyond the model and threads (guessing ahead).
+    flags: Vec<String>,
+    /// Also ask the references (closed book, oracle) of this server.
+    references: bool,
+}
+
+impl Setting {
+    fn new(label: &'static str, search: Search, flags: &[&str]) -> Self {
+        Self { label, search, flags: flags.iter().map(|flag| flag.to_string()).collect(), references: false }
+    }
+}
+
+/// What is measured per model: the defaults first, then each change taken away.
+fn settings(model_file: &str, models: &Path) -> Vec<Setting> {
+    let mut settings = vec![
+        Setting {
+            references: true,
+            ..Setting::new("agent (default: question searched as asked, prompt lookup)", Search::Direct, &[])
+        },
+        Setting::new("agent, no guessing ahead", Search::Direct, &["--draft-tokens", "0"]),
+    ];
+    let draft = models.join(format!("{}.gguf", MODELS[0].0));
+    if model_file != MODELS[0].0 && draft.exists() {
+        settings.push(Setting::new(
+            "agent, prompt lookup + 0.5B draft model",
+            Search::Direct,
+            &["--draft-model", &draft.display().to_string()],
+        ));
+    }
+    settings.push(Setting::new(
+        "agent before issue 17: model writes the first search, no guessing",
+        Search::ModelWritesSearch,
+        &["--draft-tokens", "0"],
+    ));
+    if model_file == MODELS[0].0 {
+        settings.push(Setting::new("agent, model decides whether to search", Search::ModelDecides, &[]));
+    }
+    settings
+}
+
+async fn start_with_corpus(model: &Path, threads: Option<&str>, setting: &Setting) -> anyhow::Result<NexentServer> {
+    let mut options = ServerOptions::default()
         .arg("--chat-model")
         .arg(model.display().to_string())
-        .arg("--llm-threads")
-        .arg(threads)
-        .env("AGENT_SEARCH_FIRST", if search_first { "true" } else { "false" });
+        .env("AGENT_SEARCH_FIRST", if setting.search == Search::ModelDecides { "false" } else { "true" })
+        .env("AGENT_DIRECT_SEARCH", if setting.search == Search::Direct { "true" } else { "false" });
+    if let Some(threads) = threads {
+        options = options.arg("--llm-threads").arg(threads);
+    }
+    for flag in &setting.flags {
+        options = options.arg(flag);
+    }
     let server = NexentServer::start_with(options)?;
     let mut documents: Vec<PathBuf> = std::fs::read_dir(format!("{FIXTURES}/corpus"))?
         .filter_map(|entry| entry.ok().map(|entry| entry.path()))
@@ -171,8 +233,16 @@ async fn main() -> anyhow::Result<()> {
     let arguments: Vec<String> = std::env::args().collect();
     let models = PathBuf::from(argument(&arguments, "--models").unwrap_or_else(|| "models/files".into()));
     let out = argument(&arguments, "--out");
-    let threads =
-        argument(&arguments, "--threads").unwrap_or_else(|| nexent_engines::llama_chat::default_threads().to_string());
+    // The server's own thread choice unless `--threads` pins both phases.
+    let threads = argument(&arguments, "--threads");
+    let threads_text = match &threads {
+        Some(threads) => format!("{threads} llama.cpp threads"),
+        None => format!(
+            "llama.cpp reading prompts with {} threads and generating with {}",
+            nexent_engines::llama_chat::default_batch_threads(),
+            nexent_engines::llama_chat::default_threads()
+        ),
+    };
     let questions: Vec<Question> = read_jsonl(&Path::new(FIXTURES).join("questions.jsonl"))?
         .into_iter()
         .map(|item| Question {
@@ -195,13 +265,14 @@ async fn main() -> anyhow::Result<()> {
             eprintln!("skipping {label}: {} is missing (python3 models/fetch.py llm-large)", model.display());
             continue;
         }
-        for search_first in [true, false] {
-            let server = start_with_corpus(&model, &threads, search_first).await?;
+        for setting in settings(file, &models) {
+            let server = start_with_corpus(&model, threads.as_deref(), &setting).await?;
             let mut outcomes = Vec::new();
             for question in &questions {
                 let outcome = ask_agent(&server, question).await?;
                 eprintln!(
-                    "{label} search_first={search_first}: searched={} right={} fact={} cited={} {:.1}s — {}",
+                    "{label} {}: searched={} right={} fact={} cited={} {:.1}s — {}",
+                    setting.label,
                     outcome.searched,
                     outcome.right_document,
                     outcome.fact,
@@ -211,9 +282,8 @@ async fn main() -> anyhow::Result<()> {
                 );
                 outcomes.push(outcome);
             }
-            let setting = if search_first { "agent, first step searches (default)" } else { "agent, model decides" };
-            rows.push(row(label, setting, &outcomes, true));
-            if search_first {
+            rows.push(row(label, setting.label, &outcomes, true));
+            if setting.references {
                 let mut closed = Vec::new();
                 let mut oracle = Vec::new();
                 for question in &questions {
@@ -229,13 +299,14 @@ async fn main() -> anyhow::Result<()> {
 
     let report = format!(
         "# Agent: answers grounded in the knowledge base\n\n\
-         `make bench-agent` on this machine ({} cores, {threads} llama.cpp threads, release build): 10 invented documents \
+         `make bench-agent` on this machine ({} cores, {threads_text}, release build): 10 invented documents \
          (`tests/fixtures/agent/corpus`), 20 questions whose answers only they hold (`questions.jsonl`), asked one at \
          a time through `POST /api/agent/run` with greedy decoding. \"Searched\": a `knowledge_base_search` call was \
          made; \"right document\": the question's document was among the `search_content` results; \"fact\": the \
          final answer contains the expected value; \"cites\": it holds a `[[a…]]` citation. Times are medians from \
          sending the request: first SSE message, first model token, final answer. The references ask the same \
-         server's `/v1/chat/completions` with the question alone and with its document pasted in.\n\n\
+         server's `/v1/chat/completions` with the question alone and with its document pasted in. \"First token\" \
+         is the first token of text the model writes (`model_output_thinking`), so a search call does not count.\n\n\
          | model | setting | searched | right document | fact in answer | cites | first message | first token | final answer |\n\
          |---|---|---|---|---|---|---|---|---|\n{}\n",
         nexent_bench::cores(),

@@ -23,6 +23,7 @@ mod s3;
 mod security;
 mod seed_examples;
 mod seed_routes;
+mod speculative;
 mod ui;
 mod voice;
 mod watch;

@@ -115,6 +115,11 @@ pub enum FinishReason {
 pub struct Usage {
     pub prompt_tokens: u32,
     pub completion_tokens: u32,
+    /// Tokens guessed ahead (speculative decoding) that the model then wrote: the answer's own tokens,
+    /// counted again here (OpenAI's `completion_tokens_details.accepted_prediction_tokens`).
+    pub accepted_prediction_tokens: u32,
+    /// Tokens guessed ahead that the model did not write (checked, then dropped).
+    pub rejected_prediction_tokens: u32,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -361,7 +366,7 @@ mod tests {
             Ok(ChatEvent::Text("lo".into())),
             Ok(ChatEvent::Finished {
                 reason: FinishReason::Length,
-                usage: Usage { prompt_tokens: 3, completion_tokens: 2 },
+                usage: Usage { prompt_tokens: 3, completion_tokens: 2, ..Usage::default() },
             }),
         ];
         let answer = collect(Box::pin(futures::stream::iter(events))).await.expect("answer");

@@ -45,9 +45,11 @@ use tokio::sync::mpsc;
 
 pub mod cpu_kernels;
 pub mod guarded_grammar;
+pub mod speculative;
 mod tool_grammar;
 
 use guarded_grammar::GuardedGrammar;
+use speculative::{DraftModel, Guesser, SpeculationConfig};
 pub use tool_grammar::tool_call_grammar;
 
 const QUEUE_DEPTH: usize = 8;
@@ -73,6 +75,8 @@ pub struct LlamaChatConfig {
     pub batch_threads: usize,
     /// Tokens of context (prompt and answer together).
     pub context_tokens: u32,
+    /// Guessing tokens ahead ([`speculative`]).
+    pub speculation: SpeculationConfig,
 }
 
 impl LlamaChatConfig {
@@ -85,6 +89,7 @@ impl LlamaChatConfig {
             threads: default_threads(),
             batch_threads: default_batch_threads(),
             context_tokens: 4096,
+            speculation: SpeculationConfig::default(),
         }
     }
 }
@@ -260,6 +265,35 @@ fn run_engine(
             return;
         }
     };
+    // A draft model that cannot be used leaves the chat model answering alone, with a warning.
+    let draft_model =
+        config.speculation.draft_model.as_deref().filter(|_| config.speculation.draft_tokens > 0).and_then(|path| {
+            match speculative::load_draft_model(backend, path, &model) {
+                Ok(draft) => Some(draft),
+                Err(reason) => {
+                    tracing::warn!(%reason, "the draft model is not used");
+                    None
+                }
+            }
+        });
+    let draft = draft_model.as_ref().and_then(|draft| {
+        let params = LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(context_tokens))
+            .with_n_batch(PROMPT_BATCH as u32)
+            .with_n_threads(threads)
+            .with_n_threads_batch(batch_threads);
+        match draft.new_context(backend, params) {
+            Ok(context) => {
+                tracing::info!(file = %config.speculation.draft_model.as_deref().unwrap_or(Path::new("")).display(), "the draft model guesses ahead for the chat model");
+                Some(DraftModel::new(draft, context))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the draft model is not used: no context for it");
+                None
+            }
+        }
+    });
+    let mut guesser = Guesser::new(config.speculation.clone(), draft, &model);
     let _ = ready.send(Ok(model.clone()));
     let engine = Engine { model: &model, template: &template };
     let mut cache = KvTokens::default();
@@ -267,7 +301,7 @@ fn run_engine(
         if job.events.is_closed() {
             continue;
         }
-        let outcome = engine.generate(&mut context, &mut cache, &job.request, &job.events);
+        let outcome = engine.generate(&mut context, &mut cache, &mut guesser, &job.request, &job.events);
         if let Err(error) = outcome {
             let _ = deliver(&job.events, Err(error));
         }
@@ -314,6 +348,7 @@ impl Engine<'_> {
         &self,
         context: &mut LlamaContext<'_>,
         cache: &mut KvTokens,
+        guesser: &mut Guesser<'_>,
         request: &ChatRequest,
         events: &mpsc::Sender<Result<ChatEvent, ChatError>>,
     ) -> Result<(), ChatError> {
@@ -367,6 +402,8 @@ impl Engine<'_> {
         let mut answer = String::new();
         let mut sent = 0usize;
         let mut generated = 0usize;
+        // The guessed tokens the last batch checked, and how many of them the answer has taken so far.
+        let mut checking = Checking::default();
         let reason = loop {
             if generated >= max_tokens {
                 break FinishReason::Length;
@@ -420,8 +457,40 @@ impl Engine<'_> {
             if events.is_closed() {
                 return Ok(());
             }
+            if let Some(next_logits) = checking.take(token) {
+                // A right guess: its keys and values are in the cache and its logits are in the last batch.
+                position += 1;
+                logits_index = next_logits;
+                continue;
+            }
+            // The guesses from here on (if any) were wrong: the cache forgets them.
+            checking.finish();
+            if cache.tokens.len() > position {
+                let dropped = u32::try_from(position)
+                    .ok()
+                    .and_then(|from| context.clear_kv_cache_seq(Some(0), Some(from), None).ok())
+                    .unwrap_or(false);
+                if !dropped {
+                    cache.forget(context);
+                    return Err(ChatError::Failed("generation: the cache cannot drop a wrong guess".into()));
+                }
+                cache.tokens.truncate(position);
+            }
+            let guesses = if guesser.enabled() {
+                let room = (max_tokens - generated).min(window.saturating_sub(position + 2));
+                let mut history = Vec::with_capacity(cache.tokens.len() + 1);
+                history.extend_from_slice(&cache.tokens);
+                history.push(token);
+                guesser.guess(&history, room)
+            } else {
+                Vec::new()
+            };
             batch.clear();
-            batch.add(token, position as i32, &[0], true).map_err(|error| ChatError::Failed(error.to_string()))?;
+            for (offset, fed) in std::iter::once(token).chain(guesses.iter().copied()).enumerate() {
+                batch
+                    .add(fed, (position + offset) as i32, &[0], true)
+                    .map_err(|error| ChatError::Failed(error.to_string()))?;
+            }
             position += 1;
             logits_index = 0;
             let decoded = context.decode(&mut batch);
@@ -430,7 +499,10 @@ impl Engine<'_> {
             }
             decoded.map_err(|error| ChatError::Failed(format!("generation: {error}")))?;
             cache.tokens.push(token);
+            cache.tokens.extend_from_slice(&guesses);
+            checking.start(guesses);
         };
+        checking.finish();
         let grammar_engaged = calls.active();
         if calls.bare {
             // The call began as bare JSON (Qwen 0.5B's habit): tag it so one parser reads every form.
@@ -450,7 +522,15 @@ impl Engine<'_> {
                 return Ok(());
             }
         }
-        let usage = Usage { prompt_tokens: tokens.len() as u32, completion_tokens: generated as u32 };
+        let usage = Usage {
+            prompt_tokens: tokens.len() as u32,
+            completion_tokens: generated as u32,
+            accepted_prediction_tokens: checking.accepted as u32,
+            rejected_prediction_tokens: checking.rejected as u32,
+        };
+        if checking.accepted + checking.rejected > 0 {
+            tracing::debug!(generated, accepted = checking.accepted, rejected = checking.rejected, "guessed tokens");
+        }
         let _ = deliver(events, Ok(ChatEvent::Finished { reason, usage }));
         Ok(())
     }
@@ -517,6 +597,40 @@ impl TokenPicker {
 
 /// The first token of an answer that may not call a tool: any text but a JSON object, a code fence or a tag.
 const NO_CALL_START_GRAMMAR: &str = "root ::= [^{`<\\x00-\\x20] [^\\x00]*\n";
+
+/// The guessed tokens a batch checked after the token it fed: batch index `i + 1` holds the logits after
+/// `guesses[i]`. Counts what every batch of an answer accepted and rejected.
+#[derive(Default)]
+struct Checking {
+    guesses: Vec<LlamaToken>,
+    taken: usize,
+    accepted: usize,
+    rejected: usize,
+}
+
+impl Checking {
+    fn start(&mut self, guesses: Vec<LlamaToken>) {
+        self.guesses = guesses;
+        self.taken = 0;
+    }
+
+    /// When `token` is the next guess: the batch index of the logits after it.
+    fn take(&mut self, token: LlamaToken) -> Option<i32> {
+        if self.guesses.get(self.taken) != Some(&token) {
+            return None;
+        }
+        self.taken += 1;
+        self.accepted += 1;
+        i32::try_from(self.taken).ok()
+    }
+
+    /// The guesses not taken are rejected.
+    fn finish(&mut self) {
+        self.rejected += self.guesses.len() - self.taken;
+        self.guesses.clear();
+        self.taken = 0;
+    }
+}
 
 /// The tokens whose keys and values the context holds, position by position.
 #[derive(Default)]

@@ -44,6 +44,7 @@ pub fn load_chat_model(settings: &Settings) -> SharedChatModel {
     };
     let mut config = LlamaChatConfig::new(&path);
     config.context_tokens = settings.llm_context;
+    config.speculation = settings.speculation.clone();
     if let Some(threads) = settings.llm_threads {
         config.threads = threads;
     }

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use nexent_core::agent::mcp::{McpServerConfig, McpTransport};
 use nexent_core::storage::{S3Config, StorageBackend};
+use nexent_engines::llama_chat::speculative::{DEFAULT_DRAFT_TOKENS, MAX_DRAFT_TOKENS, SpeculationConfig};
 use serde::Deserialize;
 
 pub const DEFAULT_PORT: u16 = 5010;
@@ -66,6 +67,17 @@ pub struct ServeArgs {
     /// Tokens of context for the chat model (prompt and answer together; default 4096).
     #[arg(long, env = "NEXENT_LLM_CONTEXT")]
     pub llm_context: Option<u32>,
+    /// Most tokens the chat model guesses ahead and checks in one pass (speculative decoding; default 6,
+    /// at most 32; 0 turns guessing off). The answer is the same with or without.
+    #[arg(long, env = "NEXENT_DRAFT_TOKENS", value_parser = clap::value_parser!(u64).range(0..=32))]
+    pub draft_tokens: Option<u64>,
+    /// Guess ahead by looking the last words written up in the conversation (default true).
+    #[arg(long, env = "NEXENT_PROMPT_LOOKUP")]
+    pub prompt_lookup: Option<bool>,
+    /// A smaller GGUF model of the same tokenizer that drafts the chat model's next tokens (e.g. the
+    /// Qwen2.5-Coder 0.5B file for the 1.5B); one that does not fit is reported and left unused.
+    #[arg(long, env = "NEXENT_DRAFT_MODEL")]
+    pub draft_model: Option<PathBuf>,
     /// Threads each speech engine (whisper.cpp, Piper) may use (default: one fewer than the cores, at least one).
     #[arg(long, env = "NEXENT_VOICE_THREADS")]
     pub voice_threads: Option<usize>,
@@ -224,6 +236,9 @@ pub struct ConfigFile {
     pub llm_threads: Option<usize>,
     pub llm_batch_threads: Option<usize>,
     pub llm_context: Option<u32>,
+    pub draft_tokens: Option<u64>,
+    pub prompt_lookup: Option<bool>,
+    pub draft_model: Option<PathBuf>,
     pub voice_threads: Option<usize>,
     pub stt_helper: Option<PathBuf>,
     #[serde(default)]
@@ -266,6 +281,8 @@ pub struct Settings {
     pub llm_threads: Option<usize>,
     pub llm_batch_threads: Option<usize>,
     pub llm_context: u32,
+    /// Guessing ahead for the local chat model.
+    pub speculation: SpeculationConfig,
     pub voice_threads: usize,
     pub stt_helper: PathBuf,
     pub watch: Vec<WatchSpec>,
@@ -345,6 +362,14 @@ impl Settings {
                 .or(file.llm_threads)
                 .map(|threads| threads.max(1)),
             llm_context: args.llm_context.or(file.llm_context).unwrap_or(4096).clamp(512, 131_072),
+            speculation: SpeculationConfig {
+                draft_tokens: args
+                    .draft_tokens
+                    .or(file.draft_tokens)
+                    .map_or(DEFAULT_DRAFT_TOKENS, |tokens| (tokens as usize).min(MAX_DRAFT_TOKENS)),
+                prompt_lookup: args.prompt_lookup.or(file.prompt_lookup).unwrap_or(true),
+                draft_model: args.draft_model.or(file.draft_model),
+            },
             voice_threads: args.voice_threads.or(file.voice_threads).unwrap_or(cores.saturating_sub(1)).max(1),
             stt_helper: args.stt_helper.or(file.stt_helper).unwrap_or_else(default_stt_helper),
             watch: file.watch.into_iter().chain(args.watch).collect(),

@@ -234,8 +234,16 @@ fn tool_calls_json(calls: &[ToolCall]) -> Value {
 }
 
 fn usage_json(usage: Usage) -> Value {
-    json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
-           "total_tokens": usage.prompt_tokens + usage.completion_tokens})
+    let mut json = json!({"prompt_tokens": usage.prompt_tokens, "completion_tokens": usage.completion_tokens,
+           "total_tokens": usage.prompt_tokens + usage.completion_tokens});
+    if usage.accepted_prediction_tokens + usage.rejected_prediction_tokens > 0 {
+        // OpenAI's names for guessed-ahead tokens (its "predicted outputs"); here the guesses are ours.
+        json["completion_tokens_details"] = json!({
+            "accepted_prediction_tokens": usage.accepted_prediction_tokens,
+            "rejected_prediction_tokens": usage.rejected_prediction_tokens,
+        });
+    }
+    json
 }
 
 #[utoipa::path(get, path = "/v1/models", tag = "openai", operation_id = "openai_list_models",
