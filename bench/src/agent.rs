@@ -161,17 +161,25 @@ enum Search {
 
 /// One configuration of the server the 20 questions are asked of.
 struct Setting {
-    label: &'static str,
+    label: String,
     search: Search,
     /// Server flags beyond the model and threads (guessing ahead).
     flags: Vec<String>,
+    /// Server environment (Config Sync keys).
+    env: Vec<(String, String)>,
     /// Also ask the references (closed book, oracle) of this server.
     references: bool,
 }
 
 impl Setting {
-    fn new(label: &'static str, search: Search, flags: &[&str]) -> Self {
-        Self { label, search, flags: flags.iter().map(|flag| flag.to_string()).collect(), references: false }
+    fn new(label: &str, search: Search, flags: &[&str]) -> Self {
+        Self {
+            label: label.to_owned(),
+            search,
+            flags: flags.iter().map(|flag| flag.to_string()).collect(),
+            env: Vec::new(),
+            references: false,
+        }
     }
 }
 
@@ -192,12 +200,13 @@ fn settings(model_file: &str, models: &Path) -> Vec<Setting> {
             &["--draft-model", &draft.display().to_string()],
         ));
     }
-    settings.push(Setting::new(
-        "agent before issue 17: model writes the first search, no guessing",
-        Search::ModelWritesSearch,
-        &["--draft-tokens", "0"],
-    ));
+    // The larger model's "before" is the previous run's row (it takes some ten minutes a setting).
     if model_file == MODELS[0].0 {
+        settings.push(Setting::new(
+            "agent before issue 17: model writes the first search, no guessing",
+            Search::ModelWritesSearch,
+            &["--draft-tokens", "0"],
+        ));
         settings.push(Setting::new("agent, model decides whether to search", Search::ModelDecides, &[]));
     }
     settings
@@ -214,6 +223,9 @@ async fn start_with_corpus(model: &Path, threads: Option<&str>, setting: &Settin
     }
     for flag in &setting.flags {
         options = options.arg(flag);
+    }
+    for (key, value) in &setting.env {
+        options = options.env(key, value);
     }
     let server = NexentServer::start_with(options)?;
     let mut documents: Vec<PathBuf> = std::fs::read_dir(format!("{FIXTURES}/corpus"))?
@@ -243,8 +255,14 @@ async fn main() -> anyhow::Result<()> {
             nexent_engines::llama_chat::default_threads()
         ),
     };
+    // For trying a change quickly: the first N questions, and one model (a label's substring, e.g. 1.5B).
+    let limit = argument(&arguments, "--questions").map(|count| count.parse::<usize>()).transpose()?;
+    let only = argument(&arguments, "--model");
+    let default_only = arguments.iter().any(|argument| argument == "--default-only");
+    let observation_chars = argument(&arguments, "--observation-chars");
     let questions: Vec<Question> = read_jsonl(&Path::new(FIXTURES).join("questions.jsonl"))?
         .into_iter()
+        .take(limit.unwrap_or(usize::MAX))
         .map(|item| Question {
             question: item["question"].as_str().unwrap_or_default().to_owned(),
             document: item["document"].as_str().unwrap_or_default().to_owned(),
@@ -261,11 +279,18 @@ async fn main() -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for (file, label) in MODELS {
         let model = models.join(format!("{file}.gguf"));
+        if only.as_deref().is_some_and(|only| !label.contains(only)) {
+            continue;
+        }
         if !model.exists() {
             eprintln!("skipping {label}: {} is missing (python3 models/fetch.py llm-large)", model.display());
             continue;
         }
-        for setting in settings(file, &models) {
+        let mut settings = settings(file, &models, observation_chars.as_deref());
+        if default_only {
+            settings.truncate(if observation_chars.is_some() { 2 } else { 1 });
+        }
+        for setting in settings {
             let server = start_with_corpus(&model, threads.as_deref(), &setting).await?;
             let mut outcomes = Vec::new();
             for question in &questions {
@@ -282,7 +307,7 @@ async fn main() -> anyhow::Result<()> {
                 );
                 outcomes.push(outcome);
             }
-            rows.push(row(label, setting.label, &outcomes, true));
+            rows.push(row(label, &setting.label, &outcomes, true));
             if setting.references {
                 let mut closed = Vec::new();
                 let mut oracle = Vec::new();

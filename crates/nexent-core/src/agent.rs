@@ -43,6 +43,12 @@ pub const SEARCH_FIRST_KEY: &str = "AGENT_SEARCH_FIRST";
 pub const DIRECT_SEARCH_KEY: &str = "AGENT_DIRECT_SEARCH";
 /// Tokens one step may generate.
 pub const MAX_STEP_TOKENS_KEY: &str = "AGENT_MAX_STEP_TOKENS";
+/// Characters of one search's results the model reads (see `AgentConfig::max_observation_chars`): fewer
+/// answer sooner on a slow machine, more ground the answer in more sources.
+pub const OBSERVATION_CHARS_KEY: &str = "AGENT_OBSERVATION_CHARS";
+/// The range `AGENT_OBSERVATION_CHARS` is held to: below it a result is cut to nothing useful, above it the
+/// prompt outgrows a small model's context.
+pub const OBSERVATION_CHARS_RANGE: std::ops::RangeInclusive<usize> = 300..=20_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
@@ -117,8 +123,11 @@ impl Agent {
             .and_then(|value| value.trim().parse::<u32>().ok())
             .filter(|tokens| *tokens > 0)
             .unwrap_or(defaults.max_step_tokens);
+        let max_observation_chars = observation_chars(self.config_sync.get(OBSERVATION_CHARS_KEY).as_deref())
+            .unwrap_or(defaults.max_observation_chars);
         let config = AgentConfig {
             max_step_tokens,
+            max_observation_chars,
             language,
             assistant_name: assistant_name.unwrap_or_else(|| "Nexent".into()),
             search_first: self.config_sync.get(SEARCH_FIRST_KEY).is_none_or(|value| is_true(&value)),
@@ -187,6 +196,13 @@ impl Agent {
         }
         tools
     }
+}
+
+/// `AGENT_OBSERVATION_CHARS` as a count within [`OBSERVATION_CHARS_RANGE`]; None (the default) when it is
+/// unset or not a number.
+fn observation_chars(value: Option<&str>) -> Option<usize> {
+    let chars = value?.trim().parse::<usize>().ok()?;
+    Some(chars.clamp(*OBSERVATION_CHARS_RANGE.start(), *OBSERVATION_CHARS_RANGE.end()))
 }
 
 fn is_true(value: &str) -> bool {
@@ -297,6 +313,17 @@ impl AgentRuns {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_observation_budget_setting_is_a_count_in_range_or_the_default() {
+        assert_eq!(observation_chars(Some(" 1200 ")), Some(1200));
+        assert_eq!(observation_chars(Some("5")), Some(300), "raised to the least useful budget");
+        assert_eq!(observation_chars(Some("99999999999")), Some(20_000));
+        for hostile in ["", "-1", "1e3", "lots", "12 00", "18446744073709551616"] {
+            assert_eq!(observation_chars(Some(hostile)), None, "{hostile:?} keeps the default");
+        }
+        assert_eq!(observation_chars(None), None);
+    }
 
     #[test]
     fn attachments_are_folded_into_the_query_as_nexent_does() {

@@ -266,16 +266,14 @@ fn run_engine(
         }
     };
     // A draft model that cannot be used leaves the chat model answering alone, with a warning.
-    let draft_model =
-        config.speculation.draft_model.as_deref().filter(|_| config.speculation.draft_tokens > 0).and_then(|path| {
-            match speculative::load_draft_model(backend, path, &model) {
-                Ok(draft) => Some(draft),
-                Err(reason) => {
-                    tracing::warn!(%reason, "the draft model is not used");
-                    None
-                }
-            }
-        });
+    let draft_path = config.speculation.draft_model.as_deref().filter(|_| config.speculation.draft_tokens > 0);
+    let draft_model = draft_path.and_then(|path| match speculative::load_draft_model(backend, path, &model) {
+        Ok(draft) => Some(draft),
+        Err(reason) => {
+            tracing::warn!(%reason, "the draft model is not used");
+            None
+        }
+    });
     let draft = draft_model.as_ref().and_then(|draft| {
         let params = LlamaContextParams::default()
             .with_n_ctx(NonZeroU32::new(context_tokens))
@@ -284,7 +282,7 @@ fn run_engine(
             .with_n_threads_batch(batch_threads);
         match draft.new_context(backend, params) {
             Ok(context) => {
-                tracing::info!(file = %config.speculation.draft_model.as_deref().unwrap_or(Path::new("")).display(), "the draft model guesses ahead for the chat model");
+                tracing::info!(file = ?draft_path, "the draft model guesses ahead for the chat model");
                 Some(DraftModel::new(draft, context))
             }
             Err(error) => {
@@ -528,9 +526,14 @@ impl Engine<'_> {
             accepted_prediction_tokens: checking.accepted as u32,
             rejected_prediction_tokens: checking.rejected as u32,
         };
-        if checking.accepted + checking.rejected > 0 {
-            tracing::debug!(generated, accepted = checking.accepted, rejected = checking.rejected, "guessed tokens");
-        }
+        tracing::debug!(
+            prompt = tokens.len(),
+            reused,
+            generated,
+            accepted = checking.accepted,
+            rejected = checking.rejected,
+            "answered"
+        );
         let _ = deliver(events, Ok(ChatEvent::Finished { reason, usage }));
         Ok(())
     }

@@ -54,12 +54,6 @@ impl Default for SpeculationConfig {
     }
 }
 
-impl SpeculationConfig {
-    pub fn off() -> Self {
-        Self { draft_tokens: 0, prompt_lookup: false, draft_model: None }
-    }
-}
-
 /// The tokens that followed the latest earlier occurrence of `history`'s last n tokens (n from
 /// [`MAX_LOOKUP_NGRAM`] down to [`MIN_LOOKUP_NGRAM`]), at most `max` of them; empty when none occurs.
 pub fn prompt_lookup<T: PartialEq + Copy>(history: &[T], max: usize) -> Vec<T> {
