@@ -183,15 +183,20 @@ impl Setting {
     }
 }
 
-/// What is measured per model: the defaults first, then each change taken away.
-fn settings(model_file: &str, models: &Path) -> Vec<Setting> {
-    let mut settings = vec![
-        Setting {
-            references: true,
-            ..Setting::new("agent (default: question searched as asked, prompt lookup)", Search::Direct, &[])
-        },
-        Setting::new("agent, no guessing ahead", Search::Direct, &["--draft-tokens", "0"]),
-    ];
+/// What is measured per model: the defaults first, then each change taken away. `observation_chars`: a
+/// row with the sources cut to that many characters (`AGENT_OBSERVATION_CHARS`).
+fn settings(model_file: &str, models: &Path, observation_chars: Option<&str>) -> Vec<Setting> {
+    let mut settings = vec![Setting {
+        references: true,
+        ..Setting::new("agent (default: question searched as asked, prompt lookup)", Search::Direct, &[])
+    }];
+    if let Some(chars) = observation_chars {
+        settings.push(Setting {
+            env: vec![("AGENT_OBSERVATION_CHARS".into(), chars.to_owned())],
+            ..Setting::new(&format!("agent, sources cut to {chars} characters"), Search::Direct, &[])
+        });
+    }
+    settings.push(Setting::new("agent, no guessing ahead", Search::Direct, &["--draft-tokens", "0"]));
     let draft = models.join(format!("{}.gguf", MODELS[0].0));
     if model_file != MODELS[0].0 && draft.exists() {
         settings.push(Setting::new(
