@@ -5,6 +5,7 @@
 //! several tokens cost about one. The answer does not change: each token is still picked from the chat
 //! model's own logits by the request's sampler (greedy, a draw, a grammar), and a guess only counts when
 //! it is the token picked; the first wrong guess and everything after it are dropped from the KV cache.
+//! (A batch's arithmetic differs from one token's in the last bits, which can tip a near tie.)
 //!
 //! Two sources of guesses, tried in order:
 //! - **prompt lookup**: the last few tokens written are looked up earlier in the conversation, and what
