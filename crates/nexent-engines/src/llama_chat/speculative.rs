@@ -67,7 +67,7 @@ pub fn prompt_lookup<T: PartialEq + Copy>(history: &[T], max: usize) -> Vec<T> {
         }
         let tail = &history[history.len() - n..];
         // The most recent occurrence first: in an answer, the passage being quoted is the latest match.
-        if let Some(start) = (0..history.len() - n).rev().find(|&start| &history[start..start + n] == tail) {
+        if let Some(start) = (0..history.len() - n).rev().find(|&start| history[start..start + n] == *tail) {
             let follows = start + n;
             return history[follows..(follows + max).min(history.len())].to_vec();
         }
