@@ -253,12 +253,15 @@ fn run_engine(
     let threads = i32::try_from(config.threads.max(1)).unwrap_or(1);
     let batch_threads = i32::try_from(config.batch_threads.max(1)).unwrap_or(1);
     let context_tokens = config.context_tokens.min(model.n_ctx_train().max(512));
-    let params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(context_tokens))
-        .with_n_batch(PROMPT_BATCH as u32)
-        .with_n_threads(threads)
-        .with_n_threads_batch(batch_threads);
-    let mut context = match model.new_context(backend, params) {
+    // The draft model's context (if any) is made the same way.
+    let params = || {
+        LlamaContextParams::default()
+            .with_n_ctx(NonZeroU32::new(context_tokens))
+            .with_n_batch(PROMPT_BATCH as u32)
+            .with_n_threads(threads)
+            .with_n_threads_batch(batch_threads)
+    };
+    let mut context = match model.new_context(backend, params()) {
         Ok(context) => context,
         Err(error) => {
             let _ = ready.send(Err(failed(format!("cannot create a context: {error}"))));
@@ -274,21 +277,14 @@ fn run_engine(
             None
         }
     });
-    let draft = draft_model.as_ref().and_then(|draft| {
-        let params = LlamaContextParams::default()
-            .with_n_ctx(NonZeroU32::new(context_tokens))
-            .with_n_batch(PROMPT_BATCH as u32)
-            .with_n_threads(threads)
-            .with_n_threads_batch(batch_threads);
-        match draft.new_context(backend, params) {
-            Ok(context) => {
-                tracing::info!(file = ?draft_path, "the draft model guesses ahead for the chat model");
-                Some(DraftModel::new(draft, context))
-            }
-            Err(error) => {
-                tracing::warn!(%error, "the draft model is not used: no context for it");
-                None
-            }
+    let draft = draft_model.as_ref().and_then(|draft| match draft.new_context(backend, params()) {
+        Ok(context) => {
+            tracing::info!(file = ?draft_path, "the draft model guesses ahead for the chat model");
+            Some(DraftModel::new(draft, context))
+        }
+        Err(error) => {
+            tracing::warn!(%error, "the draft model is not used: no context for it");
+            None
         }
     });
     let mut guesser = Guesser::new(config.speculation.clone(), draft, &model);
@@ -474,12 +470,12 @@ impl Engine<'_> {
                 }
                 cache.tokens.truncate(position);
             }
+            // The token is recorded before it is decoded, so the guesser reads the conversation in place (a
+            // failed decode forgets the whole cache below).
+            cache.tokens.push(token);
             let guesses = if guesser.enabled() {
                 let room = (max_tokens - generated).min(window.saturating_sub(position + 2));
-                let mut history = Vec::with_capacity(cache.tokens.len() + 1);
-                history.extend_from_slice(&cache.tokens);
-                history.push(token);
-                guesser.guess(&history, room)
+                guesser.guess(&cache.tokens, room)
             } else {
                 Vec::new()
             };
@@ -496,7 +492,6 @@ impl Engine<'_> {
                 cache.forget(context);
             }
             decoded.map_err(|error| ChatError::Failed(format!("generation: {error}")))?;
-            cache.tokens.push(token);
             cache.tokens.extend_from_slice(&guesses);
             checking.start(guesses);
         };
