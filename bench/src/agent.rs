@@ -154,7 +154,7 @@ enum Search {
     /// The question is searched as asked (the default).
     Direct,
     /// The model writes the first search (before issue 17).
-    ModelWritesSearch,
+    ModelWrites,
     /// The model decides whether to search at all.
     ModelDecides,
 }
@@ -209,7 +209,7 @@ fn settings(model_file: &str, models: &Path, observation_chars: Option<&str>) ->
     if model_file == MODELS[0].0 {
         settings.push(Setting::new(
             "agent before issue 17: model writes the first search, no guessing",
-            Search::ModelWritesSearch,
+            Search::ModelWrites,
             &["--draft-tokens", "0"],
         ));
         settings.push(Setting::new("agent, model decides whether to search", Search::ModelDecides, &[]));
