@@ -16,7 +16,7 @@ fi
 build_dir="${NEXENT_NATIVE_LLAMA_DIR:-$HOME/.cache/nexent/llama-native-$version}"
 harness="$build_dir/llama-native-bench"
 if [ ! -x "$harness" ] || [ bench/native/llama_native_bench.cpp -nt "$harness" ]; then
-  cmake -S "$source_dir" -B "$build_dir" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_OPENMP=OFF \
+  cmake -S "$source_dir" -B "$build_dir" -DCMAKE_BUILD_TYPE=${NEXENT_NATIVE_BUILD_TYPE:-Release} -DGGML_NATIVE=ON -DGGML_OPENMP=OFF \
     -DLLAMA_CURL=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
     -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_BUILD_COMMON=OFF -DBUILD_SHARED_LIBS=OFF >&2
   cmake --build "$build_dir" --target llama -j "$(nproc)" >&2
