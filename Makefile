@@ -8,7 +8,7 @@ NEXENT_BIN := $(CARGO_TARGET_DIR)/release/nexent
 # llama.cpp's build script watches GGML_* variables, and its own flags must not change under it.
 GGML_FLAGS := GGML_NATIVE=OFF GGML_AVX=ON GGML_AVX2=ON GGML_FMA=ON GGML_F16C=ON GGML_BMI2=ON
 
-.PHONY: run test setup build bundle check-deb lint bench-server bench-retrieval bench-scale bench-ingest bench-llm bench-agent bench-voice bench-embedders fuzz
+.PHONY: test-shared run test setup build bundle check-deb lint bench-server bench-retrieval bench-scale bench-ingest bench-llm bench-agent bench-voice bench-embedders fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -68,6 +68,12 @@ test:
 	  cargo test --workspace --exclude nexent-stt --no-fail-fast && \
 	  env $(GGML_FLAGS) cargo test -p nexent-stt --no-fail-fast; \
 	fi
+	bash scripts/test-shared.sh
+
+## test-shared: the conversation, ingestion, knowledge and agent suites again, on PostgreSQL and S3.
+test-shared:
+	cargo build -p nexent-server --bin nexent
+	bash scripts/test-shared.sh
 
 lint:
 	cd ui && npm run --silent typecheck

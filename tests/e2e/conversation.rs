@@ -16,8 +16,7 @@ async fn create(server: &NexentServer, body: Value) -> anyhow::Result<i64> {
 
 /// The agent's view of the database: the same store the server uses, on the same file.
 pub async fn agent_store(server: &NexentServer) -> anyhow::Result<ConversationStore> {
-    let pool = nexent_core::db::open_database(&server.data_dir().join("nexent.db")).await?;
-    Ok(ConversationStore::new(pool))
+    Ok(ConversationStore::new(server.open_database().await?))
 }
 
 pub const SEARCH_RESULTS: &str = r#"[{"title":"Manual.pdf","text":"The Zorblax 9000 weighs 12 kg.","source_type":"file","url":"/docs/Manual.pdf","filename":"Manual.pdf","published_date":"2025-03-04T10:00:00","score":0.91,"score_details":{"accurate":0.8,"semantic":0.95},"cite_index":0,"search_type":"knowledge_base_search","tool_sign":"a"}]"#;
@@ -203,5 +202,33 @@ async fn opinions_accept_y_n_and_null_only() -> anyhow::Result<()> {
         .await?;
     assert_eq!(status, 404);
     assert_eq!(body["message"], "Message does not exist or has been deleted");
+    Ok(())
+}
+
+/// Appends from many writers at once (several agents, or several nodes on one PostgreSQL database) each
+/// get their own message index, with none skipped or repeated.
+#[tokio::test]
+async fn concurrent_appends_get_distinct_consecutive_indices() -> anyhow::Result<()> {
+    let server = NexentServer::start()?;
+    let conversation_id = create(&server, json!({"title": "busy"})).await?;
+    // Two stores, as two processes would have.
+    let stores = [agent_store(&server).await?, agent_store(&server).await?];
+    let mut writers = tokio::task::JoinSet::new();
+    for writer in 0..24 {
+        let store = stores[writer % 2].clone();
+        writers.spawn(
+            async move { store.append_user_message(conversation_id, &format!("question {writer}"), None).await },
+        );
+    }
+    while let Some(appended) = writers.join_next().await {
+        appended??;
+    }
+    let history = stores[0].history(conversation_id).await?;
+    let mut indices: Vec<i64> = history.messages.iter().map(|message| message.message_index).collect();
+    indices.sort_unstable();
+    assert_eq!(indices, (0..24).collect::<Vec<i64>>());
+    let error =
+        stores[1].append_user_message(conversation_id + 1000, "nowhere", None).await.expect_err("no such conversation");
+    assert!(error.to_string().contains("does not exist"), "{error}");
     Ok(())
 }

@@ -76,6 +76,30 @@ fn binding_all_interfaces_without_a_token_refuses_to_start() -> anyhow::Result<(
     Ok(())
 }
 
+#[test]
+fn a_bad_database_url_stops_the_start_with_a_message_and_no_password() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for (url, expected) in [
+        ("mysql://nexent:hunter2@127.0.0.1/nexent", "unsupported database URL"),
+        // Port 1 on loopback: nothing listens, the connection is refused at once.
+        ("postgres://nexent:hunter2@127.0.0.1:1/nexent?connect_timeout=2", "cannot open the database"),
+        ("not a url at all", "unsupported database URL"),
+    ] {
+        let output = Command::new(nexent_binary()?)
+            .args(["serve", "--port", "0", "--database-url", url, "--data-dir"])
+            .arg(dir.path())
+            .env_remove("NEXENT_API_TOKEN")
+            .output()?;
+        assert!(!output.status.success(), "{url}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{url}: {stderr}");
+        assert!(!stderr.contains("hunter2"), "the password leaked: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    assert!(!dir.path().join("nexent.db").exists(), "no embedded database was made instead");
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_configured_token_is_required_on_every_api_request() -> anyhow::Result<()> {
     let token = "test-token-0123456789abcdef";

@@ -12,6 +12,65 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 
+/// The deployment a test run exercises: embedded (the default: SQLite and files in the data dir), or with
+/// `NEXENT_TEST_DEPLOYMENT=shared` PostgreSQL and an S3 server started by `scripts/test-engines.sh`
+/// (`NEXENT_TEST_POSTGRES_URL`, `NEXENT_TEST_PSQL`, `NEXENT_TEST_S3_ENDPOINT`). Each data dir gets its own
+/// database and bucket, named after it, so a restart on the same data dir finds its data again and tests
+/// running at once never see each other's.
+pub struct SharedEngines {
+    pub database_url: String,
+    pub storage_env: Vec<(String, String)>,
+}
+
+impl SharedEngines {
+    pub fn enabled() -> bool {
+        std::env::var("NEXENT_TEST_DEPLOYMENT").is_ok_and(|deployment| deployment == "shared")
+    }
+
+    pub fn for_data_dir(data_dir: &Path) -> anyhow::Result<Option<Self>> {
+        if !Self::enabled() {
+            return Ok(None);
+        }
+        let variable = |key: &str| {
+            std::env::var(key).with_context(|| format!("{key} is not set: run the shared suites through `make test`"))
+        };
+        let admin_url = variable("NEXENT_TEST_POSTGRES_URL")?;
+        let endpoint = variable("NEXENT_TEST_S3_ENDPOINT")?;
+        // A stable name per data dir (SipHash with fixed keys), valid as a database and a bucket name.
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        data_dir.hash(&mut hasher);
+        let name = format!("nexent{:016x}", hasher.finish());
+        let created = Command::new(variable("NEXENT_TEST_PSQL")?)
+            .arg(&admin_url)
+            .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
+            .output()
+            .context("cannot run psql")?;
+        let stderr = String::from_utf8_lossy(&created.stderr);
+        anyhow::ensure!(
+            created.status.success() || stderr.contains("already exists"),
+            "CREATE DATABASE {name}: {stderr}"
+        );
+        let bucket = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "PUT", &format!("{endpoint}/{name}")])
+            .output()
+            .context("cannot run curl")?;
+        let code = String::from_utf8_lossy(&bucket.stdout).to_string();
+        anyhow::ensure!(code == "200" || code == "409", "creating bucket {name}: HTTP {code}");
+        let base = admin_url.rsplit_once('/').map_or(admin_url.as_str(), |(base, _)| base);
+        Ok(Some(Self {
+            database_url: format!("{base}/{name}"),
+            storage_env: vec![
+                ("MINIO_ENDPOINT".into(), endpoint),
+                ("MINIO_ACCESS_KEY".into(), "nexent".into()),
+                ("MINIO_SECRET_KEY".into(), "nexent-secret".into()),
+                ("MINIO_REGION".into(), "us-east-1".into()),
+                ("MINIO_DEFAULT_BUCKET".into(), name),
+            ],
+        }))
+    }
+}
+
 /// Path of the `nexent` binary under test.
 pub fn nexent_binary() -> anyhow::Result<PathBuf> {
     static BINARY: OnceLock<Result<PathBuf, String>> = OnceLock::new();
@@ -147,6 +206,13 @@ impl NexentServer {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
+        let deployment = SharedEngines::for_data_dir(data_dir)?;
+        if let Some(engines) = &deployment {
+            command.arg("--database-url").arg(&engines.database_url);
+            for (key, value) in &engines.storage_env {
+                command.env(key, value);
+            }
+        }
         for (key, value) in &options.env {
             command.env(key, value);
         }
@@ -190,6 +256,15 @@ impl NexentServer {
 
     pub fn data_dir(&self) -> &Path {
         &self.data_dir
+    }
+
+    /// The server's relational store, opened beside it (the agent's view of the same database): the data
+    /// dir's `nexent.db`, or the PostgreSQL database of a shared-engines run.
+    pub async fn open_database(&self) -> anyhow::Result<nexent_core::db::Database> {
+        Ok(match SharedEngines::for_data_dir(&self.data_dir)? {
+            Some(engines) => nexent_core::db::connect_database(&engines.database_url).await?,
+            None => nexent_core::db::open_database(&self.data_dir.join("nexent.db")).await?,
+        })
     }
 
     pub fn pid(&self) -> Option<u32> {

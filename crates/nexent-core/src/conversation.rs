@@ -9,7 +9,9 @@ pub mod title;
 pub mod units;
 
 use serde_json::Value;
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+
+use crate::db::{Database, Dialect};
 
 use crate::clock::now_millis;
 pub use units::{AssistantRecord, ImageSource, SearchSource, StreamUnit};
@@ -149,26 +151,27 @@ pub struct Sources {
 /// The conversation tables of the SQLite database.
 #[derive(Clone)]
 pub struct ConversationStore {
-    pool: SqlitePool,
+    db: Database,
 }
 
 impl ConversationStore {
-    pub fn new(pool: SqlitePool) -> Self {
-        Self { pool }
+    pub fn new(db: Database) -> Self {
+        Self { db }
     }
 
     pub async fn create(&self, title: Option<&str>) -> Result<Conversation, ConversationError> {
         let title = normalise_title(title);
         let now = now_millis();
-        let result = sqlx::query(
-            "INSERT INTO conversation_record (conversation_title, create_time, update_time) VALUES (?, ?, ?)",
+        let id: i64 = sqlx::query_scalar(
+            "INSERT INTO conversation_record (conversation_title, create_time, update_time) VALUES ($1, $2, $3)
+             RETURNING conversation_id",
         )
         .bind(&title)
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
+        .fetch_one(self.db.pool())
         .await?;
-        Ok(Conversation { id: result.last_insert_rowid(), title, create_time: now, update_time: now })
+        Ok(Conversation { id, title, create_time: now, update_time: now })
     }
 
     /// Live conversations, newest first.
@@ -177,7 +180,7 @@ impl ConversationStore {
             "SELECT conversation_id, conversation_title, create_time, update_time FROM conversation_record
              WHERE delete_flag = 'N' ORDER BY create_time DESC, conversation_id DESC",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         Ok(rows.iter().map(conversation_from_row).collect())
     }
@@ -185,23 +188,23 @@ impl ConversationStore {
     pub async fn get(&self, conversation_id: i64) -> Result<Conversation, ConversationError> {
         let row = sqlx::query(
             "SELECT conversation_id, conversation_title, create_time, update_time FROM conversation_record
-             WHERE conversation_id = ? AND delete_flag = 'N'",
+             WHERE conversation_id = $1 AND delete_flag = 'N'",
         )
         .bind(conversation_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         row.as_ref().map(conversation_from_row).ok_or(ConversationError::ConversationNotFound(conversation_id))
     }
 
     pub async fn rename(&self, conversation_id: i64, title: &str) -> Result<(), ConversationError> {
         let result = sqlx::query(
-            "UPDATE conversation_record SET conversation_title = ?, update_time = ?
-             WHERE conversation_id = ? AND delete_flag = 'N'",
+            "UPDATE conversation_record SET conversation_title = $1, update_time = $2
+             WHERE conversation_id = $3 AND delete_flag = 'N'",
         )
         .bind(normalise_title(Some(title)))
         .bind(now_millis())
         .bind(conversation_id)
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await?;
         if result.rows_affected() == 0 {
             return Err(ConversationError::ConversationNotFound(conversation_id));
@@ -212,11 +215,11 @@ impl ConversationStore {
     /// Soft-deletes a conversation with its messages, units and sources, all or nothing.
     pub async fn delete(&self, conversation_id: i64) -> Result<(), ConversationError> {
         let now = now_millis();
-        let mut transaction = self.pool.begin().await?;
+        let mut transaction = self.db.pool().begin().await?;
         // The first statement writes, so the transaction holds the write lock from its start.
         let result = sqlx::query(
-            "UPDATE conversation_record SET delete_flag = 'Y', update_time = ?
-             WHERE conversation_id = ? AND delete_flag = 'N'",
+            "UPDATE conversation_record SET delete_flag = 'Y', update_time = $1
+             WHERE conversation_id = $2 AND delete_flag = 'N'",
         )
         .bind(now)
         .bind(conversation_id)
@@ -232,7 +235,7 @@ impl ConversationStore {
             "conversation_source_image",
         ] {
             sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE {table} SET delete_flag = 'Y' WHERE conversation_id = ? AND delete_flag = 'N'"
+                "UPDATE {table} SET delete_flag = 'Y' WHERE conversation_id = $1 AND delete_flag = 'N'"
             )))
             .bind(conversation_id)
             .execute(&mut *transaction)
@@ -249,8 +252,10 @@ impl ConversationStore {
         content: &str,
         minio_files: Option<&Value>,
     ) -> Result<i64, ConversationError> {
-        let mut transaction = self.pool.begin().await?;
-        let message_id = insert_message(&mut transaction, conversation_id, Role::User, content, minio_files).await?;
+        let mut transaction = self.db.pool().begin().await?;
+        let message_id =
+            insert_message(&mut transaction, self.db.dialect(), conversation_id, Role::User, content, minio_files)
+                .await?;
         transaction.commit().await?;
         Ok(message_id)
     }
@@ -263,14 +268,21 @@ impl ConversationStore {
     ) -> Result<i64, ConversationError> {
         let record = units::split_assistant_stream(stream);
         let now = now_millis();
-        let mut transaction = self.pool.begin().await?;
-        let message_id =
-            insert_message(&mut transaction, conversation_id, Role::Assistant, &record.content, None).await?;
+        let mut transaction = self.db.pool().begin().await?;
+        let message_id = insert_message(
+            &mut transaction,
+            self.db.dialect(),
+            conversation_id,
+            Role::Assistant,
+            &record.content,
+            None,
+        )
+        .await?;
         for (unit_index, unit) in record.units.iter().enumerate() {
             sqlx::query(
                 "INSERT INTO conversation_message_unit
                  (message_id, conversation_id, unit_index, unit_type, unit_content, create_time)
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(message_id)
             .bind(conversation_id)
@@ -287,7 +299,7 @@ impl ConversationStore {
                  (message_id, conversation_id, source_type, source_title, source_location, source_content,
                   score_overall, score_accuracy, score_semantic, published_date, cite_index, search_type,
                   tool_sign, create_time)
-                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
             )
             .bind(message_id)
             .bind(conversation_id)
@@ -310,7 +322,7 @@ impl ConversationStore {
             sqlx::query(
                 "INSERT INTO conversation_source_image
                  (message_id, conversation_id, image_url, cite_index, search_type, create_time)
-                 VALUES (?, ?, ?, ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(message_id)
             .bind(conversation_id)
@@ -328,13 +340,13 @@ impl ConversationStore {
     /// Sets or clears a message's like/dislike.
     pub async fn update_opinion(&self, message_id: i64, opinion: Option<Opinion>) -> Result<(), ConversationError> {
         let result = sqlx::query(
-            "UPDATE conversation_message SET opinion_flag = ?, update_time = ?
-             WHERE message_id = ? AND delete_flag = 'N'",
+            "UPDATE conversation_message SET opinion_flag = $1, update_time = $2
+             WHERE message_id = $3 AND delete_flag = 'N'",
         )
         .bind(opinion.map(Opinion::flag))
         .bind(now_millis())
         .bind(message_id)
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await?;
         if result.rows_affected() == 0 {
             return Err(ConversationError::MessageNotFound(message_id));
@@ -347,18 +359,18 @@ impl ConversationStore {
         let conversation = self.get(conversation_id).await?;
         let message_rows = sqlx::query(
             "SELECT message_id, message_index, message_role, message_content, minio_files, opinion_flag
-             FROM conversation_message WHERE conversation_id = ? AND delete_flag = 'N'
+             FROM conversation_message WHERE conversation_id = $1 AND delete_flag = 'N'
              ORDER BY message_index, message_id",
         )
         .bind(conversation_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         let unit_rows = sqlx::query(
             "SELECT message_id, unit_type, unit_content FROM conversation_message_unit
-             WHERE conversation_id = ? AND delete_flag = 'N' ORDER BY message_id, unit_index",
+             WHERE conversation_id = $1 AND delete_flag = 'N' ORDER BY message_id, unit_index",
         )
         .bind(conversation_id)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         let sources = self.sources(SourceScope::Conversation(conversation_id), SourceKind::All).await?;
 
@@ -417,10 +429,10 @@ impl ConversationStore {
                         s.search_type, s.tool_sign
                  FROM conversation_source_search s
                  JOIN conversation_record c ON c.conversation_id = s.conversation_id AND c.delete_flag = 'N'
-                 WHERE s.{filter} = ? AND s.delete_flag = 'N' ORDER BY s.search_id"
+                 WHERE s.{filter} = $1 AND s.delete_flag = 'N' ORDER BY s.search_id"
             )))
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
             sources.searches = rows
                 .iter()
@@ -447,10 +459,10 @@ impl ConversationStore {
                 "SELECT i.message_id, i.image_url, i.cite_index, i.search_type
                  FROM conversation_source_image i
                  JOIN conversation_record c ON c.conversation_id = i.conversation_id AND c.delete_flag = 'N'
-                 WHERE i.{filter} = ? AND i.delete_flag = 'N' ORDER BY i.image_id"
+                 WHERE i.{filter} = $1 AND i.delete_flag = 'N' ORDER BY i.image_id"
             )))
             .bind(id)
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
             sources.images = rows
                 .iter()
@@ -469,23 +481,33 @@ impl ConversationStore {
 }
 
 async fn insert_message(
-    transaction: &mut sqlx::Transaction<'_, sqlx::Sqlite>,
+    transaction: &mut sqlx::Transaction<'_, sqlx::Any>,
+    dialect: Dialect,
     conversation_id: i64,
     role: Role,
     content: &str,
     minio_files: Option<&Value>,
 ) -> Result<i64, ConversationError> {
     let now = now_millis();
-    // One statement checks the conversation is live and takes the next index, so it is atomic and takes
-    // the write lock before anything is read.
-    let result = sqlx::query(
+    // One statement checks the conversation is live and takes the next index. On SQLite it takes the
+    // database's write lock before anything is read; on PostgreSQL two transactions could read the same
+    // MAX, so the conversation's row is locked first (appends to one conversation queue behind each other,
+    // on any node).
+    if dialect == Dialect::Postgres {
+        sqlx::query("SELECT conversation_id FROM conversation_record WHERE conversation_id = $1 FOR UPDATE")
+            .bind(conversation_id)
+            .fetch_optional(&mut **transaction)
+            .await?;
+    }
+    let message_id: Option<i64> = sqlx::query_scalar(
         "INSERT INTO conversation_message
          (conversation_id, message_index, message_role, message_content, minio_files, create_time, update_time)
          SELECT c.conversation_id,
                 (SELECT COALESCE(MAX(m.message_index), -1) + 1 FROM conversation_message m
                  WHERE m.conversation_id = c.conversation_id),
-                ?, ?, ?, ?, ?
-         FROM conversation_record c WHERE c.conversation_id = ? AND c.delete_flag = 'N'",
+                $1, $2, $3, $4, $5
+         FROM conversation_record c WHERE c.conversation_id = $6 AND c.delete_flag = 'N'
+         RETURNING message_id",
     )
     .bind(role.as_str())
     .bind(content)
@@ -493,13 +515,12 @@ async fn insert_message(
     .bind(now)
     .bind(now)
     .bind(conversation_id)
-    .execute(&mut **transaction)
+    .fetch_optional(&mut **transaction)
     .await?;
-    if result.rows_affected() == 0 {
+    let Some(message_id) = message_id else {
         return Err(ConversationError::ConversationNotFound(conversation_id));
-    }
-    let message_id = result.last_insert_rowid();
-    sqlx::query("UPDATE conversation_record SET update_time = ? WHERE conversation_id = ?")
+    };
+    sqlx::query("UPDATE conversation_record SET update_time = $1 WHERE conversation_id = $2")
         .bind(now)
         .bind(conversation_id)
         .execute(&mut **transaction)
@@ -507,7 +528,7 @@ async fn insert_message(
     Ok(message_id)
 }
 
-fn conversation_from_row(row: &sqlx::sqlite::SqliteRow) -> Conversation {
+fn conversation_from_row(row: &sqlx::any::AnyRow) -> Conversation {
     Conversation {
         id: row.get("conversation_id"),
         title: row.get("conversation_title"),

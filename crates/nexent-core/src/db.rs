@@ -1,47 +1,148 @@
-//! The relational store: one SQLite file in the data dir, opened in WAL mode, migrated at start-up.
+//! The relational store: one SQLite file in the data dir by default (WAL), or a PostgreSQL database that
+//! several nodes share; migrated at start-up either way.
 //!
-//! Migrations live beside this crate in `migrations/` and are append-only: a released migration is never
-//! edited, a change is a new file. sqlx records applied migrations (with checksums) in the database itself.
+//! The stores (conversations, files, tasks, models, watched folders) hold a [`Database`] and never name
+//! the engine: their SQL is the part both engines speak (`$1` parameters, `RETURNING`, `ON CONFLICT`,
+//! integer milliseconds for time), and where the engines differ a store asks [`Database::dialect`].
+//!
+//! Migrations are append-only, one folder per engine (`migrations/` for SQLite, `migrations-postgres/`):
+//! a released migration is never edited, a change is a new file in both. sqlx records applied migrations
+//! (with checksums) in the database itself; on PostgreSQL it holds an advisory lock while migrating, so
+//! several nodes may start at once.
 
 use std::path::Path;
-use std::str::FromStr;
 use std::time::Duration;
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{AnyPool, ConnectOptions, Executor};
 
 /// The database file's name inside the data dir.
 pub const DATABASE_FILE_NAME: &str = "nexent.db";
 
+/// Connections per node. SQLite serialises writers anyway; PostgreSQL shares its limit among the nodes.
+const MAX_CONNECTIONS: u32 = 8;
+
 #[derive(Debug, thiserror::Error)]
 pub enum DatabaseError {
-    #[error("cannot open the database at {path}: {source}")]
-    Open { path: String, source: sqlx::Error },
-    #[error("cannot migrate the database at {path}: {source}")]
-    Migrate { path: String, source: sqlx::migrate::MigrateError },
+    #[error("cannot open the database at {location}: {source}")]
+    Open { location: String, source: sqlx::Error },
+    #[error("cannot migrate the database at {location}: {source}")]
+    Migrate { location: String, source: sqlx::migrate::MigrateError },
+    #[error("unsupported database URL {0}: use postgres://USER:PASSWORD@HOST:PORT/DATABASE (or sqlite://PATH)")]
+    Unsupported(String),
 }
 
-/// Opens (creating if needed) the database file and applies pending migrations.
-pub async fn open_database(path: &Path) -> Result<SqlitePool, DatabaseError> {
-    let display_path = path.display().to_string();
-    let options = SqliteConnectOptions::from_str(&format!("sqlite://{display_path}"))
-        .map_err(|source| DatabaseError::Open { path: display_path.clone(), source })?
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        // NORMAL is durable across process crashes in WAL mode (only an OS crash can lose the last commits).
-        .synchronous(SqliteSynchronous::Normal)
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10));
-    let pool = SqlitePoolOptions::new()
-        .max_connections(8)
+/// Which engine's SQL a store must write where the two differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A migrated connection pool and the engine behind it.
+#[derive(Clone)]
+pub struct Database {
+    pool: AnyPool,
+    dialect: Dialect,
+    /// Where it is, for messages (a URL's password removed).
+    location: String,
+}
+
+impl std::fmt::Debug for Database {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter.debug_struct("Database").field("dialect", &self.dialect).field("location", &self.location).finish()
+    }
+}
+
+impl Database {
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub fn dialect(&self) -> Dialect {
+        self.dialect
+    }
+
+    /// The file path or the URL without its password.
+    pub fn location(&self) -> &str {
+        &self.location
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+/// Opens (creating if needed) the SQLite database file and applies pending migrations.
+pub async fn open_database(path: &Path) -> Result<Database, DatabaseError> {
+    let location = path.display().to_string();
+    // The path goes through sqlx's own encoder, so any file name survives the URL the Any driver takes.
+    let url = SqliteConnectOptions::new().filename(path).create_if_missing(true).to_url_lossy();
+    let options = AnyConnectOptions::from_url(&url)
+        .map_err(|source| DatabaseError::Open { location: location.clone(), source })?;
+    connect(options, Dialect::Sqlite, location).await
+}
+
+/// Connects to the database a URL names (`postgres://…`, or `sqlite://PATH`) and applies pending
+/// migrations.
+pub async fn connect_database(url: &str) -> Result<Database, DatabaseError> {
+    let location = redact_password(url);
+    let dialect = if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Dialect::Postgres
+    } else if url.starts_with("sqlite:") {
+        Dialect::Sqlite
+    } else {
+        return Err(DatabaseError::Unsupported(location));
+    };
+    let parsed = url::Url::parse(url).map_err(|_| DatabaseError::Unsupported(location.clone()))?;
+    let options = AnyConnectOptions::from_url(&parsed)
+        .map_err(|source| DatabaseError::Open { location: location.clone(), source })?;
+    connect(options, dialect, location).await
+}
+
+async fn connect(options: AnyConnectOptions, dialect: Dialect, location: String) -> Result<Database, DatabaseError> {
+    sqlx::any::install_default_drivers();
+    let options = options.disable_statement_logging();
+    let pool = AnyPoolOptions::new()
+        .max_connections(MAX_CONNECTIONS)
+        .acquire_timeout(Duration::from_secs(10))
+        .after_connect(move |connection, _| {
+            Box::pin(async move {
+                if dialect == Dialect::Sqlite {
+                    // NORMAL is durable across process crashes in WAL mode (only an OS crash can lose the
+                    // last commits); writers wait for each other up to the busy timeout.
+                    connection
+                        .execute(
+                            "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON; \
+                             PRAGMA busy_timeout = 10000;",
+                        )
+                        .await?;
+                }
+                Ok(())
+            })
+        })
         .connect_with(options)
         .await
-        .map_err(|source| DatabaseError::Open { path: display_path.clone(), source })?;
-    sqlx::migrate!("./migrations")
-        .run(&pool)
-        .await
-        .map_err(|source| DatabaseError::Migrate { path: display_path, source })?;
-    Ok(pool)
+        .map_err(|source| DatabaseError::Open { location: location.clone(), source })?;
+    let migrated = match dialect {
+        Dialect::Sqlite => sqlx::migrate!("./migrations").run(&pool).await,
+        Dialect::Postgres => sqlx::migrate!("./migrations-postgres").run(&pool).await,
+    };
+    migrated.map_err(|source| DatabaseError::Migrate { location: location.clone(), source })?;
+    Ok(Database { pool, dialect, location })
+}
+
+/// The URL as it may be shown: its password replaced by `***`.
+pub fn redact_password(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        Ok(parsed) => parsed.to_string(),
+        Err(_) => "(an unparseable URL)".into(),
+    }
 }
 
 #[cfg(test)]
@@ -52,17 +153,57 @@ mod tests {
     async fn opens_in_wal_mode_and_migrates_twice_without_error() {
         let dir = tempfile::tempdir().expect("temp dir");
         let path = dir.path().join(DATABASE_FILE_NAME);
-        let pool = open_database(&path).await.expect("first open");
-        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(&pool).await.expect("pragma");
+        let database = open_database(&path).await.expect("first open");
+        assert_eq!(database.dialect(), Dialect::Sqlite);
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode").fetch_one(database.pool()).await.expect("pragma");
         assert_eq!(mode.to_lowercase(), "wal");
-        pool.close().await;
+        let foreign_keys: i64 =
+            sqlx::query_scalar("PRAGMA foreign_keys").fetch_one(database.pool()).await.expect("pragma");
+        assert_eq!(foreign_keys, 1);
+        database.close().await;
         let reopened = open_database(&path).await.expect("second open");
         let tables: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name LIKE 'conversation_%'",
         )
-        .fetch_one(&reopened)
+        .fetch_one(reopened.pool())
         .await
         .expect("count");
         assert_eq!(tables, 5);
+    }
+
+    #[tokio::test]
+    async fn a_file_name_with_url_characters_opens() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("a dir?#%").join(DATABASE_FILE_NAME);
+        std::fs::create_dir_all(path.parent().expect("parent")).expect("dir");
+        let database = open_database(&path).await.expect("open");
+        database.close().await;
+        assert!(path.is_file(), "the database is the file named, not one the URL parser made up");
+    }
+
+    #[tokio::test]
+    async fn an_unknown_scheme_is_refused_by_name_and_a_password_is_never_shown() {
+        let error = connect_database("mysql://user:secret@localhost/db").await.expect_err("refused");
+        let message = error.to_string();
+        assert!(message.contains("unsupported database URL"), "{message}");
+        assert!(!message.contains("secret"), "{message}");
+        assert_eq!(
+            redact_password("postgres://nexent:hunter2@127.0.0.1:5432/nexent"),
+            "postgres://nexent:***@127.0.0.1:5432/nexent"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_postgres_is_an_open_error_without_the_password() {
+        // Port 1 on loopback: nothing listens there, so the connection is refused at once.
+        let result = tokio::time::timeout(
+            Duration::from_secs(60),
+            connect_database("postgres://nexent:hunter2@127.0.0.1:1/nexent?connect_timeout=2"),
+        )
+        .await
+        .expect("refused within the timeout");
+        let message = result.expect_err("nothing listens").to_string();
+        assert!(message.contains("cannot open the database at postgres://nexent:***@127.0.0.1:1/nexent"), "{message}");
+        assert!(!message.contains("hunter2"), "{message}");
     }
 }

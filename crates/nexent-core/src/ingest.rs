@@ -26,7 +26,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+
+use crate::db::{Database, Dialect};
 use tokio::sync::Notify;
 
 use crate::clock::now_millis;
@@ -137,7 +139,7 @@ pub struct IngestQueue {
 }
 
 struct QueueInner {
-    pool: SqlitePool,
+    db: Database,
     knowledge: Arc<KnowledgeBase>,
     storage: FileStorage,
     fetcher: SafeFetcher,
@@ -151,7 +153,7 @@ struct QueueInner {
 
 impl IngestQueue {
     pub fn new(
-        pool: SqlitePool,
+        db: Database,
         knowledge: Arc<KnowledgeBase>,
         storage: FileStorage,
         fetcher: SafeFetcher,
@@ -162,7 +164,7 @@ impl IngestQueue {
         let (data_dir, _) = tokio::sync::watch::channel(None);
         Self {
             inner: Arc::new(QueueInner {
-                pool,
+                db,
                 knowledge,
                 storage,
                 fetcher,
@@ -195,30 +197,30 @@ impl IngestQueue {
     pub async fn start(&self, workers: usize) -> Result<(), IngestError> {
         let now = now_millis();
         let crashed = sqlx::query(
-            "UPDATE ingest_task SET status = 'FAILED', updated_at = ?, error = ?, parse_started_at = NULL
+            "UPDATE ingest_task SET status = 'FAILED', updated_at = $1, error = $2, parse_started_at = NULL
              WHERE status IN ('PROCESSING', 'FORWARDING') AND parse_started_at IS NOT NULL",
         )
         .bind(now)
         .bind(PARSER_CRASH_REASON)
-        .execute(&self.inner.pool)
+        .execute(self.inner.db.pool())
         .await?;
         if crashed.rows_affected() > 0 {
             tracing::warn!(tasks = crashed.rows_affected(), "failing tasks whose parser stopped the server");
         }
         sqlx::query(
-            "UPDATE ingest_task SET status = 'FAILED', updated_at = ?,
+            "UPDATE ingest_task SET status = 'FAILED', updated_at = $1,
                  error = 'interrupted ' || attempts || ' times by a restart; giving up'
-             WHERE status IN ('PROCESSING', 'FORWARDING') AND attempts >= ?",
+             WHERE status IN ('PROCESSING', 'FORWARDING') AND attempts >= $2",
         )
         .bind(now)
         .bind(MAX_ATTEMPTS)
-        .execute(&self.inner.pool)
+        .execute(self.inner.db.pool())
         .await?;
         let resumed = sqlx::query(
-            "UPDATE ingest_task SET status = 'WAITING', updated_at = ? WHERE status IN ('PROCESSING', 'FORWARDING')",
+            "UPDATE ingest_task SET status = 'WAITING', updated_at = $1 WHERE status IN ('PROCESSING', 'FORWARDING')",
         )
         .bind(now)
-        .execute(&self.inner.pool)
+        .execute(self.inner.db.pool())
         .await?;
         if resumed.rows_affected() > 0 {
             tracing::info!(tasks = resumed.rows_affected(), "resuming tasks interrupted by a restart");
@@ -268,7 +270,7 @@ impl IngestQueue {
                 .map_err(|error| IngestError::InvalidRequest(error.to_string()))?;
         }
         let now = now_millis();
-        let mut transaction = self.inner.pool.begin().await?;
+        let mut transaction = self.inner.db.pool().begin().await?;
         let mut ids = Vec::with_capacity(requests.len());
         for request in requests {
             let task_id = new_task_id();
@@ -276,7 +278,7 @@ impl IngestQueue {
             sqlx::query(
                 "INSERT INTO ingest_task (task_id, source, source_type, index_name, chunking_strategy, file_name,
                                           status, created_at, updated_at, local_file)
-                 VALUES (?, ?, ?, ?, ?, ?, 'WAITING', ?, ?, ?)",
+                 VALUES ($1, $2, $3, $4, $5, $6, 'WAITING', $7, $8, $9)",
             )
             .bind(&task_id)
             .bind(&request.source)
@@ -286,7 +288,7 @@ impl IngestQueue {
             .bind(&file_name)
             .bind(now)
             .bind(now)
-            .bind(local_file)
+            .bind(i64::from(local_file))
             .execute(&mut *transaction)
             .await?;
             ids.push(task_id);
@@ -299,26 +301,26 @@ impl IngestQueue {
     }
 
     pub async fn get(&self, task_id: &str) -> Result<Task, IngestError> {
-        let row = sqlx::query("SELECT * FROM ingest_task WHERE task_id = ?")
+        let row = sqlx::query("SELECT * FROM ingest_task WHERE task_id = $1")
             .bind(task_id)
-            .fetch_optional(&self.inner.pool)
+            .fetch_optional(self.inner.db.pool())
             .await?;
         row.as_ref().map(task_from_row).ok_or_else(|| IngestError::NotFound(task_id.to_owned()))
     }
 
     pub async fn list(&self) -> Result<Vec<Task>, IngestError> {
         let rows =
-            sqlx::query("SELECT * FROM ingest_task ORDER BY created_at DESC").fetch_all(&self.inner.pool).await?;
+            sqlx::query("SELECT * FROM ingest_task ORDER BY created_at DESC").fetch_all(self.inner.db.pool()).await?;
         Ok(rows.iter().map(task_from_row).collect())
     }
 
     /// Tasks of one index that are not completed (waiting, running or failed), newest first.
     pub async fn unfinished_for_index(&self, index_name: &str) -> Result<Vec<Task>, IngestError> {
         let rows = sqlx::query(
-            "SELECT * FROM ingest_task WHERE index_name = ? AND status != 'COMPLETED' ORDER BY created_at DESC",
+            "SELECT * FROM ingest_task WHERE index_name = $1 AND status != 'COMPLETED' ORDER BY created_at DESC",
         )
         .bind(index_name)
-        .fetch_all(&self.inner.pool)
+        .fetch_all(self.inner.db.pool())
         .await?;
         Ok(rows.iter().map(task_from_row).collect())
     }
@@ -352,42 +354,51 @@ impl IngestQueue {
         }
     }
 
-    /// Takes the oldest waiting task in one statement, so two workers can never take the same one.
+    /// Takes the oldest waiting task in one statement, so two workers can never take the same one. SQLite
+    /// runs the statement under its single write lock; on PostgreSQL, where workers of several nodes claim
+    /// at once, the candidate row is locked with `SKIP LOCKED` (a worker takes the next one instead of
+    /// waiting) and the outer `status` check keeps a row another worker just took from being taken twice.
     async fn claim(&self) -> Result<Option<Task>, IngestError> {
-        let row = sqlx::query(
-            "UPDATE ingest_task SET status = 'PROCESSING', attempts = attempts + 1, updated_at = ?
-             WHERE task_id = (SELECT task_id FROM ingest_task WHERE status = 'WAITING' ORDER BY created_at, task_id LIMIT 1)
-             RETURNING *",
-        )
-        .bind(now_millis())
-        .fetch_optional(&self.inner.pool)
-        .await?;
+        let sql = match self.inner.db.dialect() {
+            Dialect::Sqlite => {
+                "UPDATE ingest_task SET status = 'PROCESSING', attempts = attempts + 1, updated_at = $1
+                 WHERE task_id = (SELECT task_id FROM ingest_task WHERE status = 'WAITING' ORDER BY created_at, task_id LIMIT 1)
+                 RETURNING *"
+            }
+            Dialect::Postgres => {
+                "UPDATE ingest_task SET status = 'PROCESSING', attempts = attempts + 1, updated_at = $1
+                 WHERE status = 'WAITING' AND task_id = (SELECT task_id FROM ingest_task WHERE status = 'WAITING'
+                                   ORDER BY created_at, task_id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                 RETURNING *"
+            }
+        };
+        let row = sqlx::query(sql).bind(now_millis()).fetch_optional(self.inner.db.pool()).await?;
         Ok(row.as_ref().map(task_from_row))
     }
 
     async fn finish(&self, task_id: &str, chunk_count: usize, preview: Value) -> Result<(), IngestError> {
         sqlx::query(
-            "UPDATE ingest_task SET status = 'COMPLETED', chunk_count = ?, result_preview = ?, error = NULL, updated_at = ?,
+            "UPDATE ingest_task SET status = 'COMPLETED', chunk_count = $1, result_preview = $2, error = NULL, updated_at = $3,
                  parse_started_at = NULL
-             WHERE task_id = ?",
+             WHERE task_id = $4",
         )
         .bind(chunk_count as i64)
         .bind(preview.to_string())
         .bind(now_millis())
         .bind(task_id)
-        .execute(&self.inner.pool)
+        .execute(self.inner.db.pool())
         .await?;
         Ok(())
     }
 
     async fn fail(&self, task_id: &str, reason: &str) -> Result<(), IngestError> {
         sqlx::query(
-            "UPDATE ingest_task SET status = 'FAILED', error = ?, updated_at = ?, parse_started_at = NULL WHERE task_id = ?",
+            "UPDATE ingest_task SET status = 'FAILED', error = $1, updated_at = $2, parse_started_at = NULL WHERE task_id = $3",
         )
             .bind(reason)
             .bind(now_millis())
             .bind(task_id)
-            .execute(&self.inner.pool)
+            .execute(self.inner.db.pool())
             .await?;
         Ok(())
     }
@@ -407,11 +418,11 @@ impl IngestQueue {
         // parser that kills the process is known at the next start. Our own text parsers are not marked:
         // they run under the output budget, and marking them would fail inline texts a crash interrupted.
         let parse_started_at = parse::is_binary_format(&parse_name).then(now_millis);
-        sqlx::query("UPDATE ingest_task SET file_size = ?, parse_started_at = ? WHERE task_id = ?")
+        sqlx::query("UPDATE ingest_task SET file_size = $1, parse_started_at = $2 WHERE task_id = $3")
             .bind(file_size as i64)
             .bind(parse_started_at)
             .bind(&task.task_id)
-            .execute(&self.inner.pool)
+            .execute(self.inner.db.pool())
             .await
             .map_err(|error| error.to_string())?;
         let pieces = tokio::task::spawn_blocking(move || {
@@ -421,11 +432,11 @@ impl IngestQueue {
         .map_err(|error| format!("the parser stopped: {error}"))?
         .map_err(|error| error.to_string())?;
         sqlx::query(
-            "UPDATE ingest_task SET status = 'FORWARDING', parse_started_at = NULL, updated_at = ? WHERE task_id = ?",
+            "UPDATE ingest_task SET status = 'FORWARDING', parse_started_at = NULL, updated_at = $1 WHERE task_id = $2",
         )
         .bind(now_millis())
         .bind(&task.task_id)
-        .execute(&self.inner.pool)
+        .execute(self.inner.db.pool())
         .await
         .map_err(|error| error.to_string())?;
 
@@ -553,7 +564,7 @@ fn file_name_of(request: &TaskRequest, task_id: &str) -> String {
     }
 }
 
-fn task_from_row(row: &sqlx::sqlite::SqliteRow) -> Task {
+fn task_from_row(row: &sqlx::any::AnyRow) -> Task {
     Task {
         task_id: row.get("task_id"),
         source: row.get("source"),
@@ -570,6 +581,6 @@ fn task_from_row(row: &sqlx::sqlite::SqliteRow) -> Task {
             .and_then(|text| serde_json::from_str(&text).ok()),
         created_at_ms: row.get("created_at"),
         updated_at_ms: row.get("updated_at"),
-        local_file: row.get("local_file"),
+        local_file: row.get::<i64, _>("local_file") != 0,
     }
 }

@@ -15,7 +15,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+
+use crate::db::Database;
 
 use crate::chat::{ChatError, ChatMessage, ChatRequest, Role, SharedChatModel, collect};
 use crate::clock::now_millis;
@@ -193,7 +195,7 @@ pub struct HealthReport {
 
 #[derive(Clone)]
 pub struct ModelRegistry {
-    pool: SqlitePool,
+    db: Database,
     models_dir: PathBuf,
     connector: Arc<dyn ModelConnector>,
     /// The speech engines, which `stt` and `tts` records are checked against.
@@ -202,12 +204,12 @@ pub struct ModelRegistry {
 
 impl ModelRegistry {
     pub fn new(
-        pool: SqlitePool,
+        db: Database,
         models_dir: PathBuf,
         connector: Arc<dyn ModelConnector>,
         voice: crate::voice::Voice,
     ) -> Self {
-        Self { pool, models_dir, connector, voice }
+        Self { db, models_dir, connector, voice }
     }
 
     pub async fn create(&self, input: ModelInput) -> Result<ModelRecord, ModelError> {
@@ -221,10 +223,11 @@ impl ModelRegistry {
         let status =
             input.connect_status.as_deref().and_then(ConnectStatus::parse).unwrap_or(ConnectStatus::NotDetected);
         let now = now_millis();
-        let id = sqlx::query(
+        let id: i64 = sqlx::query_scalar(
             "INSERT INTO model_record (model_repo, model_name, model_factory, model_type, api_key, base_url, max_tokens,
                                        used_token, display_name, connect_status, create_time, update_time)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+             RETURNING model_id",
         )
         .bind(&repo)
         .bind(&name)
@@ -238,9 +241,8 @@ impl ModelRegistry {
         .bind(status.as_str())
         .bind(now)
         .bind(now)
-        .execute(&self.pool)
-        .await?
-        .last_insert_rowid();
+        .fetch_one(self.db.pool())
+        .await?;
         self.by_id(id).await
     }
 
@@ -259,9 +261,9 @@ impl ModelRegistry {
         }
         let status = input.connect_status.as_deref().and_then(ConnectStatus::parse).map(ConnectStatus::as_str);
         sqlx::query(
-            "UPDATE model_record SET model_factory = ?, model_type = ?, api_key = ?, base_url = ?, max_tokens = ?,
-                 used_token = ?, display_name = ?, connect_status = ?, update_time = ?
-             WHERE model_id = ?",
+            "UPDATE model_record SET model_factory = $1, model_type = $2, api_key = $3, base_url = $4, max_tokens = $5,
+                 used_token = $6, display_name = $7, connect_status = $8, update_time = $9
+             WHERE model_id = $10",
         )
         .bind(
             input.model_factory.clone().filter(|factory| !factory.is_empty()).unwrap_or(existing.model_factory.clone()),
@@ -282,7 +284,7 @@ impl ModelRegistry {
         .bind(status.unwrap_or(existing.connect_status.as_str()))
         .bind(now_millis())
         .bind(existing.model_id)
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await?;
         self.by_id(existing.model_id).await
     }
@@ -290,11 +292,11 @@ impl ModelRegistry {
     /// Soft-deletes every live record of `full_name`.
     pub async fn delete(&self, full_name: &str) -> Result<String, ModelError> {
         let record = self.find(full_name).await?;
-        sqlx::query("UPDATE model_record SET delete_flag = 'Y', update_time = ? WHERE model_name = ? AND model_repo = ? AND delete_flag = 'N'")
+        sqlx::query("UPDATE model_record SET delete_flag = 'Y', update_time = $1 WHERE model_name = $2 AND model_repo = $3 AND delete_flag = 'N'")
             .bind(now_millis())
             .bind(&record.model_name)
             .bind(&record.model_repo)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(record.full_name())
     }
@@ -303,7 +305,7 @@ impl ModelRegistry {
     pub async fn list(&self) -> Result<Vec<ModelRecord>, ModelError> {
         self.sync_local_models().await?;
         let rows = sqlx::query("SELECT * FROM model_record WHERE delete_flag = 'N' ORDER BY model_id")
-            .fetch_all(&self.pool)
+            .fetch_all(self.db.pool())
             .await?;
         Ok(rows.iter().map(record_from_row).collect())
     }
@@ -322,22 +324,22 @@ impl ModelRegistry {
     async fn lookup(&self, full_name: &str) -> Result<Option<ModelRecord>, ModelError> {
         let (repo, name) = split_repo_name(full_name.trim());
         let row = sqlx::query(
-            "SELECT * FROM model_record WHERE model_name = ? AND model_repo = ? AND delete_flag = 'N' ORDER BY model_id LIMIT 1",
+            "SELECT * FROM model_record WHERE model_name = $1 AND model_repo = $2 AND delete_flag = 'N' ORDER BY model_id LIMIT 1",
         )
         .bind(&name)
         .bind(&repo)
-        .fetch_optional(&self.pool)
+        .fetch_optional(self.db.pool())
         .await?;
         Ok(row.as_ref().map(record_from_row))
     }
 
     pub async fn set_status(&self, full_name: &str, status: ConnectStatus) -> Result<ModelRecord, ModelError> {
         let record = self.find(full_name).await?;
-        sqlx::query("UPDATE model_record SET connect_status = ?, update_time = ? WHERE model_id = ?")
+        sqlx::query("UPDATE model_record SET connect_status = $1, update_time = $2 WHERE model_id = $3")
             .bind(status.as_str())
             .bind(now_millis())
             .bind(record.model_id)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         self.by_id(record.model_id).await
     }
@@ -386,15 +388,17 @@ impl ModelRegistry {
     }
 
     async fn by_id(&self, id: i64) -> Result<ModelRecord, ModelError> {
-        let row = sqlx::query("SELECT * FROM model_record WHERE model_id = ?").bind(id).fetch_one(&self.pool).await?;
+        let row =
+            sqlx::query("SELECT * FROM model_record WHERE model_id = $1").bind(id).fetch_one(self.db.pool()).await?;
         Ok(record_from_row(&row))
     }
 
     async fn display_name_owner(&self, display_name: &str) -> Result<Option<i64>, ModelError> {
-        let row = sqlx::query("SELECT model_id FROM model_record WHERE display_name = ? AND delete_flag = 'N' LIMIT 1")
-            .bind(display_name)
-            .fetch_optional(&self.pool)
-            .await?;
+        let row =
+            sqlx::query("SELECT model_id FROM model_record WHERE display_name = $1 AND delete_flag = 'N' LIMIT 1")
+                .bind(display_name)
+                .fetch_optional(self.db.pool())
+                .await?;
         Ok(row.map(|row| row.get("model_id")))
     }
 
@@ -410,10 +414,10 @@ impl ModelRegistry {
         .await
         .unwrap_or_default();
         let rows = sqlx::query(
-            "SELECT model_id, model_name, model_type FROM model_record WHERE model_factory = ? AND delete_flag = 'N'",
+            "SELECT model_id, model_name, model_type FROM model_record WHERE model_factory = $1 AND delete_flag = 'N'",
         )
         .bind(LOCAL_FACTORY)
-        .fetch_all(&self.pool)
+        .fetch_all(self.db.pool())
         .await?;
         let known: Vec<(i64, String)> = rows.iter().map(|row| (row.get("model_id"), row.get("model_name"))).collect();
         // The engines that run in process besides the GGUF files: the embedder and the speech models.
@@ -433,7 +437,7 @@ impl ModelRegistry {
             sqlx::query(
                 "INSERT INTO model_record (model_repo, model_name, model_factory, model_type, display_name, connect_status,
                                            create_time, update_time)
-                 VALUES ('', ?, ?, ?, ?, 'not_detected', ?, ?)",
+                 VALUES ('', $1, $2, $3, $4, 'not_detected', $5, $6)",
             )
             .bind(name)
             .bind(LOCAL_FACTORY)
@@ -441,15 +445,15 @@ impl ModelRegistry {
             .bind(name)
             .bind(now)
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         }
         for (id, name) in &known {
             if !files.contains(name) && !built_in.iter().any(|(built_in, _)| built_in == name) {
-                sqlx::query("UPDATE model_record SET delete_flag = 'Y', update_time = ? WHERE model_id = ?")
+                sqlx::query("UPDATE model_record SET delete_flag = 'Y', update_time = $1 WHERE model_id = $2")
                     .bind(now)
                     .bind(id)
-                    .execute(&self.pool)
+                    .execute(self.db.pool())
                     .await?;
             }
         }
@@ -460,7 +464,7 @@ impl ModelRegistry {
             sqlx::query(
                 "INSERT INTO model_record (model_repo, model_name, model_factory, model_type, display_name, connect_status,
                                            base_url, create_time, update_time)
-                 VALUES ('', ?, ?, 'llm', ?, 'not_detected', ?, ?, ?)",
+                 VALUES ('', $1, $2, 'llm', $3, 'not_detected', $4, $5, $6)",
             )
             .bind(name)
             .bind(LOCAL_FACTORY)
@@ -468,7 +472,7 @@ impl ModelRegistry {
             .bind(format!("{}.gguf", self.models_dir.join(name).display()))
             .bind(now)
             .bind(now)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         }
         Ok(())
@@ -508,7 +512,7 @@ fn validate(input: &ModelInput) -> Result<(), ModelError> {
     Ok(())
 }
 
-fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> ModelRecord {
+fn record_from_row(row: &sqlx::any::AnyRow) -> ModelRecord {
     ModelRecord {
         model_id: row.get("model_id"),
         model_repo: row.get("model_repo"),

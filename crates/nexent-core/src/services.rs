@@ -8,7 +8,7 @@ use crate::agent::{Agent, AgentRuns};
 use crate::chat::{SharedChatModel, UnavailableChat};
 use crate::config_sync::{CONFIG_FILE_NAME, ConfigSync, ConfigSyncError};
 use crate::conversation::ConversationStore;
-use crate::db::{DATABASE_FILE_NAME, DatabaseError, open_database};
+use crate::db::{DATABASE_FILE_NAME, DatabaseError, connect_database, open_database};
 use crate::fetch::{FetchError, FetchPolicy, SafeFetcher};
 use crate::image_proxy::ImageProxy;
 use crate::ingest::{IngestError, IngestQueue};
@@ -68,6 +68,8 @@ pub struct ServicesOptions {
     pub mcp_servers: Vec<McpServerConfig>,
     /// Speech-to-text and text-to-speech engines.
     pub voice: Voice,
+    /// The shared relational database (`postgres://…`); `None`: `nexent.db` in the data dir.
+    pub database_url: Option<String>,
 }
 
 impl Default for ServicesOptions {
@@ -91,6 +93,7 @@ impl Default for ServicesOptions {
             model_connector: std::sync::Arc::new(NoEngines),
             mcp_servers: Vec::new(),
             voice: Voice::unavailable("no speech engines were configured"),
+            database_url: None,
         }
     }
 }
@@ -118,8 +121,15 @@ impl Services {
             .map_err(|source| ServicesError::DataDir { path: data_dir.display().to_string(), source })?;
         crate::process::make_private(data_dir)
             .map_err(|source| ServicesError::DataDir { path: data_dir.display().to_string(), source })?;
-        let pool = open_database(&data_dir.join(DATABASE_FILE_NAME)).await?;
-        let signer = UrlSigner::open(data_dir)?;
+        let pool = match &options.database_url {
+            Some(url) => connect_database(url).await?,
+            None => open_database(&data_dir.join(DATABASE_FILE_NAME)).await?,
+        };
+        // One deployment, one signing secret: with a shared database every node signs with the same one.
+        let signer = match pool.dialect() {
+            crate::db::Dialect::Postgres => UrlSigner::shared(&pool).await?,
+            crate::db::Dialect::Sqlite => UrlSigner::open(data_dir)?,
+        };
         let storage = match &options.storage_backend {
             StorageBackend::Local => {
                 FileStorage::local(&data_dir.join(OBJECTS_DIR), pool.clone(), signer, options.max_upload_bytes)?

@@ -17,7 +17,9 @@ use hmac::{Hmac, KeyInit, Mac};
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
 use sha2::Sha256;
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+
+use crate::db::Database;
 
 use crate::clock::now_millis;
 
@@ -152,6 +154,15 @@ pub struct UrlSigner {
     secret: Arc<Vec<u8>>,
 }
 
+/// 64 random bytes (four v4 UUIDs from the OS's generator) as hex.
+fn random_secret_hex() -> String {
+    let mut secret = Vec::with_capacity(64);
+    for _ in 0..4 {
+        secret.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
+    }
+    secret.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
 impl UrlSigner {
     /// Loads the data dir's secret, creating it (random, mode 0600) on first use.
     pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
@@ -161,11 +172,7 @@ impl UrlSigner {
         {
             return Ok(Self { secret: Arc::new(secret) });
         }
-        let mut secret = Vec::with_capacity(64);
-        for _ in 0..4 {
-            secret.extend_from_slice(uuid::Uuid::new_v4().as_bytes());
-        }
-        let hex: String = secret.iter().map(|byte| format!("{byte:02x}")).collect();
+        let hex = random_secret_hex();
         crate::config_sync::write_atomically(&path, &hex)?;
         #[cfg(unix)]
         {
@@ -173,6 +180,22 @@ impl UrlSigner {
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
         }
         Ok(Self { secret: Arc::new(hex.into_bytes()) })
+    }
+
+    /// The deployment's secret, kept in the shared database, so a URL one node signs is valid on every
+    /// node. The first node to start makes it; the others read the one that won.
+    pub async fn shared(db: &Database) -> Result<Self, StorageError> {
+        let hex = random_secret_hex();
+        sqlx::query(
+            "INSERT INTO deployment_secret (name, secret) VALUES ('url_signing', $1) ON CONFLICT (name) DO NOTHING",
+        )
+        .bind(&hex)
+        .execute(db.pool())
+        .await?;
+        let secret: String = sqlx::query_scalar("SELECT secret FROM deployment_secret WHERE name = 'url_signing'")
+            .fetch_one(db.pool())
+            .await?;
+        Ok(Self { secret: Arc::new(secret.into_bytes()) })
     }
 
     fn mac(&self, object_name: &str, expires_at: i64) -> Hmac<Sha256> {
@@ -237,7 +260,7 @@ pub struct ObjectDownload {
 #[derive(Clone)]
 pub struct FileStorage {
     store: Arc<dyn ObjectStore>,
-    pool: SqlitePool,
+    db: Database,
     signer: UrlSigner,
     pub max_upload_bytes: u64,
     /// Most bytes all stored objects may take together (`None`: only the disk limits them).
@@ -246,24 +269,14 @@ pub struct FileStorage {
 
 impl FileStorage {
     /// Storage on the local filesystem under `root`.
-    pub fn local(
-        root: &Path,
-        pool: SqlitePool,
-        signer: UrlSigner,
-        max_upload_bytes: u64,
-    ) -> Result<Self, StorageError> {
+    pub fn local(root: &Path, db: Database, signer: UrlSigner, max_upload_bytes: u64) -> Result<Self, StorageError> {
         std::fs::create_dir_all(root)?;
         let store = object_store::local::LocalFileSystem::new_with_prefix(root)?.with_automatic_cleanup(true);
-        Ok(Self::with_store(Arc::new(store), pool, signer, max_upload_bytes))
+        Ok(Self::with_store(Arc::new(store), db, signer, max_upload_bytes))
     }
 
     /// Storage in a bucket of an S3-compatible store (AWS, MinIO, Ceph, Garage, ...).
-    pub fn s3(
-        config: &S3Config,
-        pool: SqlitePool,
-        signer: UrlSigner,
-        max_upload_bytes: u64,
-    ) -> Result<Self, StorageError> {
+    pub fn s3(config: &S3Config, db: Database, signer: UrlSigner, max_upload_bytes: u64) -> Result<Self, StorageError> {
         let mut builder = object_store::aws::AmazonS3Builder::new()
             .with_bucket_name(&config.bucket)
             .with_region(config.region.as_deref().unwrap_or("us-east-1"))
@@ -274,12 +287,12 @@ impl FileStorage {
             // Self-hosted stores answer on one host with the bucket in the path.
             builder = builder.with_endpoint(endpoint).with_virtual_hosted_style_request(false);
         }
-        Ok(Self::with_store(Arc::new(builder.build()?), pool, signer, max_upload_bytes))
+        Ok(Self::with_store(Arc::new(builder.build()?), db, signer, max_upload_bytes))
     }
 
     /// Storage on any `object_store` backend.
-    pub fn with_store(store: Arc<dyn ObjectStore>, pool: SqlitePool, signer: UrlSigner, max_upload_bytes: u64) -> Self {
-        Self { store, pool, signer, max_upload_bytes, quota_bytes: None }
+    pub fn with_store(store: Arc<dyn ObjectStore>, db: Database, signer: UrlSigner, max_upload_bytes: u64) -> Self {
+        Self { store, db, signer, max_upload_bytes, quota_bytes: None }
     }
 
     /// Caps what all stored objects may take together.
@@ -290,8 +303,9 @@ impl FileStorage {
 
     /// Bytes of every stored object, from the records.
     pub async fn used_bytes(&self) -> Result<u64, StorageError> {
-        let used: i64 =
-            sqlx::query_scalar("SELECT COALESCE(SUM(size), 0) FROM storage_object").fetch_one(&self.pool).await?;
+        let used: i64 = sqlx::query_scalar("SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM storage_object")
+            .fetch_one(self.db.pool())
+            .await?;
         Ok(used.max(0) as u64)
     }
 
@@ -354,14 +368,14 @@ impl FileStorage {
             upload_time_ms: now_millis(),
         };
         let recorded = sqlx::query(
-            "INSERT INTO storage_object (object_name, file_name, size, content_type, upload_time) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO storage_object (object_name, file_name, size, content_type, upload_time) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&object.object_name)
         .bind(&object.file_name)
         .bind(object.size as i64)
         .bind(&object.content_type)
         .bind(object.upload_time_ms)
-        .execute(&self.pool)
+        .execute(self.db.pool())
         .await;
         if let Err(error) = recorded {
             let _ = self.store.delete(&path).await;
@@ -381,10 +395,10 @@ impl FileStorage {
         let from = validate_object_name(&object.object_name)?;
         let to = validate_object_name(&target)?;
         self.store.rename(&from, &to).await?;
-        sqlx::query("UPDATE storage_object SET object_name = ? WHERE object_name = ?")
+        sqlx::query("UPDATE storage_object SET object_name = $1 WHERE object_name = $2")
             .bind(&target)
             .bind(&object.object_name)
-            .execute(&self.pool)
+            .execute(self.db.pool())
             .await?;
         Ok(StoredObject { object_name: target, ..object.clone() })
     }
@@ -397,9 +411,9 @@ impl FileStorage {
             Err(object_store::Error::NotFound { .. }) => return Err(StorageError::NotFound(object_name.to_owned())),
             Err(error) => return Err(error.into()),
         };
-        let row = sqlx::query("SELECT file_name, content_type, upload_time FROM storage_object WHERE object_name = ?")
+        let row = sqlx::query("SELECT file_name, content_type, upload_time FROM storage_object WHERE object_name = $1")
             .bind(object_name)
-            .fetch_optional(&self.pool)
+            .fetch_optional(self.db.pool())
             .await?;
         let base_name = object_name.rsplit('/').next().unwrap_or(object_name).to_owned();
         Ok(match row {
@@ -454,7 +468,10 @@ impl FileStorage {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
             Err(error) => return Err(error.into()),
         }
-        sqlx::query("DELETE FROM storage_object WHERE object_name = ?").bind(object_name).execute(&self.pool).await?;
+        sqlx::query("DELETE FROM storage_object WHERE object_name = $1")
+            .bind(object_name)
+            .execute(self.db.pool())
+            .await?;
         Ok(())
     }
 

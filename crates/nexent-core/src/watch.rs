@@ -25,7 +25,9 @@ use std::time::Duration;
 
 use notify::Watcher;
 use sha2::Digest;
-use sqlx::{Row, SqlitePool};
+use sqlx::Row;
+
+use crate::db::Database;
 use tokio::sync::mpsc;
 
 use crate::clock::now_millis;
@@ -66,7 +68,7 @@ pub struct FolderWatcher {
 }
 
 struct WatcherInner {
-    pool: SqlitePool,
+    db: Database,
     ingest: IngestQueue,
     knowledge: Arc<KnowledgeBase>,
     data_dir: PathBuf,
@@ -84,7 +86,7 @@ enum Touched {
 impl FolderWatcher {
     /// Starts watching every stored folder and reconciles each with the disk in the background.
     pub async fn start(
-        pool: SqlitePool,
+        db: Database,
         ingest: IngestQueue,
         knowledge: Arc<KnowledgeBase>,
         data_dir: &Path,
@@ -112,7 +114,7 @@ impl FolderWatcher {
         let ingest_for_rules = ingest.clone();
         let this = Self {
             inner: Arc::new(WatcherInner {
-                pool,
+                db,
                 ingest,
                 knowledge,
                 data_dir,
@@ -139,7 +141,7 @@ impl FolderWatcher {
             "SELECT f.*, (SELECT COUNT(*) FROM watched_file w WHERE w.folder_id = f.id) AS file_count
              FROM watched_folder f ORDER BY created_at",
         )
-        .fetch_all(&self.inner.pool)
+        .fetch_all(self.inner.db.pool())
         .await?;
         Ok(rows.iter().map(folder_from_row).collect())
     }
@@ -186,14 +188,14 @@ impl FolderWatcher {
             .map_err(|error| WatchError::Invalid(error.to_string()))?;
         let id = new_task_id();
         sqlx::query(
-            "INSERT INTO watched_folder (id, path, index_name, chunking_strategy, created_at) VALUES (?, ?, ?, ?, ?)",
+            "INSERT INTO watched_folder (id, path, index_name, chunking_strategy, created_at) VALUES ($1, $2, $3, $4, $5)",
         )
         .bind(&id)
         .bind(&path_text)
         .bind(index_name)
         .bind(&chunking_strategy)
         .bind(now_millis())
-        .execute(&self.inner.pool)
+        .execute(self.inner.db.pool())
         .await?;
         let folder = self.get(&id).await?;
         self.begin_watching(&folder);
@@ -211,7 +213,7 @@ impl FolderWatcher {
                 self.remove_from_index(&folder, &path).await;
             }
         }
-        sqlx::query("DELETE FROM watched_folder WHERE id = ?").bind(id).execute(&self.inner.pool).await?;
+        sqlx::query("DELETE FROM watched_folder WHERE id = $1").bind(id).execute(self.inner.db.pool()).await?;
         let still_watched = self.list().await?.iter().any(|other| other.path == folder.path);
         if !still_watched {
             if let Some(watcher) = crate::sync::lock(&self.inner.watcher).as_mut() {
@@ -342,11 +344,12 @@ impl FolderWatcher {
             .map(|since| since.as_millis() as i64)
             .unwrap_or(0);
         let path_text = path.to_string_lossy().into_owned();
-        let known = sqlx::query("SELECT size, modified_ms, sha256 FROM watched_file WHERE folder_id = ? AND path = ?")
-            .bind(&folder.id)
-            .bind(&path_text)
-            .fetch_optional(&self.inner.pool)
-            .await?;
+        let known =
+            sqlx::query("SELECT size, modified_ms, sha256 FROM watched_file WHERE folder_id = $1 AND path = $2")
+                .bind(&folder.id)
+                .bind(&path_text)
+                .fetch_optional(self.inner.db.pool())
+                .await?;
         let known = known
             .map(|row| (row.get::<i64, _>("size"), row.get::<i64, _>("modified_ms"), row.get::<String, _>("sha256")));
         if let Some((known_size, known_modified, _)) = &known
@@ -362,12 +365,12 @@ impl FolderWatcher {
         if let Some((_, _, known_hash)) = &known
             && *known_hash == sha256
         {
-            sqlx::query("UPDATE watched_file SET size = ?, modified_ms = ? WHERE folder_id = ? AND path = ?")
+            sqlx::query("UPDATE watched_file SET size = $1, modified_ms = $2 WHERE folder_id = $3 AND path = $4")
                 .bind(size)
                 .bind(modified_ms)
                 .bind(&folder.id)
                 .bind(&path_text)
-                .execute(&self.inner.pool)
+                .execute(self.inner.db.pool())
                 .await?;
             return Ok(());
         }
@@ -384,7 +387,7 @@ impl FolderWatcher {
             .await
             .map_err(|error| WatchError::Invalid(error.to_string()))?;
         sqlx::query(
-            "INSERT INTO watched_file (folder_id, path, size, modified_ms, sha256, task_id) VALUES (?, ?, ?, ?, ?, ?)
+            "INSERT INTO watched_file (folder_id, path, size, modified_ms, sha256, task_id) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (folder_id, path) DO UPDATE SET size = excluded.size, modified_ms = excluded.modified_ms,
                  sha256 = excluded.sha256, task_id = excluded.task_id",
         )
@@ -394,7 +397,7 @@ impl FolderWatcher {
         .bind(modified_ms)
         .bind(&sha256)
         .bind(&task_id)
-        .execute(&self.inner.pool)
+        .execute(self.inner.db.pool())
         .await?;
         tracing::info!(file = %path_text, index = %folder.index_name, task = %task_id, "watched file submitted");
         Ok(())
@@ -402,9 +405,9 @@ impl FolderWatcher {
 
     /// Tracked paths of a folder, all or those at or below `below`.
     async fn tracked_paths(&self, folder_id: &str, below: Option<&Path>) -> Result<Vec<PathBuf>, WatchError> {
-        let rows = sqlx::query("SELECT path FROM watched_file WHERE folder_id = ?")
+        let rows = sqlx::query("SELECT path FROM watched_file WHERE folder_id = $1")
             .bind(folder_id)
-            .fetch_all(&self.inner.pool)
+            .fetch_all(self.inner.db.pool())
             .await?;
         Ok(rows
             .iter()
@@ -419,10 +422,10 @@ impl FolderWatcher {
             Ok(deleted) => tracing::info!(file = %path_text, deleted, "watched file removed from the index"),
             Err(error) => tracing::warn!(%error, file = %path_text, "cannot remove a watched file from the index"),
         }
-        let forgotten = sqlx::query("DELETE FROM watched_file WHERE folder_id = ? AND path = ?")
+        let forgotten = sqlx::query("DELETE FROM watched_file WHERE folder_id = $1 AND path = $2")
             .bind(&folder.id)
             .bind(&path_text)
-            .execute(&self.inner.pool)
+            .execute(self.inner.db.pool())
             .await;
         if let Err(error) = forgotten {
             tracing::warn!(%error, file = %path_text, "cannot forget a watched file");
@@ -430,7 +433,7 @@ impl FolderWatcher {
     }
 }
 
-fn folder_from_row(row: &sqlx::sqlite::SqliteRow) -> WatchedFolder {
+fn folder_from_row(row: &sqlx::any::AnyRow) -> WatchedFolder {
     WatchedFolder {
         id: row.get("id"),
         path: PathBuf::from(row.get::<String, _>("path")),

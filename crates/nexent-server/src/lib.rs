@@ -59,6 +59,7 @@ pub async fn serve(
             model_connector,
             mcp_servers: settings.mcp_servers.clone(),
             voice,
+            database_url: settings.database_url.clone(),
         },
     )
     .await

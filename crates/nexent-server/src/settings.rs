@@ -48,6 +48,11 @@ pub struct ServeArgs {
     /// Largest file an upload may store, in bytes (default 100 MB).
     #[arg(long, env = "NEXENT_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: Option<u64>,
+    /// A PostgreSQL database shared by several nodes (`postgres://USER:PASSWORD@HOST:PORT/DB`); default:
+    /// `nexent.db` in the data dir. Nexent's `POSTGRES_HOST`/`POSTGRES_USER`/`POSTGRES_PASSWORD`/
+    /// `POSTGRES_DB`/`POSTGRES_PORT` are read when this is not given.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<String>,
     /// Most bytes all stored files may take together; uploads past it get 507 (default: no quota).
     #[arg(long, env = "NEXENT_STORAGE_QUOTA_BYTES")]
     pub storage_quota_bytes: Option<u64>,
@@ -203,6 +208,31 @@ impl StorageSection {
     }
 }
 
+/// A database URL from Nexent's own variables (`POSTGRES_HOST`, `POSTGRES_USER`, `POSTGRES_PASSWORD`,
+/// `POSTGRES_DB`, `POSTGRES_PORT`), so a Nexent `.env` moves over as it is; `None` without a host.
+pub fn postgres_url_from_environment(read: impl Fn(&str) -> Option<String>) -> anyhow::Result<Option<String>> {
+    let Some(host) = read("POSTGRES_HOST").filter(|host| !host.trim().is_empty()) else {
+        return Ok(None);
+    };
+    let port = match read("POSTGRES_PORT").filter(|port| !port.trim().is_empty()) {
+        Some(port) => {
+            port.trim().parse::<u16>().with_context(|| format!("POSTGRES_PORT must be a port, not {port:?}"))?
+        }
+        None => 5432,
+    };
+    // The URL type percent-encodes what a user name or password may hold (@, :, /).
+    let mut url = url::Url::parse("postgres://localhost/")?;
+    url.set_host(Some(host.trim())).with_context(|| format!("POSTGRES_HOST is not a host name: {host:?}"))?;
+    let _ = url.set_port(Some(port));
+    let user = read("POSTGRES_USER").unwrap_or_else(|| "postgres".into());
+    let _ = url.set_username(&user);
+    if let Some(password) = read("POSTGRES_PASSWORD").filter(|password| !password.is_empty()) {
+        let _ = url.set_password(Some(&password));
+    }
+    url.set_path(&read("POSTGRES_DB").filter(|db| !db.trim().is_empty()).unwrap_or_else(|| "nexent".into()));
+    Ok(Some(url.to_string()))
+}
+
 fn parse_watch(text: &str) -> Result<WatchSpec, String> {
     let (path, index_name) = text.rsplit_once('=').ok_or_else(|| format!("expected FOLDER=INDEX, got {text:?}"))?;
     if path.trim().is_empty() || index_name.trim().is_empty() {
@@ -231,6 +261,7 @@ pub struct ConfigFile {
     pub embed_threads: Option<usize>,
     pub max_upload_bytes: Option<u64>,
     pub storage_quota_bytes: Option<u64>,
+    pub database_url: Option<String>,
     pub ingest_workers: Option<usize>,
     pub chat_model: Option<PathBuf>,
     pub llm_threads: Option<usize>,
@@ -276,6 +307,8 @@ pub struct Settings {
     pub embed_threads: usize,
     pub max_upload_bytes: u64,
     pub storage_quota_bytes: Option<u64>,
+    /// The shared database; `None`: SQLite in the data dir.
+    pub database_url: Option<String>,
     pub ingest_workers: usize,
     pub chat_model: Option<PathBuf>,
     pub llm_threads: Option<usize>,
@@ -352,6 +385,13 @@ impl Settings {
                 .or(file.max_upload_bytes)
                 .unwrap_or(nexent_core::storage::DEFAULT_MAX_UPLOAD_BYTES),
             storage_quota_bytes: args.storage_quota_bytes.or(file.storage_quota_bytes).filter(|quota| *quota > 0),
+            database_url: args
+                .database_url
+                .or(file.database_url)
+                .filter(|url| !url.trim().is_empty())
+                .map(Ok)
+                .or_else(|| postgres_url_from_environment(|key| std::env::var(key).ok()).transpose())
+                .transpose()?,
             ingest_workers: args.ingest_workers.or(file.ingest_workers).unwrap_or(2).clamp(1, 64),
             chat_model: args.chat_model.or(file.chat_model),
             llm_threads: args.llm_threads.or(file.llm_threads).map(|threads| threads.max(1)),
@@ -403,6 +443,28 @@ mod tests {
         );
         let args = ServeArgs { port: Some(7000), ..ServeArgs::default() };
         assert_eq!(Settings::resolve(args, PathBuf::from("/tmp/x"), file).expect("ok").port, 7000);
+    }
+
+    #[test]
+    fn nexents_postgres_variables_make_a_url_with_the_password_encoded() {
+        let environment = |key: &str| match key {
+            "POSTGRES_HOST" => Some("db.internal".to_owned()),
+            "POSTGRES_USER" => Some("root".to_owned()),
+            "POSTGRES_PASSWORD" => Some("p@ss:w/rd".to_owned()),
+            "POSTGRES_DB" => Some("nexent".to_owned()),
+            "POSTGRES_PORT" => Some("5434".to_owned()),
+            _ => None,
+        };
+        let url = postgres_url_from_environment(environment).expect("valid").expect("configured");
+        assert_eq!(url, "postgres://root:p%40ss%3Aw%2Frd@db.internal:5434/nexent");
+        assert_eq!(postgres_url_from_environment(|_| None).expect("valid"), None);
+        let bad_port = |key: &str| match key {
+            "POSTGRES_HOST" => Some("localhost".to_owned()),
+            "POSTGRES_PORT" => Some("fifty".to_owned()),
+            _ => None,
+        };
+        let message = postgres_url_from_environment(bad_port).expect_err("refused").to_string();
+        assert!(message.contains("POSTGRES_PORT"), "{message}");
     }
 
     #[test]
