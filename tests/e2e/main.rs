@@ -20,6 +20,7 @@ mod nexent_client;
 mod openai;
 mod proxy;
 mod s3;
+mod scale_out;
 mod security;
 mod seed_examples;
 mod seed_routes;

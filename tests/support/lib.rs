@@ -28,19 +28,28 @@ impl SharedEngines {
     }
 
     pub fn for_data_dir(data_dir: &Path) -> anyhow::Result<Option<Self>> {
+        // A stable name per data dir (SipHash with fixed keys), valid as a database and a bucket name.
+        use std::hash::{Hash, Hasher};
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        data_dir.hash(&mut hasher);
+        Self::named(&format!("nexent{:016x}", hasher.finish()))
+    }
+
+    /// The database and bucket `name` (lower-case letters and digits), made if missing.
+    pub fn named(name: &str) -> anyhow::Result<Option<Self>> {
         if !Self::enabled() {
             return Ok(None);
         }
+        anyhow::ensure!(
+            name.bytes().all(|byte| byte.is_ascii_lowercase() || byte.is_ascii_digit()),
+            "a deployment name is lower-case letters and digits: {name:?}"
+        );
+        let name = name.to_owned();
         let variable = |key: &str| {
             std::env::var(key).with_context(|| format!("{key} is not set: run the shared suites through `make test`"))
         };
         let admin_url = variable("NEXENT_TEST_POSTGRES_URL")?;
         let endpoint = variable("NEXENT_TEST_S3_ENDPOINT")?;
-        // A stable name per data dir (SipHash with fixed keys), valid as a database and a bucket name.
-        use std::hash::{Hash, Hasher};
-        let mut hasher = std::collections::hash_map::DefaultHasher::new();
-        data_dir.hash(&mut hasher);
-        let name = format!("nexent{:016x}", hasher.finish());
         let created = Command::new(variable("NEXENT_TEST_PSQL")?)
             .arg(&admin_url)
             .args(["-q", "-c", &format!("CREATE DATABASE {name}")])
@@ -139,6 +148,9 @@ pub struct ServerOptions {
     pub env: Vec<(String, String)>,
     /// `--models-dir` (default: [`models_dir`]).
     pub models_dir: Option<PathBuf>,
+    /// In a shared-engines run: the database and bucket to use, so several nodes (each with its own data
+    /// dir) are one deployment (default: named after the data dir).
+    pub deployment: Option<String>,
 }
 
 impl ServerOptions {
@@ -149,6 +161,12 @@ impl ServerOptions {
 
     pub fn with_models_dir(mut self, dir: &Path) -> Self {
         self.models_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Joins the shared-engines deployment `name` (see [`ServerOptions::deployment`]).
+    pub fn deployment(mut self, name: &str) -> Self {
+        self.deployment = Some(name.to_owned());
         self
     }
 
@@ -206,7 +224,10 @@ impl NexentServer {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let deployment = SharedEngines::for_data_dir(data_dir)?;
+        let deployment = match &options.deployment {
+            Some(name) => SharedEngines::named(name)?,
+            None => SharedEngines::for_data_dir(data_dir)?,
+        };
         if let Some(engines) = &deployment {
             command.arg("--database-url").arg(&engines.database_url);
             for (key, value) in &engines.storage_env {
@@ -261,7 +282,11 @@ impl NexentServer {
     /// The server's relational store, opened beside it (the agent's view of the same database): the data
     /// dir's `nexent.db`, or the PostgreSQL database of a shared-engines run.
     pub async fn open_database(&self) -> anyhow::Result<nexent_core::db::Database> {
-        Ok(match SharedEngines::for_data_dir(&self.data_dir)? {
+        let engines = match &self.options.deployment {
+            Some(name) => SharedEngines::named(name)?,
+            None => SharedEngines::for_data_dir(&self.data_dir)?,
+        };
+        Ok(match engines {
             Some(engines) => nexent_core::db::connect_database(&engines.database_url).await?,
             None => nexent_core::db::open_database(&self.data_dir.join("nexent.db")).await?,
         })

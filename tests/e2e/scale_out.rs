@@ -1,0 +1,68 @@
+//! Several nodes as one deployment: two `nexent serve` processes, each with its own data dir, on one
+//! PostgreSQL database and one S3 bucket. Runs only in the shared-engines run (`make test-shared`, part
+//! of `make test`), which starts those engines; in the embedded run each node would have its own SQLite.
+
+use nexent_e2e::{NexentServer, ServerOptions, SharedEngines};
+use reqwest::Method;
+use reqwest::multipart::{Form, Part};
+use serde_json::json;
+
+fn deployment_name() -> String {
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |time| time.as_nanos());
+    format!("twonodes{}x{nanos}", std::process::id())
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL and S3: `make test-shared` (part of `make test`) runs it"]
+async fn two_nodes_share_conversations_files_and_signed_urls() -> anyhow::Result<()> {
+    anyhow::ensure!(SharedEngines::enabled(), "run through scripts/test-shared.sh");
+    let name = deployment_name();
+    let mut node_a = NexentServer::start_with(ServerOptions::default().deployment(&name))?;
+    let node_b = NexentServer::start_with(ServerOptions::default().deployment(&name))?;
+
+    // A conversation written through A is read, renamed and listed through B.
+    let (status, created) =
+        node_a.send_json(Method::PUT, "/api/conversation/create", &json!({"title": "from node A"})).await?;
+    assert_eq!(status, 200, "{created}");
+    let conversation_id = created["data"]["conversation_id"].as_i64().expect("id");
+    let (_, listed) = node_b.get_json("/api/conversation/list").await?;
+    let titles: Vec<&str> = listed["data"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .filter_map(|item| item["conversation_title"].as_str())
+        .collect();
+    assert_eq!(titles, ["from node A"], "{listed}");
+    let (status, renamed) = node_b
+        .post_json("/api/conversation/rename", &json!({"conversation_id": conversation_id, "name": "renamed on B"}))
+        .await?;
+    assert_eq!(status, 200, "{renamed}");
+    let (_, history) = node_a.get_json(&format!("/api/conversation/{conversation_id}")).await?;
+    assert_eq!(history["code"], 0, "{history}");
+
+    // A file uploaded through A is listed by B, and the URL A signed is valid on B (one signing secret).
+    let bytes: Vec<u8> = (0..50_000u32).map(|i| (i % 241) as u8).collect();
+    let form = Form::new().part("files", Part::bytes(bytes.clone()).file_name("shared.bin"));
+    let response = node_a.client.post(node_a.url("/api/file/storage")).multipart(form).send().await?;
+    let (status, uploaded) = nexent_e2e::read_json(response).await?;
+    assert_eq!(status, 200, "{uploaded}");
+    let object_name = uploaded["results"][0]["object_name"].as_str().expect("name").to_owned();
+    let url_from_a = uploaded["results"][0]["url"].as_str().expect("url").to_owned();
+    let (_, files_on_b) = node_b.get_json("/api/file/storage").await?;
+    assert!(files_on_b.to_string().contains(&object_name), "{files_on_b}");
+    let on_b = url_from_a.replace(&node_a.base_url, &node_b.base_url);
+    assert_ne!(on_b, url_from_a);
+    let downloaded = reqwest::get(&on_b).await?;
+    assert_eq!(downloaded.status(), 200, "a URL node A signed opens on node B");
+    assert_eq!(downloaded.bytes().await?.to_vec(), bytes);
+
+    // Node A dies; B keeps serving everything A wrote.
+    node_a.kill()?;
+    let (_, listed) = node_b.get_json("/api/conversation/list").await?;
+    assert!(listed.to_string().contains("renamed on B"), "{listed}");
+    let (status, deleted) =
+        node_b.send_json(Method::DELETE, &format!("/api/file/storage/{object_name}"), &json!({})).await?;
+    assert_eq!((status, deleted["success"].as_bool()), (200, Some(true)), "{deleted}");
+    assert_eq!(reqwest::get(&on_b).await?.status(), 404, "deleted for the whole deployment");
+    Ok(())
+}
