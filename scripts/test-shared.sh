@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # scale_out:: (two nodes on one database and bucket) is marked ignored, so only this run includes it.
-suites=${NEXENT_SHARED_SUITES:-conversation:: ingest:: knowledge:: agent:: scale_out::}
+suites=${NEXENT_SHARED_SUITES:-conversation:: durability:: ingest:: knowledge:: agent:: scale_out::}
 dir=$(mktemp -d /tmp/nexent-engines.XXXXXX)
 trap 'bash scripts/test-engines.sh stop "$dir"' EXIT
 bash scripts/test-engines.sh start "$dir"

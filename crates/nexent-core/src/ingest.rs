@@ -40,6 +40,14 @@ use chunking::{ChunkingStrategy, chunk_elements};
 
 /// A task interrupted this many times by crashes is failed instead of retried once more.
 pub const MAX_ATTEMPTS: i64 = 3;
+
+/// How long a claimed task stays its node's without a heartbeat. On a shared database a node that dies
+/// leaves its tasks to the others once this has passed.
+const LEASE_MS: i64 = 30_000;
+/// How often a node renews the leases of the tasks it runs.
+const HEARTBEAT: std::time::Duration = std::time::Duration::from_secs(10);
+/// How often a node on a shared database looks for tasks whose lease expired.
+const RECLAIM_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 /// Largest source a task reads (text, file or URL).
 pub const MAX_SOURCE_BYTES: u64 = 200 * 1024 * 1024;
 /// Chunks kept with a task for `GET /api/tasks/{id}/details`.
@@ -149,6 +157,8 @@ struct QueueInner {
     /// read only after that.
     data_dir: tokio::sync::watch::Sender<Option<PathBuf>>,
     wake: Notify,
+    /// This process, as the `claimed_by` of the tasks it runs.
+    node_id: String,
 }
 
 impl IngestQueue {
@@ -171,6 +181,7 @@ impl IngestQueue {
                 allowed_roots,
                 data_dir,
                 wake: Notify::new(),
+                node_id: uuid::Uuid::new_v4().to_string(),
             }),
         }
     }
@@ -195,35 +206,23 @@ impl IngestQueue {
     /// Puts tasks a crash interrupted back in the queue (or fails them after too many attempts), then
     /// starts `workers` workers.
     pub async fn start(&self, workers: usize) -> Result<(), IngestError> {
-        let now = now_millis();
-        let crashed = sqlx::query(
-            "UPDATE ingest_task SET status = 'FAILED', updated_at = $1, error = $2, parse_started_at = NULL
-             WHERE status IN ('PROCESSING', 'FORWARDING') AND parse_started_at IS NOT NULL",
-        )
-        .bind(now)
-        .bind(PARSER_CRASH_REASON)
-        .execute(self.inner.db.pool())
-        .await?;
-        if crashed.rows_affected() > 0 {
-            tracing::warn!(tasks = crashed.rows_affected(), "failing tasks whose parser stopped the server");
-        }
-        sqlx::query(
-            "UPDATE ingest_task SET status = 'FAILED', updated_at = $1,
-                 error = 'interrupted ' || attempts || ' times by a restart; giving up'
-             WHERE status IN ('PROCESSING', 'FORWARDING') AND attempts >= $2",
-        )
-        .bind(now)
-        .bind(MAX_ATTEMPTS)
-        .execute(self.inner.db.pool())
-        .await?;
-        let resumed = sqlx::query(
-            "UPDATE ingest_task SET status = 'WAITING', updated_at = $1 WHERE status IN ('PROCESSING', 'FORWARDING')",
-        )
-        .bind(now)
-        .execute(self.inner.db.pool())
-        .await?;
-        if resumed.rows_affected() > 0 {
-            tracing::info!(tasks = resumed.rows_affected(), "resuming tasks interrupted by a restart");
+        match self.inner.db.dialect() {
+            // One process owns the data dir: every task left running was this node's, before a restart.
+            Dialect::Sqlite => self.resume_interrupted().await?,
+            // Other nodes share the queue: only tasks whose lease expired are taken back, now and from
+            // time to time while the node runs.
+            Dialect::Postgres => {
+                self.reclaim_expired().await?;
+                let queue = self.clone();
+                tokio::spawn(async move {
+                    loop {
+                        tokio::time::sleep(RECLAIM_EVERY).await;
+                        if let Err(error) = queue.reclaim_expired().await {
+                            tracing::warn!(%error, "cannot reclaim the tasks of stopped nodes");
+                        }
+                    }
+                });
+            }
         }
         for worker in 0..workers.max(1) {
             let queue = self.clone();
@@ -325,12 +324,119 @@ impl IngestQueue {
         Ok(rows.iter().map(task_from_row).collect())
     }
 
+    /// Puts the tasks a restart interrupted back in the queue: fails those whose parser was running (it
+    /// stopped the server) and those interrupted too often.
+    async fn resume_interrupted(&self) -> Result<(), IngestError> {
+        let now = now_millis();
+        let crashed = sqlx::query(
+            "UPDATE ingest_task SET status = 'FAILED', updated_at = $1, error = $2, parse_started_at = NULL
+             WHERE status IN ('PROCESSING', 'FORWARDING') AND parse_started_at IS NOT NULL",
+        )
+        .bind(now)
+        .bind(PARSER_CRASH_REASON)
+        .execute(self.inner.db.pool())
+        .await?;
+        if crashed.rows_affected() > 0 {
+            tracing::warn!(tasks = crashed.rows_affected(), "failing tasks whose parser stopped the server");
+        }
+        sqlx::query(
+            "UPDATE ingest_task SET status = 'FAILED', updated_at = $1,
+                 error = 'interrupted ' || attempts || ' times by a restart; giving up'
+             WHERE status IN ('PROCESSING', 'FORWARDING') AND attempts >= $2",
+        )
+        .bind(now)
+        .bind(MAX_ATTEMPTS)
+        .execute(self.inner.db.pool())
+        .await?;
+        let resumed = sqlx::query(
+            "UPDATE ingest_task SET status = 'WAITING', updated_at = $1 WHERE status IN ('PROCESSING', 'FORWARDING')",
+        )
+        .bind(now)
+        .execute(self.inner.db.pool())
+        .await?;
+        if resumed.rows_affected() > 0 {
+            tracing::info!(tasks = resumed.rows_affected(), "resuming tasks interrupted by a restart");
+        }
+        Ok(())
+    }
+
+    /// On a shared database: tasks whose node stopped renewing their lease (it died or hangs) go back to
+    /// the queue, or fail when they were interrupted too often. A task whose parser was running when its
+    /// node died gets one more try on another node; if that one dies too, the file is failed.
+    async fn reclaim_expired(&self) -> Result<usize, IngestError> {
+        let now = now_millis();
+        let pool = self.inner.db.pool();
+        let expired = "status IN ('PROCESSING', 'FORWARDING') AND COALESCE(lease_until, 0) < $1";
+        let crashed = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE ingest_task SET status = 'FAILED', updated_at = $1, error = $2, parse_started_at = NULL,
+                 claimed_by = NULL
+             WHERE {expired} AND parse_started_at IS NOT NULL AND attempts >= 2"
+        )))
+        .bind(now)
+        .bind(PARSER_CRASH_REASON)
+        .execute(pool)
+        .await?;
+        let exhausted = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE ingest_task SET status = 'FAILED', updated_at = $1, claimed_by = NULL,
+                 error = 'interrupted ' || attempts || ' times; giving up'
+             WHERE {expired} AND attempts >= $2"
+        )))
+        .bind(now)
+        .bind(MAX_ATTEMPTS)
+        .execute(pool)
+        .await?;
+        let resumed = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE ingest_task SET status = 'WAITING', updated_at = $1, claimed_by = NULL, parse_started_at = NULL
+             WHERE {expired}"
+        )))
+        .bind(now)
+        .execute(pool)
+        .await?;
+        let taken = crashed.rows_affected() + exhausted.rows_affected() + resumed.rows_affected();
+        if taken > 0 {
+            tracing::info!(
+                resumed = resumed.rows_affected(),
+                failed = crashed.rows_affected() + exhausted.rows_affected(),
+                "took back the tasks of a node whose lease expired"
+            );
+            for _ in 0..resumed.rows_affected() {
+                self.inner.wake.notify_one();
+            }
+        }
+        Ok(taken as usize)
+    }
+
+    /// Extends this node's lease on a task it still runs.
+    async fn renew_lease(&self, task_id: &str) {
+        let renewed = sqlx::query("UPDATE ingest_task SET lease_until = $1 WHERE task_id = $2 AND claimed_by = $3")
+            .bind(now_millis() + LEASE_MS)
+            .bind(task_id)
+            .bind(&self.inner.node_id)
+            .execute(self.inner.db.pool())
+            .await;
+        if let Err(error) = renewed {
+            tracing::warn!(%error, task = %task_id, "cannot renew the task's lease");
+        }
+    }
+
     async fn work(&self, worker: usize) {
         loop {
             match self.claim().await {
                 Ok(Some(task)) => {
                     tracing::info!(worker, task = %task.task_id, index = %task.index_name, file = %task.file_name, "processing task");
-                    let outcome = self.run(&task).await;
+                    // The lease is renewed while the task runs, so other nodes leave it alone.
+                    let outcome = {
+                        let run = self.run(&task);
+                        tokio::pin!(run);
+                        let mut heartbeat =
+                            tokio::time::interval_at(tokio::time::Instant::now() + HEARTBEAT, HEARTBEAT);
+                        loop {
+                            tokio::select! {
+                                outcome = &mut run => break outcome,
+                                _ = heartbeat.tick() => self.renew_lease(&task.task_id).await,
+                            }
+                        }
+                    };
                     let recorded = match outcome {
                         Ok((chunk_count, preview)) => self.finish(&task.task_id, chunk_count, preview).await,
                         Err(reason) => {
@@ -361,18 +467,26 @@ impl IngestQueue {
     async fn claim(&self) -> Result<Option<Task>, IngestError> {
         let sql = match self.inner.db.dialect() {
             Dialect::Sqlite => {
-                "UPDATE ingest_task SET status = 'PROCESSING', attempts = attempts + 1, updated_at = $1
+                "UPDATE ingest_task SET status = 'PROCESSING', attempts = attempts + 1, updated_at = $1,
+                     claimed_by = $2, lease_until = $3
                  WHERE task_id = (SELECT task_id FROM ingest_task WHERE status = 'WAITING' ORDER BY created_at, task_id LIMIT 1)
                  RETURNING *"
             }
             Dialect::Postgres => {
-                "UPDATE ingest_task SET status = 'PROCESSING', attempts = attempts + 1, updated_at = $1
+                "UPDATE ingest_task SET status = 'PROCESSING', attempts = attempts + 1, updated_at = $1,
+                     claimed_by = $2, lease_until = $3
                  WHERE status = 'WAITING' AND task_id = (SELECT task_id FROM ingest_task WHERE status = 'WAITING'
                                    ORDER BY created_at, task_id LIMIT 1 FOR UPDATE SKIP LOCKED)
                  RETURNING *"
             }
         };
-        let row = sqlx::query(sql).bind(now_millis()).fetch_optional(self.inner.db.pool()).await?;
+        let now = now_millis();
+        let row = sqlx::query(sql)
+            .bind(now)
+            .bind(&self.inner.node_id)
+            .bind(now + LEASE_MS)
+            .fetch_optional(self.inner.db.pool())
+            .await?;
         Ok(row.as_ref().map(task_from_row))
     }
 
@@ -380,12 +494,13 @@ impl IngestQueue {
         sqlx::query(
             "UPDATE ingest_task SET status = 'COMPLETED', chunk_count = $1, result_preview = $2, error = NULL, updated_at = $3,
                  parse_started_at = NULL
-             WHERE task_id = $4",
+             WHERE task_id = $4 AND claimed_by = $5",
         )
         .bind(chunk_count as i64)
         .bind(preview.to_string())
         .bind(now_millis())
         .bind(task_id)
+        .bind(&self.inner.node_id)
         .execute(self.inner.db.pool())
         .await?;
         Ok(())
@@ -393,13 +508,15 @@ impl IngestQueue {
 
     async fn fail(&self, task_id: &str, reason: &str) -> Result<(), IngestError> {
         sqlx::query(
-            "UPDATE ingest_task SET status = 'FAILED', error = $1, updated_at = $2, parse_started_at = NULL WHERE task_id = $3",
+            "UPDATE ingest_task SET status = 'FAILED', error = $1, updated_at = $2, parse_started_at = NULL
+             WHERE task_id = $3 AND claimed_by = $4",
         )
-            .bind(reason)
-            .bind(now_millis())
-            .bind(task_id)
-            .execute(self.inner.db.pool())
-            .await?;
+        .bind(reason)
+        .bind(now_millis())
+        .bind(task_id)
+        .bind(&self.inner.node_id)
+        .execute(self.inner.db.pool())
+        .await?;
         Ok(())
     }
 
