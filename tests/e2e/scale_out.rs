@@ -14,7 +14,7 @@ fn deployment_name() -> String {
 
 #[tokio::test]
 #[ignore = "needs PostgreSQL and S3: `make test-shared` (part of `make test`) runs it"]
-async fn two_nodes_share_conversations_files_and_signed_urls() -> anyhow::Result<()> {
+async fn two_nodes_share_conversations_files_signed_urls_and_settings() -> anyhow::Result<()> {
     anyhow::ensure!(SharedEngines::enabled(), "run through scripts/test-shared.sh");
     let name = deployment_name();
     let mut node_a = NexentServer::start_with(ServerOptions::default().deployment(&name))?;
@@ -55,6 +55,29 @@ async fn two_nodes_share_conversations_files_and_signed_urls() -> anyhow::Result
     let downloaded = reqwest::get(&on_b).await?;
     assert_eq!(downloaded.status(), 200, "a URL node A signed opens on node B");
     assert_eq!(downloaded.bytes().await?.to_vec(), bytes);
+
+    // Settings saved through A (the selected knowledge bases, the chat model) reach B within a refresh.
+    let (status, saved) = node_a
+        .post_json(
+            "/api/config/save_config",
+            &json!({"app": {"appName": "Team Assistant"},
+                    "models": {"llm": {"modelName": "team-model", "displayName": "Team model"}},
+                    "data": {"selectedKbNames": ["team notes"]}}),
+        )
+        .await?;
+    assert_eq!(status, 200, "{saved}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+    loop {
+        let (_, loaded) = node_b.get_json("/api/config/load_config").await?;
+        let config = &loaded["config"];
+        if config["app"]["name"] == "Team Assistant" {
+            assert_eq!(config["models"]["llm"]["modelName"], "team-model", "{loaded}");
+            assert!(loaded.to_string().contains("team notes"), "{loaded}");
+            break;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "node B never saw A's settings: {loaded}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
 
     // Node A dies; B keeps serving everything A wrote.
     node_a.kill()?;

@@ -5,6 +5,11 @@
 //! The file is rewritten atomically (temp file in the same folder, fsync, rename), keeps keys it does not
 //! know, and is re-read on [`ConfigSync::reload`]. A variable set in the process environment overrides
 //! the file's value when read.
+//!
+//! With a shared database ([`ConfigSync::open_shared`]) the variables live in its `config_sync` table
+//! instead, so every node of a deployment agrees on the selected knowledge bases and models: a save writes
+//! the table in one transaction, and each node re-reads it every few seconds
+//! ([`ConfigSync::refresh_from_database`]).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -27,6 +32,8 @@ pub enum ConfigSyncError {
     Read { path: String, source: std::io::Error },
     #[error("cannot write {path}: {source}")]
     Write { path: String, source: std::io::Error },
+    #[error("cannot read or write the settings in the database: {0}")]
+    Database(#[from] sqlx::Error),
 }
 
 /// The roles a model can be configured for, with the prefix of their variables.
@@ -105,22 +112,61 @@ pub struct GlobalSettings {
 pub struct ConfigSync {
     path: PathBuf,
     file_values: RwLock<BTreeMap<String, String>>,
+    /// The shared database that holds the variables instead of the file, with the runtime its blocking
+    /// writes are run on.
+    database: Option<(crate::db::Database, tokio::runtime::Handle)>,
 }
 
 impl ConfigSync {
     /// Opens the store at `path`; a missing file is an empty configuration.
     pub fn open(path: &Path) -> Result<Self, ConfigSyncError> {
-        let store = Self { path: path.to_path_buf(), file_values: RwLock::new(BTreeMap::new()) };
+        let store = Self { path: path.to_path_buf(), file_values: RwLock::new(BTreeMap::new()), database: None };
         store.reload()?;
         Ok(store)
+    }
+
+    /// Opens the store in a shared database. The first node to start with settings in its data dir's file
+    /// and an empty table seeds the table from the file.
+    pub async fn open_shared(path: &Path, database: crate::db::Database) -> Result<Self, ConfigSyncError> {
+        let file = Self::open(path)?;
+        let empty: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM config_sync").fetch_one(database.pool()).await?;
+        let seed = read(&file.file_values).clone();
+        if empty == 0 && !seed.is_empty() {
+            write_rows(&database, &seed.into_iter().collect::<Vec<_>>()).await?;
+        }
+        let store = Self {
+            path: path.to_path_buf(),
+            file_values: RwLock::new(BTreeMap::new()),
+            database: Some((database, tokio::runtime::Handle::current())),
+        };
+        store.refresh_from_database().await?;
+        Ok(store)
+    }
+
+    /// Re-reads the shared database's variables (other nodes' saves); a no-op without one.
+    pub async fn refresh_from_database(&self) -> Result<(), ConfigSyncError> {
+        let Some((database, _)) = &self.database else { return Ok(()) };
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT name, value FROM config_sync").fetch_all(database.pool()).await?;
+        *write(&self.file_values) = rows.into_iter().collect();
+        Ok(())
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
 
-    /// Re-reads the file (e.g. after a user edited it by hand).
+    /// Whether the variables live in a shared database rather than the file.
+    pub fn is_shared(&self) -> bool {
+        self.database.is_some()
+    }
+
+    /// Re-reads the file (e.g. after a user edited it by hand), or the shared database. With a database it
+    /// blocks on it: call it off the async runtime (`spawn_blocking`).
     pub fn reload(&self) -> Result<(), ConfigSyncError> {
+        if let Some((_, runtime)) = &self.database {
+            return runtime.block_on(self.refresh_from_database());
+        }
         let text = match std::fs::read_to_string(&self.path) {
             Ok(text) => text,
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => String::new(),
@@ -147,8 +193,17 @@ impl ConfigSync {
         self.get(key).map(|value| parse_list(&value)).unwrap_or_default()
     }
 
-    /// Sets several variables at once and rewrites the file atomically.
+    /// Sets several variables at once and rewrites the file atomically, or writes them to the shared
+    /// database in one transaction (blocking on it: call it off the async runtime, `spawn_blocking`).
     pub fn set_many(&self, updates: &[(String, String)]) -> Result<(), ConfigSyncError> {
+        if let Some((database, runtime)) = &self.database {
+            runtime.block_on(write_rows(database, updates))?;
+            let mut values = write(&self.file_values);
+            for (key, value) in updates {
+                values.insert(key.clone(), value.clone());
+            }
+            return Ok(());
+        }
         let mut values = write(&self.file_values);
         let mut next = values.clone();
         for (key, value) in updates {
@@ -225,6 +280,19 @@ impl ConfigSync {
     pub fn selected_knowledge_bases(&self) -> Vec<String> {
         self.get_list("SELECTED_KB_NAMES")
     }
+}
+
+/// Upserts variables in the shared database, all or none.
+async fn write_rows(database: &crate::db::Database, rows: &[(String, String)]) -> Result<(), sqlx::Error> {
+    let mut transaction = database.pool().begin().await?;
+    for (name, value) in rows {
+        sqlx::query("INSERT INTO config_sync (name, value) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET value = excluded.value")
+            .bind(name)
+            .bind(value)
+            .execute(&mut *transaction)
+            .await?;
+    }
+    transaction.commit().await
 }
 
 /// Lists are stored as JSON arrays, as Nexent; a hand-written comma list is read too.

@@ -137,7 +137,13 @@ impl Services {
             StorageBackend::S3(config) => FileStorage::s3(config, pool.clone(), signer, options.max_upload_bytes)?,
         }
         .with_quota(options.storage_quota_bytes);
-        let config_sync = ConfigSync::open(&data_dir.join(CONFIG_FILE_NAME))?;
+        // Several nodes on one database must agree on the selected models and knowledge bases.
+        let config_sync = match pool.dialect() {
+            crate::db::Dialect::Postgres => {
+                ConfigSync::open_shared(&data_dir.join(CONFIG_FILE_NAME), pool.clone()).await?
+            }
+            crate::db::Dialect::Sqlite => ConfigSync::open(&data_dir.join(CONFIG_FILE_NAME))?,
+        };
         let fetcher = SafeFetcher::new(options.fetch_policy)?;
         let ingest_pool = pool.clone();
         let model_pool = pool.clone();
@@ -160,6 +166,19 @@ impl Services {
         let watcher = FolderWatcher::start(pool.clone(), ingest.clone(), knowledge.clone(), data_dir).await?;
         let conversations = ConversationStore::new(pool);
         let config_sync = std::sync::Arc::new(config_sync);
+        if config_sync.is_shared() {
+            // Other nodes' saves reach this one within a refresh.
+            let settings = std::sync::Arc::downgrade(&config_sync);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                    let Some(settings) = settings.upgrade() else { break };
+                    if let Err(error) = settings.refresh_from_database().await {
+                        tracing::warn!(%error, "cannot refresh the settings from the database");
+                    }
+                }
+            });
+        }
         let agent = Agent {
             conversations: conversations.clone(),
             config_sync: config_sync.clone(),
