@@ -117,8 +117,10 @@ stop() {
   if [ -f "$dir/seaweedfs.pid" ]; then
     local pid
     pid=$(cat "$dir/seaweedfs.pid")
-    pkill -TERM -P "$pid" 2>/dev/null || true
+    # weed shuts down slowly on SIGTERM (and sometimes not at all): give it 5 s, then SIGKILL.
     kill "$pid" 2>/dev/null || true
+    for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
   fi
   rm -rf "$dir"
 }
