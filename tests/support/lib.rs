@@ -27,6 +27,14 @@ impl SharedEngines {
         std::env::var("NEXENT_TEST_DEPLOYMENT").is_ok_and(|deployment| deployment == "shared")
     }
 
+    /// The deployment a server joins: the one its options name, else its data dir's own.
+    pub fn for_server(data_dir: &Path, options: &ServerOptions) -> anyhow::Result<Option<Self>> {
+        match &options.deployment {
+            Some(name) => Self::named(name),
+            None => Self::for_data_dir(data_dir),
+        }
+    }
+
     pub fn for_data_dir(data_dir: &Path) -> anyhow::Result<Option<Self>> {
         // A stable name per data dir (SipHash with fixed keys), valid as a database and a bucket name.
         use std::hash::{Hash, Hasher};
@@ -224,10 +232,7 @@ impl NexentServer {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let deployment = match &options.deployment {
-            Some(name) => SharedEngines::named(name)?,
-            None => SharedEngines::for_data_dir(data_dir)?,
-        };
+        let deployment = SharedEngines::for_server(data_dir, options)?;
         if let Some(engines) = &deployment {
             command.arg("--database-url").arg(&engines.database_url);
             for (key, value) in &engines.storage_env {
@@ -282,11 +287,7 @@ impl NexentServer {
     /// The server's relational store, opened beside it (the agent's view of the same database): the data
     /// dir's `nexent.db`, or the PostgreSQL database of a shared-engines run.
     pub async fn open_database(&self) -> anyhow::Result<nexent_core::db::Database> {
-        let engines = match &self.options.deployment {
-            Some(name) => SharedEngines::named(name)?,
-            None => SharedEngines::for_data_dir(&self.data_dir)?,
-        };
-        Ok(match engines {
+        Ok(match SharedEngines::for_server(&self.data_dir, &self.options)? {
             Some(engines) => nexent_core::db::connect_database(&engines.database_url).await?,
             None => nexent_core::db::open_database(&self.data_dir.join("nexent.db")).await?,
         })

@@ -156,9 +156,22 @@ impl ConfigSync {
         &self.path
     }
 
-    /// Whether the variables live in a shared database rather than the file.
-    pub fn is_shared(&self) -> bool {
-        self.database.is_some()
+    /// With a shared database, re-reads it every 2 s for as long as the store lives, so other nodes'
+    /// saves reach this one; nothing to do for the file.
+    pub fn keep_refreshed(self: &std::sync::Arc<Self>) {
+        if self.database.is_none() {
+            return;
+        }
+        let store = std::sync::Arc::downgrade(self);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+                let Some(store) = store.upgrade() else { break };
+                if let Err(error) = store.refresh_from_database().await {
+                    tracing::warn!(%error, "cannot refresh the settings from the database");
+                }
+            }
+        });
     }
 
     /// Re-reads the file (e.g. after a user edited it by hand), or the shared database. With a database it

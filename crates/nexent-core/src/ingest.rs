@@ -206,23 +206,18 @@ impl IngestQueue {
     /// Puts tasks a crash interrupted back in the queue (or fails them after too many attempts), then
     /// starts `workers` workers.
     pub async fn start(&self, workers: usize) -> Result<(), IngestError> {
-        match self.inner.db.dialect() {
-            // One process owns the data dir: every task left running was this node's, before a restart.
-            Dialect::Sqlite => self.resume_interrupted().await?,
-            // Other nodes share the queue: only tasks whose lease expired are taken back, now and from
-            // time to time while the node runs.
-            Dialect::Postgres => {
-                self.reclaim_expired().await?;
-                let queue = self.clone();
-                tokio::spawn(async move {
-                    loop {
-                        tokio::time::sleep(RECLAIM_EVERY).await;
-                        if let Err(error) = queue.reclaim_expired().await {
-                            tracing::warn!(%error, "cannot reclaim the tasks of stopped nodes");
-                        }
+        self.take_back_interrupted().await?;
+        if self.inner.db.dialect() == Dialect::Postgres {
+            // Other nodes share the queue and may die while this one runs.
+            let queue = self.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(RECLAIM_EVERY).await;
+                    if let Err(error) = queue.take_back_interrupted().await {
+                        tracing::warn!(%error, "cannot take back the tasks of stopped nodes");
                     }
-                });
-            }
+                }
+            });
         }
         for worker in 0..workers.max(1) {
             let queue = self.clone();
@@ -324,62 +319,32 @@ impl IngestQueue {
         Ok(rows.iter().map(task_from_row).collect())
     }
 
-    /// Puts the tasks a restart interrupted back in the queue: fails those whose parser was running (it
-    /// stopped the server) and those interrupted too often.
-    async fn resume_interrupted(&self) -> Result<(), IngestError> {
-        let now = now_millis();
-        let crashed = sqlx::query(
-            "UPDATE ingest_task SET status = 'FAILED', updated_at = $1, error = $2, parse_started_at = NULL
-             WHERE status IN ('PROCESSING', 'FORWARDING') AND parse_started_at IS NOT NULL",
-        )
-        .bind(now)
-        .bind(PARSER_CRASH_REASON)
-        .execute(self.inner.db.pool())
-        .await?;
-        if crashed.rows_affected() > 0 {
-            tracing::warn!(tasks = crashed.rows_affected(), "failing tasks whose parser stopped the server");
-        }
-        sqlx::query(
-            "UPDATE ingest_task SET status = 'FAILED', updated_at = $1,
-                 error = 'interrupted ' || attempts || ' times by a restart; giving up'
-             WHERE status IN ('PROCESSING', 'FORWARDING') AND attempts >= $2",
-        )
-        .bind(now)
-        .bind(MAX_ATTEMPTS)
-        .execute(self.inner.db.pool())
-        .await?;
-        let resumed = sqlx::query(
-            "UPDATE ingest_task SET status = 'WAITING', updated_at = $1 WHERE status IN ('PROCESSING', 'FORWARDING')",
-        )
-        .bind(now)
-        .execute(self.inner.db.pool())
-        .await?;
-        if resumed.rows_affected() > 0 {
-            tracing::info!(tasks = resumed.rows_affected(), "resuming tasks interrupted by a restart");
-        }
-        Ok(())
-    }
-
-    /// On a shared database: tasks whose node stopped renewing their lease (it died or hangs) go back to
-    /// the queue, or fail when they were interrupted too often. A task whose parser was running when its
-    /// node died gets one more try on another node; if that one dies too, the file is failed.
-    async fn reclaim_expired(&self) -> Result<usize, IngestError> {
+    /// Puts tasks whose run was interrupted back in the queue, failing those interrupted too often and those
+    /// whose parser was running (it may be what stopped the process). Which tasks were interrupted depends on
+    /// who else runs them: on SQLite one process owns the data dir, so at start-up every task left running
+    /// was this node's; on a shared database only tasks whose lease expired are, and a task whose parser was
+    /// running when its node died gets one more try on another node before it is failed.
+    async fn take_back_interrupted(&self) -> Result<(), IngestError> {
+        let (interrupted, parser_crash_attempts) = match self.inner.db.dialect() {
+            Dialect::Sqlite => ("status IN ('PROCESSING', 'FORWARDING')", 0),
+            Dialect::Postgres => ("status IN ('PROCESSING', 'FORWARDING') AND COALESCE(lease_until, 0) < $1", 2),
+        };
         let now = now_millis();
         let pool = self.inner.db.pool();
-        let expired = "status IN ('PROCESSING', 'FORWARDING') AND COALESCE(lease_until, 0) < $1";
         let crashed = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE ingest_task SET status = 'FAILED', updated_at = $1, error = $2, parse_started_at = NULL,
                  claimed_by = NULL
-             WHERE {expired} AND parse_started_at IS NOT NULL AND attempts >= 2"
+             WHERE {interrupted} AND parse_started_at IS NOT NULL AND attempts >= $3"
         )))
         .bind(now)
         .bind(PARSER_CRASH_REASON)
+        .bind(parser_crash_attempts)
         .execute(pool)
         .await?;
         let exhausted = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE ingest_task SET status = 'FAILED', updated_at = $1, claimed_by = NULL,
-                 error = 'interrupted ' || attempts || ' times; giving up'
-             WHERE {expired} AND attempts >= $2"
+                 error = 'interrupted ' || attempts || ' times by a restart; giving up'
+             WHERE {interrupted} AND attempts >= $2"
         )))
         .bind(now)
         .bind(MAX_ATTEMPTS)
@@ -387,23 +352,23 @@ impl IngestQueue {
         .await?;
         let resumed = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE ingest_task SET status = 'WAITING', updated_at = $1, claimed_by = NULL, parse_started_at = NULL
-             WHERE {expired}"
+             WHERE {interrupted}"
         )))
         .bind(now)
         .execute(pool)
         .await?;
-        let taken = crashed.rows_affected() + exhausted.rows_affected() + resumed.rows_affected();
-        if taken > 0 {
+        if crashed.rows_affected() + exhausted.rows_affected() + resumed.rows_affected() > 0 {
             tracing::info!(
                 resumed = resumed.rows_affected(),
-                failed = crashed.rows_affected() + exhausted.rows_affected(),
-                "took back the tasks of a node whose lease expired"
+                failed_while_parsing = crashed.rows_affected(),
+                failed_too_often = exhausted.rows_affected(),
+                "took back interrupted tasks"
             );
             for _ in 0..resumed.rows_affected() {
                 self.inner.wake.notify_one();
             }
         }
-        Ok(taken as usize)
+        Ok(())
     }
 
     /// Extends this node's lease on a task it still runs.
@@ -465,21 +430,17 @@ impl IngestQueue {
     /// at once, the candidate row is locked with `SKIP LOCKED` (a worker takes the next one instead of
     /// waiting) and the outer `status` check keeps a row another worker just took from being taken twice.
     async fn claim(&self) -> Result<Option<Task>, IngestError> {
-        let sql = match self.inner.db.dialect() {
-            Dialect::Sqlite => {
-                "UPDATE ingest_task SET status = 'PROCESSING', attempts = attempts + 1, updated_at = $1,
-                     claimed_by = $2, lease_until = $3
-                 WHERE task_id = (SELECT task_id FROM ingest_task WHERE status = 'WAITING' ORDER BY created_at, task_id LIMIT 1)
-                 RETURNING *"
-            }
-            Dialect::Postgres => {
-                "UPDATE ingest_task SET status = 'PROCESSING', attempts = attempts + 1, updated_at = $1,
-                     claimed_by = $2, lease_until = $3
-                 WHERE status = 'WAITING' AND task_id = (SELECT task_id FROM ingest_task WHERE status = 'WAITING'
-                                   ORDER BY created_at, task_id LIMIT 1 FOR UPDATE SKIP LOCKED)
-                 RETURNING *"
-            }
+        let lock = match self.inner.db.dialect() {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => "FOR UPDATE SKIP LOCKED",
         };
+        let sql = sqlx::AssertSqlSafe(format!(
+            "UPDATE ingest_task SET status = 'PROCESSING', attempts = attempts + 1, updated_at = $1,
+                 claimed_by = $2, lease_until = $3
+             WHERE status = 'WAITING' AND task_id = (SELECT task_id FROM ingest_task WHERE status = 'WAITING'
+                               ORDER BY created_at, task_id LIMIT 1 {lock})
+             RETURNING *"
+        ));
         let now = now_millis();
         let row = sqlx::query(sql)
             .bind(now)

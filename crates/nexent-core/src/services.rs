@@ -166,19 +166,7 @@ impl Services {
         let watcher = FolderWatcher::start(pool.clone(), ingest.clone(), knowledge.clone(), data_dir).await?;
         let conversations = ConversationStore::new(pool);
         let config_sync = std::sync::Arc::new(config_sync);
-        if config_sync.is_shared() {
-            // Other nodes' saves reach this one within a refresh.
-            let settings = std::sync::Arc::downgrade(&config_sync);
-            tokio::spawn(async move {
-                loop {
-                    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-                    let Some(settings) = settings.upgrade() else { break };
-                    if let Err(error) = settings.refresh_from_database().await {
-                        tracing::warn!(%error, "cannot refresh the settings from the database");
-                    }
-                }
-            });
-        }
+        config_sync.keep_refreshed();
         let agent = Agent {
             conversations: conversations.clone(),
             config_sync: config_sync.clone(),
