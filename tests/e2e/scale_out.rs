@@ -89,3 +89,81 @@ async fn two_nodes_share_conversations_files_signed_urls_and_settings() -> anyho
     assert_eq!(reqwest::get(&on_b).await?.status(), 404, "deleted for the whole deployment");
     Ok(())
 }
+
+/// A word no other document holds, spelled with letters only and ending in a way the English stemmer
+/// leaves alone (the analyser keeps it whole and distinct).
+fn code_word(n: usize) -> String {
+    let letters: String = format!("{n:03}").bytes().map(|digit| (b'k' + (digit - b'0')) as char).collect();
+    format!("quor{letters}vex")
+}
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL and S3: `make test-shared` (part of `make test`) runs it"]
+async fn a_node_killed_mid_ingestion_leaves_its_work_to_the_other_and_every_document_is_searchable()
+-> anyhow::Result<()> {
+    anyhow::ensure!(SharedEngines::enabled(), "run through scripts/test-shared.sh");
+    const DOCUMENTS: usize = 50;
+    let name = deployment_name();
+    let mut node_a = NexentServer::start_with(ServerOptions::default().deployment(&name))?;
+    let node_b = NexentServer::start_with(ServerOptions::default().deployment(&name))?;
+    let (_, health) = node_b.get_json("/api/indices/health").await?;
+    assert_eq!(health["store"], "postgres", "the nodes share one knowledge store: {health}");
+
+    let (status, created) =
+        node_a.send_json(Method::PUT, "/api/conversation/create", &json!({"title": "before the crash"})).await?;
+    assert_eq!(status, 200, "{created}");
+
+    // B is paused while A takes the uploads, so A alone starts on them and dies holding some.
+    node_b.pause();
+    let mut task_ids = Vec::with_capacity(DOCUMENTS);
+    for n in 0..DOCUMENTS {
+        let text = format!(
+            "Ledger page {n}. The harbour office filed entry {} under the code word {}. Crates of tin: {}.\n",
+            n * 11,
+            code_word(n),
+            n * 7
+        );
+        let (status, body) =
+            nexent_e2e::upload_to_kb(&node_a, "shared-ledger", &format!("page{n}.txt"), text.as_bytes()).await?;
+        assert_eq!(status, 201, "upload {n} through A: {body}");
+        task_ids.push(body["process_tasks"]["task_id"].as_str().expect("task id").to_owned());
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let completed_before_kill = loop {
+        let (_, listed) = node_a.get_json("/api/tasks").await?;
+        let done = listed["tasks"]
+            .as_array()
+            .map_or(0, |tasks| tasks.iter().filter(|task| task["status"] == "completed").count());
+        if done > 0 {
+            break done;
+        }
+        anyhow::ensure!(std::time::Instant::now() < deadline, "A indexed nothing: {listed}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    node_a.kill()?;
+    node_b.resume();
+    assert!(completed_before_kill < DOCUMENTS, "A was killed mid-ingestion ({completed_before_kill} done)");
+
+    // B takes back what A held once A's leases expire, and does everything still waiting.
+    for task_id in &task_ids {
+        let task = nexent_e2e::wait_for_task(&node_b, task_id).await?;
+        assert_eq!(task["status"], "completed", "{task}");
+    }
+    let (_, info) = node_b.get_json("/api/indices/shared-ledger/info").await?;
+    assert_eq!(info["base_info"]["doc_count"], DOCUMENTS, "{}", info["base_info"]);
+    assert_eq!(info["base_info"]["chunk_count"], DOCUMENTS, "each document indexed once: {}", info["base_info"]);
+    for n in 0..DOCUMENTS {
+        let (status, found) = node_b
+            .post_json(
+                "/api/indices/search/accurate",
+                &json!({"index_names": ["shared-ledger"], "query": code_word(n), "top_k": 3}),
+            )
+            .await?;
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(found["results"].as_array().map(Vec::len), Some(1), "one document holds {}: {found}", code_word(n));
+        assert_eq!(found["results"][0]["filename"], format!("page{n}.txt"), "{found}");
+    }
+    let (_, listed) = node_b.get_json("/api/conversation/list").await?;
+    assert!(listed.to_string().contains("before the crash"), "{listed}");
+    Ok(())
+}

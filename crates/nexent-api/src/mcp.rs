@@ -78,7 +78,10 @@ impl KnowledgeMcp {
             .map(|names| names.iter().filter_map(Value::as_str).map(str::to_owned).collect())
             .unwrap_or_default();
         if index_names.is_empty() {
-            let existing = knowledge.list_indices("*");
+            let existing = match knowledge.list_indices("*").await {
+                Ok(names) => names,
+                Err(error) => return error_result(error.to_string()),
+            };
             index_names = self.services.config_sync.selected_knowledge_bases();
             index_names.retain(|name| existing.contains(name));
             if index_names.is_empty() {
@@ -110,7 +113,11 @@ impl KnowledgeMcp {
     async fn list(&self) -> CallToolResponse {
         let knowledge = &self.services.knowledge;
         let mut indices = Vec::new();
-        for name in knowledge.list_indices("*") {
+        let names = match knowledge.list_indices("*").await {
+            Ok(names) => names,
+            Err(error) => return error_result(error.to_string()),
+        };
+        for name in names {
             let entry = match knowledge.stats_and_files(&name, 0).await {
                 Ok((stats, _)) => json!({"name": name, "doc_count": stats.doc_count, "chunk_count": stats.chunk_count}),
                 Err(_) => json!({"name": name}),

@@ -161,7 +161,13 @@ impl Agent {
 
     async fn tools_for(&self, minio_files: Option<&Value>) -> ToolBox {
         let mut tools = ToolBox::default();
-        let existing = self.knowledge.list_indices("*");
+        let existing = match self.knowledge.list_indices("*").await {
+            Ok(names) => names,
+            Err(error) => {
+                tracing::warn!(%error, "cannot list the knowledge bases; none is searched");
+                Vec::new()
+            }
+        };
         let mut index_names: Vec<String> = self
             .config_sync
             .selected_knowledge_bases()

@@ -13,7 +13,8 @@ use crate::fetch::{FetchError, FetchPolicy, SafeFetcher};
 use crate::image_proxy::ImageProxy;
 use crate::ingest::{IngestError, IngestQueue};
 use crate::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
-use crate::knowledge::{KnowledgeBase, KnowledgeError};
+use crate::knowledge::postgres_store::PostgresStore;
+use crate::knowledge::{KnowledgeBase, KnowledgeError, KnowledgeStore, TantivyStore};
 use crate::models::{ModelConnector, ModelRegistry, NoEngines};
 use crate::storage::{DEFAULT_MAX_UPLOAD_BYTES, FileStorage, StorageBackend, StorageError, UrlSigner};
 use crate::voice::Voice;
@@ -70,6 +71,30 @@ pub struct ServicesOptions {
     pub voice: Voice,
     /// The shared relational database (`postgres://…`); `None`: `nexent.db` in the data dir.
     pub database_url: Option<String>,
+    /// Where the knowledge bases live; `None`: in the shared database when there is one (so every node
+    /// searches the same bases), else in Tantivy indices in the data dir.
+    pub knowledge_store: Option<KnowledgeStoreKind>,
+}
+
+/// The engines a knowledge base can live in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KnowledgeStoreKind {
+    /// Tantivy indices in the data dir (per node).
+    Tantivy,
+    /// Tables in the PostgreSQL database (shared by the nodes), with pgvector.
+    Postgres,
+}
+
+impl std::str::FromStr for KnowledgeStoreKind {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim().to_ascii_lowercase().as_str() {
+            "tantivy" => Ok(Self::Tantivy),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            other => Err(format!("unknown knowledge store {other:?}: use tantivy or postgres")),
+        }
+    }
 }
 
 impl Default for ServicesOptions {
@@ -94,6 +119,7 @@ impl Default for ServicesOptions {
             mcp_servers: Vec::new(),
             voice: Voice::unavailable("no speech engines were configured"),
             database_url: None,
+            knowledge_store: None,
         }
     }
 }
@@ -147,12 +173,23 @@ impl Services {
         let fetcher = SafeFetcher::new(options.fetch_policy)?;
         let ingest_pool = pool.clone();
         let model_pool = pool.clone();
-        let indices_dir = data_dir.join(INDICES_DIR);
-        let embedder = options.embedder;
-        let knowledge = tokio::task::spawn_blocking(move || KnowledgeBase::open(&indices_dir, embedder))
-            .await
-            .map_err(|error| KnowledgeError::Join(error.to_string()))??;
-        let knowledge = std::sync::Arc::new(knowledge);
+        let store_kind = options.knowledge_store.unwrap_or(match pool.dialect() {
+            crate::db::Dialect::Postgres => KnowledgeStoreKind::Postgres,
+            crate::db::Dialect::Sqlite => KnowledgeStoreKind::Tantivy,
+        });
+        let store: std::sync::Arc<dyn KnowledgeStore> = match store_kind {
+            KnowledgeStoreKind::Postgres => std::sync::Arc::new(PostgresStore::open(pool.clone()).await?),
+            KnowledgeStoreKind::Tantivy => {
+                let indices_dir = data_dir.join(INDICES_DIR);
+                std::sync::Arc::new(
+                    tokio::task::spawn_blocking(move || TantivyStore::open(&indices_dir))
+                        .await
+                        .map_err(|error| KnowledgeError::Join(error.to_string()))??,
+                )
+            }
+        };
+        tracing::info!(store = store.engine(), "knowledge bases opened");
+        let knowledge = std::sync::Arc::new(KnowledgeBase::new(store, options.embedder));
         let ingest = IngestQueue::new(
             ingest_pool,
             knowledge.clone(),

@@ -60,6 +60,7 @@ pub async fn serve(
             mcp_servers: settings.mcp_servers.clone(),
             voice,
             database_url: settings.database_url.clone(),
+            knowledge_store: settings.knowledge_store,
         },
     )
     .await

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 use nexent_core::agent::mcp::{McpServerConfig, McpTransport};
+use nexent_core::services::KnowledgeStoreKind;
 use nexent_core::storage::{S3Config, StorageBackend};
 use nexent_engines::llama_chat::speculative::{DEFAULT_DRAFT_TOKENS, MAX_DRAFT_TOKENS, SpeculationConfig};
 use serde::Deserialize;
@@ -53,6 +54,11 @@ pub struct ServeArgs {
     /// `POSTGRES_DB`/`POSTGRES_PORT` are read when this is not given.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database_url: Option<String>,
+    /// Where knowledge bases live: `tantivy` (indices in the data dir, per node) or `postgres` (tables in
+    /// the PostgreSQL database, shared by the nodes; needs pgvector). Default: postgres when a PostgreSQL
+    /// database is configured, else tantivy.
+    #[arg(long, env = "NEXENT_KNOWLEDGE_STORE")]
+    pub knowledge_store: Option<String>,
     /// Most bytes all stored files may take together; uploads past it get 507 (default: no quota).
     #[arg(long, env = "NEXENT_STORAGE_QUOTA_BYTES")]
     pub storage_quota_bytes: Option<u64>,
@@ -262,6 +268,7 @@ pub struct ConfigFile {
     pub max_upload_bytes: Option<u64>,
     pub storage_quota_bytes: Option<u64>,
     pub database_url: Option<String>,
+    pub knowledge_store: Option<String>,
     pub ingest_workers: Option<usize>,
     pub chat_model: Option<PathBuf>,
     pub llm_threads: Option<usize>,
@@ -309,6 +316,8 @@ pub struct Settings {
     pub storage_quota_bytes: Option<u64>,
     /// The shared database; `None`: SQLite in the data dir.
     pub database_url: Option<String>,
+    /// Where knowledge bases live; `None`: chosen by the database.
+    pub knowledge_store: Option<KnowledgeStoreKind>,
     pub ingest_workers: usize,
     pub chat_model: Option<PathBuf>,
     pub llm_threads: Option<usize>,
@@ -391,6 +400,12 @@ impl Settings {
                 .filter(|url| !url.trim().is_empty())
                 .map(Ok)
                 .or_else(|| postgres_url_from_environment(|key| std::env::var(key).ok()).transpose())
+                .transpose()?,
+            knowledge_store: args
+                .knowledge_store
+                .or(file.knowledge_store)
+                .filter(|kind| !kind.trim().is_empty())
+                .map(|kind| kind.parse::<KnowledgeStoreKind>().map_err(anyhow::Error::msg))
                 .transpose()?,
             ingest_workers: args.ingest_workers.or(file.ingest_workers).unwrap_or(2).clamp(1, 64),
             chat_model: args.chat_model.or(file.chat_model),

@@ -102,7 +102,7 @@ pub async fn list_indices(
     ApiQuery(query): ApiQuery<ListIndicesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let knowledge = &state.services.knowledge;
-    let names = knowledge.list_indices(&query.pattern);
+    let names = knowledge.list_indices(&query.pattern).await?;
     let mut body = json!({ "indices": names, "count": names.len() });
     if query.include_stats {
         let mut infos = Vec::with_capacity(names.len());
@@ -459,12 +459,13 @@ pub async fn search_hybrid(
 
 #[utoipa::path(get, path = "/api/indices/health", tag = "knowledge",
     responses((status = 200, description = r#"{"status":"healthy","elasticsearch":"connected","indices_count":n}"#)))]
-pub async fn knowledge_health(State(state): State<AppState>) -> Json<Value> {
+pub async fn knowledge_health(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
     let knowledge = &state.services.knowledge;
-    Json(json!({
+    Ok(Json(json!({
         "status": "healthy",
         "elasticsearch": "connected",
-        "indices_count": knowledge.list_indices("*").len(),
+        "indices_count": knowledge.list_indices("*").await?.len(),
         "embedding_model": knowledge.embedder().model_name(),
-    }))
+        "store": knowledge.engine(),
+    })))
 }

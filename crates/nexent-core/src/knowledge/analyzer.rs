@@ -86,18 +86,24 @@ pub fn keyword_analyzer() -> TextAnalyzer {
     }
 }
 
+/// The terms [`keyword_analyzer`] makes of `text`, in order (a store that keeps its own term statistics
+/// analyses documents and queries with it, as Tantivy does).
+pub fn analyse(text: &str) -> Vec<String> {
+    let mut analyzer = keyword_analyzer();
+    let mut stream = analyzer.token_stream(text);
+    let mut terms = Vec::new();
+    while stream.advance() {
+        terms.push(stream.token().text.clone());
+    }
+    terms
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn terms(text: &str) -> Vec<String> {
-        let mut analyzer = keyword_analyzer();
-        let mut stream = analyzer.token_stream(text);
-        let mut terms = Vec::new();
-        while stream.advance() {
-            terms.push(stream.token().text.clone());
-        }
-        terms
+        analyse(text)
     }
 
     #[test]
