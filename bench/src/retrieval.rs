@@ -5,48 +5,11 @@
 //!
 //! `cargo run --release -p nexent-bench --bin bench-retrieval -- --data ../shared/data --models models/files --out FILE`
 
-use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
+use nexent_bench::{argument, load_collection, ndcg_at, percentile, recall_at};
 use nexent_core::knowledge::{Chunk, Fusion, KnowledgeBase, SearchMode, SearchRequest};
-use serde_json::Value;
-
-use nexent_bench::{argument, ndcg_at, percentile, read_corpus, read_jsonl};
-
-struct Collection {
-    name: String,
-    documents: Vec<(String, String, String)>,
-    queries: Vec<(String, String)>,
-    judgments: HashMap<String, HashMap<String, f64>>,
-}
-
-fn load_collection(root: &Path, name: &str) -> anyhow::Result<Collection> {
-    let dir = root.join(name);
-    let text = |value: &Value, key: &str| value.get(key).and_then(Value::as_str).unwrap_or("").to_owned();
-    let documents = read_corpus(&dir)?;
-    let mut judgments: HashMap<String, HashMap<String, f64>> = HashMap::new();
-    for line in std::fs::read_to_string(dir.join("qrels.tsv"))?.lines().skip(1) {
-        let columns: Vec<&str> = line.split('\t').collect();
-        if let [query, doc, score] = columns.as_slice() {
-            let score: f64 = score.trim().parse().unwrap_or(0.0);
-            if score > 0.0 {
-                judgments.entry((*query).to_owned()).or_default().insert((*doc).to_owned(), score);
-            }
-        }
-    }
-    let queries = read_jsonl(&dir.join("queries.jsonl"))?
-        .iter()
-        .map(|query| (text(query, "_id"), text(query, "text")))
-        .filter(|(id, _)| judgments.contains_key(id))
-        .collect();
-    Ok(Collection { name: name.to_owned(), documents, queries, judgments })
-}
-
-fn recall_at(ranked: &[String], relevant: &HashMap<String, f64>, k: usize) -> f64 {
-    let top: HashSet<&String> = ranked.iter().take(k).collect();
-    relevant.keys().filter(|doc| top.contains(doc)).count() as f64 / relevant.len().max(1) as f64
-}
 
 struct ModeResult {
     label: String,

@@ -13,38 +13,16 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use nexent_core::knowledge::embedder::normalise;
 use nexent_core::knowledge::{Chunk, Embedder, Fusion, KnowledgeBase, KnowledgeIndex, SearchMode, SearchRequest};
 use serde_json::{Value, json};
 
-use nexent_bench::{argument, percentile};
+use nexent_bench::{
+    LARGE_CHUNKS, REAL_CHUNKS, argument, percentile, scale_chunk as chunk, scale_sentences as sentences,
+    synthesise_corpus,
+};
 
-const REAL_CHUNKS: usize = 10_000;
-const LARGE_CHUNKS: usize = 100_000;
 /// The benchmark's knowledge base (also the folder `--reuse` keeps).
 const INDEX_NAME: &str = "scale";
-
-fn sentences(data: &Path) -> anyhow::Result<Vec<String>> {
-    let mut sentences = Vec::new();
-    for collection in ["scifact", "cranfield", "cisi"] {
-        for (_, _, body) in nexent_bench::read_corpus(&data.join(collection))? {
-            sentences.extend(body.split(". ").map(str::trim).filter(|sentence| sentence.len() > 20).map(str::to_owned));
-        }
-    }
-    Ok(sentences)
-}
-
-fn chunk(id: usize, text: String) -> Chunk {
-    Chunk {
-        id: format!("c{id}"),
-        title: String::new(),
-        filename: format!("doc{}.txt", id / 20),
-        path_or_url: format!("/corpus/doc{}.txt", id / 20),
-        source_type: "file".into(),
-        content: text,
-        ..Chunk::default()
-    }
-}
 
 struct Latency {
     mode: &'static str,
@@ -197,20 +175,7 @@ async fn main() -> anyhow::Result<()> {
     };
     let embed_rate = REAL_CHUNKS as f64 / started.elapsed().as_secs_f64();
 
-    let mut large = real.clone();
-    let mut large_vectors = real_vectors.clone();
-    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
-    while large.len() < LARGE_CHUNKS {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        let (first, second) = ((state % REAL_CHUNKS as u64) as usize, ((state >> 20) % REAL_CHUNKS as u64) as usize);
-        let id = large.len();
-        large.push(chunk(id, format!("{} {}", real[first].content, real[second].content)));
-        let mut vector: Vec<f32> = real_vectors[first].iter().zip(&real_vectors[second]).map(|(a, b)| a + b).collect();
-        normalise(&mut vector);
-        large_vectors.push(vector);
-    }
+    let (large, large_vectors) = synthesise_corpus(&real, &real_vectors, LARGE_CHUNKS);
 
     let queries: Vec<String> = std::fs::read_to_string(data.join("scifact/queries.jsonl"))?
         .lines()

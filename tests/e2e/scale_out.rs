@@ -167,3 +167,46 @@ async fn a_node_killed_mid_ingestion_leaves_its_work_to_the_other_and_every_docu
     assert!(listed.to_string().contains("before the crash"), "{listed}");
     Ok(())
 }
+
+#[tokio::test]
+#[ignore = "needs PostgreSQL and S3: `make test-shared` (part of `make test`) runs it"]
+async fn a_stop_request_through_one_node_stops_the_run_streaming_from_the_other() -> anyhow::Result<()> {
+    use futures::StreamExt;
+    anyhow::ensure!(SharedEngines::enabled(), "run through scripts/test-engines.sh");
+    let name = deployment_name();
+    let node_a = NexentServer::start_with(ServerOptions::default().deployment(&name).arg("--llm-threads").arg("1"))?;
+    let node_b = NexentServer::start_with(ServerOptions::default().deployment(&name))?;
+    let (_, created) = node_a.send_json(Method::PUT, "/api/conversation/create", &json!({})).await?;
+    let conversation_id = created["data"]["conversation_id"].as_i64().expect("conversation id");
+
+    let (status, body) = node_b.get_json(&format!("/api/agent/stop/{conversation_id}")).await?;
+    assert_eq!(status, 404, "nothing runs yet: {body}");
+
+    let response = node_a
+        .client
+        .post(node_a.url("/api/agent/run"))
+        .json(&json!({"query": "Write a very long story of at least 600 words about a garden robot.",
+                      "conversation_id": conversation_id, "history": []}))
+        .timeout(std::time::Duration::from_secs(300))
+        .send()
+        .await?;
+    assert_eq!(response.status(), 200);
+    let mut parser = nexent_e2e::AgentStreamParser::default();
+    let mut body = response.bytes_stream();
+    while parser.messages.len() < 8 {
+        parser.feed(&body.next().await.expect("the run goes on")?);
+    }
+
+    let (status, stopped) = node_b.get_json(&format!("/api/agent/stop/{conversation_id}")).await?;
+    assert_eq!((status, stopped["status"].as_str()), (200, Some("success")), "{stopped}");
+    assert!(stopped["message"].as_str().unwrap_or_default().contains("stopped by the node"), "{stopped}");
+    while let Some(chunk) = tokio::time::timeout(std::time::Duration::from_secs(30), body.next()).await? {
+        parser.feed(&chunk?);
+    }
+    let (last_kind, last_content) = parser.messages.last().cloned().expect("messages");
+    assert_eq!(last_kind, "error", "{:?}", parser.messages);
+    assert!(last_content.contains("stopped by the user"), "{last_content}");
+    let (status, body) = node_b.get_json(&format!("/api/agent/stop/{conversation_id}")).await?;
+    assert_eq!(status, 404, "nothing left to stop: {body}");
+    Ok(())
+}

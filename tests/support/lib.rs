@@ -29,6 +29,9 @@ impl SharedEngines {
 
     /// The deployment a server joins: the one its options name, else its data dir's own.
     pub fn for_server(data_dir: &Path, options: &ServerOptions) -> anyhow::Result<Option<Self>> {
+        if options.embedded {
+            return Ok(None);
+        }
         match &options.deployment {
             Some(name) => Self::named(name),
             None => Self::for_data_dir(data_dir),
@@ -159,6 +162,8 @@ pub struct ServerOptions {
     /// In a shared-engines run: the database and bucket to use, so several nodes (each with its own data
     /// dir) are one deployment (default: named after the data dir).
     pub deployment: Option<String>,
+    /// Embedded (SQLite and files in the data dir) even in a shared-engines run (benchmarks compare both).
+    pub embedded: bool,
 }
 
 impl ServerOptions {
@@ -169,6 +174,12 @@ impl ServerOptions {
 
     pub fn with_models_dir(mut self, dir: &Path) -> Self {
         self.models_dir = Some(dir.to_path_buf());
+        self
+    }
+
+    /// Stays embedded even in a shared-engines run (see [`ServerOptions::embedded`]).
+    pub fn embedded(mut self) -> Self {
+        self.embedded = true;
         self
     }
 

@@ -120,6 +120,7 @@ impl From<nexent_core::agent::AgentError> for ApiError {
             AgentError::EmptyQuery => ApiError::validation("query", error.to_string()),
             AgentError::Busy(_) => ApiError::ServiceUnavailable(error.to_string()),
             AgentError::Conversation(cause) => cause.into(),
+            AgentError::Database(_) => ApiError::ServiceUnavailable(error.to_string()),
         }
     }
 }

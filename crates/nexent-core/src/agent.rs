@@ -12,6 +12,7 @@ pub mod driver;
 pub mod labels;
 pub mod machine;
 pub mod mcp;
+pub mod shared_runs;
 pub mod tools;
 
 use std::collections::HashMap;
@@ -30,8 +31,11 @@ use crate::chat::SharedChatModel;
 use crate::config_sync::ConfigSync;
 use crate::conversation::units::StreamUnit;
 use crate::conversation::{ConversationError, ConversationStore};
+use crate::db::Database;
 use crate::knowledge::KnowledgeBase;
 use crate::storage::FileStorage;
+use shared_runs::SharedRuns;
+pub use shared_runs::StopReach;
 
 /// Config Sync keys the agent reads.
 pub const LANGUAGE_KEY: &str = "AGENT_LANGUAGE";
@@ -58,6 +62,8 @@ pub enum AgentError {
     Busy(usize),
     #[error(transparent)]
     Conversation(#[from] ConversationError),
+    #[error("cannot reach the other nodes' agent runs: {0}")]
+    Database(#[from] sqlx::Error),
 }
 
 /// One question to the agent (the body of `POST /api/agent/run`).
@@ -91,6 +97,18 @@ pub struct Agent {
 }
 
 impl Agent {
+    /// Stops the conversation's run wherever it streams: on this node, or (in a deployment of several
+    /// nodes) on the node that holds it.
+    pub async fn stop(&self, conversation_id: i64) -> Result<StopReach, AgentError> {
+        if self.runs.stop(conversation_id) {
+            return Ok(StopReach::Stopped);
+        }
+        match &self.runs.shared {
+            Some(shared) => Ok(shared.request_stop(conversation_id).await?),
+            None => Ok(StopReach::NotRunning),
+        }
+    }
+
     pub async fn start(&self, request: RunRequest) -> Result<RunHandle, AgentError> {
         let query = request.query.trim().to_owned();
         if query.is_empty() {
@@ -104,9 +122,15 @@ impl Agent {
         };
         // Stoppable from here on: choosing the tools may wait for an MCP server's first connection.
         let (run_id, stop) = self.runs.register(conversation_id);
+        if let Some(shared) = &self.runs.shared {
+            shared.announce(run_id, conversation_id).await;
+        }
         let saved = self.conversations.append_user_message(conversation_id, &query, request.minio_files.as_ref()).await;
         if let Err(error) = saved {
             self.runs.unregister(conversation_id, run_id);
+            if let Some(shared) = &self.runs.shared {
+                shared.retire(run_id).await;
+            }
             return Err(error.into());
         }
 
@@ -153,6 +177,9 @@ impl Agent {
                 tracing::error!(conversation_id, %error, "cannot save the agent's answer");
             }
             runs.unregister(conversation_id, run_id);
+            if let Some(shared) = &runs.shared {
+                shared.retire(run_id).await;
+            }
             drop(permit);
             drop(open_until_saved);
         });
@@ -260,6 +287,8 @@ pub struct AgentRuns {
     running: Arc<Mutex<HashMap<i64, Vec<RunEntry>>>>,
     capacity: Arc<tokio::sync::Semaphore>,
     max_runs: usize,
+    /// The other nodes' view of this node's runs, in a deployment that shares its database.
+    shared: Option<SharedRuns>,
 }
 
 impl Default for AgentRuns {
@@ -275,6 +304,29 @@ impl AgentRuns {
             running: Arc::default(),
             capacity: Arc::new(tokio::sync::Semaphore::new(max_runs.max(1))),
             max_runs: max_runs.max(1),
+            shared: None,
+        }
+    }
+
+    /// Runs that nodes sharing `db` can stop; starts the loop that obeys their requests.
+    pub fn shared(db: Database) -> Self {
+        let mut runs = Self::default();
+        let shared = SharedRuns::new(db);
+        runs.shared = Some(shared.clone());
+        shared.watch(runs.clone());
+        runs
+    }
+
+    /// Stops one run by its id; false when it is not running here or was already stopped.
+    fn stop_run(&self, run_id: u64) -> bool {
+        let running = crate::sync::lock(&self.running);
+        let token = running.values().flatten().find(|(id, _)| *id == run_id).map(|(_, token)| token.clone());
+        match token {
+            Some(token) if !token.is_cancelled() => {
+                token.cancel();
+                true
+            }
+            _ => false,
         }
     }
 

@@ -148,6 +148,11 @@ impl KnowledgeBase {
         &self.embedder
     }
 
+    /// The store itself (benchmarks write through it with vectors they already have).
+    pub fn store(&self) -> &Arc<dyn KnowledgeStore> {
+        &self.store
+    }
+
     /// The store's engine name (`tantivy`, `postgres`).
     pub fn engine(&self) -> &'static str {
         self.store.engine()

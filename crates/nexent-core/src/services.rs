@@ -201,6 +201,7 @@ impl Services {
         );
         ingest.start(options.ingest_workers).await?;
         let watcher = FolderWatcher::start(pool.clone(), ingest.clone(), knowledge.clone(), data_dir).await?;
+        let (conversations_dialect, agent_database) = (pool.dialect(), pool.clone());
         let conversations = ConversationStore::new(pool);
         let config_sync = std::sync::Arc::new(config_sync);
         config_sync.keep_refreshed();
@@ -211,7 +212,10 @@ impl Services {
             storage: storage.clone(),
             chat: options.chat_model.clone(),
             mcp: McpTools::connect(options.mcp_servers.clone()),
-            runs: AgentRuns::default(),
+            runs: match conversations_dialect {
+                crate::db::Dialect::Postgres => AgentRuns::shared(agent_database),
+                crate::db::Dialect::Sqlite => AgentRuns::default(),
+            },
         };
         Ok(Self {
             data_dir: data_dir.to_path_buf(),

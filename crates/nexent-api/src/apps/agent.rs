@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use utoipa::ToSchema;
 
-use nexent_core::agent::{HistoryTurn, Language, RunRequest};
+use nexent_core::agent::{HistoryTurn, Language, RunRequest, StopReach};
 use nexent_core::chat::Role;
 
 use crate::AppState;
@@ -85,11 +85,17 @@ pub async fn stop_agent(
     State(state): State<AppState>,
     ApiPath(conversation_id): ApiPath<i64>,
 ) -> Result<Json<Value>, ApiError> {
-    if state.services.agent.runs.stop(conversation_id) {
-        Ok(Json(
-            json!({"status": "success", "message": format!("Agent run of conversation {conversation_id} stopped")}),
-        ))
-    } else {
-        Err(ApiError::NotFound(format!("No agent run in progress for conversation {conversation_id}")))
-    }
+    let message = match state.services.agent.stop(conversation_id).await? {
+        StopReach::Stopped => format!("Agent run of conversation {conversation_id} stopped"),
+        StopReach::StoppedElsewhere => {
+            format!("Agent run of conversation {conversation_id} stopped by the node that was running it")
+        }
+        StopReach::Requested => format!(
+            "Agent run of conversation {conversation_id} runs on another node, which was asked to stop it and has not yet"
+        ),
+        StopReach::NotRunning => {
+            return Err(ApiError::NotFound(format!("No agent run in progress for conversation {conversation_id}")));
+        }
+    };
+    Ok(Json(json!({"status": "success", "message": message})))
 }
