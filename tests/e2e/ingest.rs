@@ -173,3 +173,37 @@ async fn sigkill_mid_ingestion_loses_and_duplicates_nothing() -> anyhow::Result<
     assert_eq!(info["base_info"]["chunk_count"], 200, "each document indexed exactly once: {}", info["base_info"]);
     Ok(())
 }
+
+/// A task that reads a watched folder's file names its node (`home_node`): another node of a deployment
+/// must leave it alone, since the path is on a machine it cannot see; the node itself takes it.
+#[tokio::test]
+async fn a_local_files_task_is_taken_only_by_its_home_node() -> anyhow::Result<()> {
+    let server = NexentServer::start()?;
+    let database = server.open_database().await?;
+    let own_node = std::fs::read_to_string(server.data_dir().join("node-id"))?.trim().to_owned();
+    assert!(!own_node.is_empty());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?.as_millis() as i64;
+    // A path in no watched folder: a node that takes the task fails it (it may read only watched folders).
+    sqlx::query(
+        "INSERT INTO ingest_task (task_id, source, source_type, index_name, file_name, status, created_at,
+                                  updated_at, local_file, home_node)
+         VALUES ('elsewhere-1', '/srv/elsewhere/notes.txt', 'file', 'homes', 'notes.txt', 'WAITING', $1, $1, 1,
+                 'another-node')",
+    )
+    .bind(now)
+    .execute(database.pool())
+    .await?;
+    // Workers poll at least every 2 s: after 5 s the task would have been taken.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let (_, task) = server.get_json("/api/tasks/elsewhere-1").await?;
+    assert_eq!(task["status"], "waiting", "another node's local file is left to it: {task}");
+
+    sqlx::query("UPDATE ingest_task SET home_node = $1 WHERE task_id = 'elsewhere-1'")
+        .bind(&own_node)
+        .execute(database.pool())
+        .await?;
+    let task = wait_for_task(&server, "elsewhere-1").await?;
+    assert_eq!(task["status"], "failed", "its home node takes it (and refuses a path outside its folders): {task}");
+    database.close().await;
+    Ok(())
+}

@@ -159,6 +159,8 @@ struct QueueInner {
     wake: Notify,
     /// This process, as the `claimed_by` of the tasks it runs.
     node_id: String,
+    /// This node's data dir, as the `home_node` of the watched files' tasks: only it can read them.
+    home_node: String,
 }
 
 impl IngestQueue {
@@ -168,6 +170,7 @@ impl IngestQueue {
         storage: FileStorage,
         fetcher: SafeFetcher,
         allowed_roots: Vec<PathBuf>,
+        home_node: String,
     ) -> Self {
         let allowed_roots =
             std::sync::RwLock::new(allowed_roots.into_iter().filter_map(|root| root.canonicalize().ok()).collect());
@@ -182,8 +185,14 @@ impl IngestQueue {
                 data_dir,
                 wake: Notify::new(),
                 node_id: uuid::Uuid::new_v4().to_string(),
+                home_node,
             }),
         }
+    }
+
+    /// This node's lasting identity (its data dir's), which owns its watched folders and their tasks.
+    pub fn home_node(&self) -> &str {
+        &self.inner.home_node
     }
 
     /// The folder watcher's rules are in place: its folders are allowed and `data_dir` is never read.
@@ -271,8 +280,8 @@ impl IngestQueue {
             let file_name = file_name_of(&request, &task_id);
             sqlx::query(
                 "INSERT INTO ingest_task (task_id, source, source_type, index_name, chunking_strategy, file_name,
-                                          status, created_at, updated_at, local_file)
-                 VALUES ($1, $2, $3, $4, $5, $6, 'WAITING', $7, $8, $9)",
+                                          status, created_at, updated_at, local_file, home_node)
+                 VALUES ($1, $2, $3, $4, $5, $6, 'WAITING', $7, $8, $9, $10)",
             )
             .bind(&task_id)
             .bind(&request.source)
@@ -283,6 +292,8 @@ impl IngestQueue {
             .bind(now)
             .bind(now)
             .bind(i64::from(local_file))
+            // A local file can be read only where it is.
+            .bind(local_file.then(|| self.inner.home_node.clone()))
             .execute(&mut *transaction)
             .await?;
             ids.push(task_id);
@@ -438,6 +449,7 @@ impl IngestQueue {
             "UPDATE ingest_task SET status = 'PROCESSING', attempts = attempts + 1, updated_at = $1,
                  claimed_by = $2, lease_until = $3
              WHERE status = 'WAITING' AND task_id = (SELECT task_id FROM ingest_task WHERE status = 'WAITING'
+                               AND (home_node IS NULL OR home_node = $4)
                                ORDER BY created_at, task_id LIMIT 1 {lock})
              RETURNING *"
         ));
@@ -446,6 +458,7 @@ impl IngestQueue {
             .bind(now)
             .bind(&self.inner.node_id)
             .bind(now + LEASE_MS)
+            .bind(&self.inner.home_node)
             .fetch_optional(self.inner.db.pool())
             .await?;
         Ok(row.as_ref().map(task_from_row))

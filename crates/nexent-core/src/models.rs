@@ -4,7 +4,8 @@
 //! - Names: `repo/name` is split at the last `/` (`Pro/Qwen/Qwen2-7B` → repo `Pro/Qwen`, name `Qwen2-7B`);
 //!   lookups use both parts. Display names are unique among live records.
 //! - Local models: every `.gguf` file in the models folder has a record with factory `local`, created when
-//!   the list is read; a record whose file is gone is soft-deleted. The embedder and the speech models
+//!   the list is read; a record whose file is gone is soft-deleted (in the embedded deployment only: nodes
+//!   sharing a database each have their own models folder). The embedder and the speech models
 //!   (each whisper model, the Piper voice) that run in process are listed the same way.
 //! - Health checks really call the model through a [`ModelConnector`] (the binary wires the engines in): a
 //!   chat model generates a short reply, an embedding model embeds a word. The stored status is
@@ -448,7 +449,10 @@ impl ModelRegistry {
             .execute(self.db.pool())
             .await?;
         }
-        for (id, name) in &known {
+        // Model files stay per node: with a shared database another node may hold a file this one lacks,
+        // so only the embedded deployment (one node, one folder) forgets the records of vanished files.
+        let forget_vanished = self.db.dialect() == crate::db::Dialect::Sqlite;
+        for (id, name) in known.iter().filter(|_| forget_vanished) {
             if !files.contains(name) && !built_in.iter().any(|(built_in, _)| built_in == name) {
                 sqlx::query("UPDATE model_record SET delete_flag = 'Y', update_time = $1 WHERE model_id = $2")
                     .bind(now)

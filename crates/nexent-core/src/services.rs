@@ -124,6 +124,27 @@ impl Default for ServicesOptions {
     }
 }
 
+/// The file in the data dir that names this node for good (a UUID): a deployment's other nodes leave the
+/// node's watched folders, and the tasks that read their files, to it.
+const NODE_ID_FILE: &str = "node-id";
+
+/// This data dir's lasting node identity, created on first use (written whole, then renamed).
+fn node_identity(data_dir: &Path) -> Result<String, ServicesError> {
+    let path = data_dir.join(NODE_ID_FILE);
+    let failed = |source| ServicesError::DataDir { path: path.display().to_string(), source };
+    match std::fs::read_to_string(&path) {
+        Ok(text) if uuid::Uuid::parse_str(text.trim()).is_ok() => return Ok(text.trim().to_owned()),
+        Ok(_) => tracing::warn!(file = %path.display(), "the node id file is damaged; writing a new one"),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+        Err(error) => return Err(failed(error)),
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    let partial = data_dir.join(format!("{NODE_ID_FILE}.partial"));
+    std::fs::write(&partial, &id).map_err(failed)?;
+    std::fs::rename(&partial, &path).map_err(failed)?;
+    Ok(id)
+}
+
 /// The domain services of one data dir.
 #[derive(Clone)]
 pub struct Services {
@@ -198,6 +219,7 @@ impl Services {
             // Stored objects only: the data dir also holds secrets and the database. Watched folders
             // add their roots as they are watched.
             Vec::new(),
+            node_identity(data_dir)?,
         );
         ingest.start(options.ingest_workers).await?;
         let watcher = FolderWatcher::start(pool.clone(), ingest.clone(), knowledge.clone(), data_dir).await?;

@@ -139,8 +139,9 @@ impl FolderWatcher {
     pub async fn list(&self) -> Result<Vec<WatchedFolder>, WatchError> {
         let rows = sqlx::query(
             "SELECT f.*, (SELECT COUNT(*) FROM watched_file w WHERE w.folder_id = f.id) AS file_count
-             FROM watched_folder f ORDER BY created_at",
+             FROM watched_folder f WHERE f.home_node IS NULL OR f.home_node = $1 ORDER BY created_at",
         )
+        .bind(self.inner.ingest.home_node())
         .fetch_all(self.inner.db.pool())
         .await?;
         Ok(rows.iter().map(folder_from_row).collect())
@@ -188,13 +189,15 @@ impl FolderWatcher {
             .map_err(|error| WatchError::Invalid(error.to_string()))?;
         let id = new_task_id();
         sqlx::query(
-            "INSERT INTO watched_folder (id, path, index_name, chunking_strategy, created_at) VALUES ($1, $2, $3, $4, $5)",
+            "INSERT INTO watched_folder (id, path, index_name, chunking_strategy, created_at, home_node)
+             VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(&id)
         .bind(&path_text)
         .bind(index_name)
         .bind(&chunking_strategy)
         .bind(now_millis())
+        .bind(self.inner.ingest.home_node())
         .execute(self.inner.db.pool())
         .await?;
         let folder = self.get(&id).await?;
