@@ -96,7 +96,10 @@ impl PostgresStore {
     }
 
     /// The keyword list of one base: BM25 over the postings of the query's terms, in one statement (one
-    /// snapshot of the statistics and the postings).
+    /// snapshot of the statistics and the postings). The postings are read term by term from the primary
+    /// key, which carries tf and length (an index-only scan); `OFFSET 0` keeps the planner from turning
+    /// that into a hash join over every posting of the base, which it prefers because it cannot tell how
+    /// few terms the JSON holds (measured: 540 ms against 21 ms per query at 100k chunks).
     async fn keyword_list(&self, id: i64, text: &str, depth: usize) -> Result<Vec<(u64, f32)>, KnowledgeError> {
         let mut repeats: HashMap<String, u32> = HashMap::new();
         for term in analyse(text) {
@@ -117,7 +120,9 @@ impl PostgresStore {
              SELECT p.row_id,
                     SUM(weights.weight * p.tf * {k1_plus_one}
                         / (p.tf + {k1} * ({one_minus_b} + {b} * p.length / stats.average_length)))::float8 AS score
-             FROM weights JOIN {postings} p ON p.term = weights.term CROSS JOIN stats
+             FROM weights
+             CROSS JOIN LATERAL (SELECT row_id, tf, length FROM {postings} p WHERE p.term = weights.term OFFSET 0) p
+             CROSS JOIN stats
              GROUP BY p.row_id ORDER BY score DESC, p.row_id LIMIT $3",
             postings = postings_table(id),
             k1 = BM25_K1,
@@ -336,7 +341,7 @@ impl KnowledgeStore for PostgresStore {
             format!("CREATE INDEX {chunks}_path ON {chunks} (path_or_url)"),
             format!(
                 "CREATE TABLE {postings} (term TEXT NOT NULL, row_id BIGINT NOT NULL, tf BIGINT NOT NULL,
-                 length BIGINT NOT NULL, PRIMARY KEY (term, row_id))"
+                 length BIGINT NOT NULL, PRIMARY KEY (term, row_id) INCLUDE (tf, length))"
             ),
             format!("CREATE INDEX {postings}_row ON {postings} (row_id)"),
         ];
