@@ -99,11 +99,11 @@ bench-scale: setup
 
 ## bench-scale-out: the PostgreSQL knowledge store beside Tantivy (SciFact nDCG@10, latency at 100k chunks) and
 ## ingestion with one and two nodes on PostgreSQL + S3; starts and stops the engines; writes bench/results/scale-out.md.
-bench-scale-out: setup
+bench-scale-out: build
 	cargo build --release -p nexent-bench --bin bench-scale-out
 	dir=$$(mktemp -d /tmp/nexent-engines.XXXXXX); trap 'bash scripts/test-engines.sh stop "$$dir"' EXIT; \
 	bash scripts/test-engines.sh start "$$dir" && set -a && . "$$dir/env" && set +a && \
-	NEXENT_TEST_DEPLOYMENT=shared $(CARGO_TARGET_DIR)/release/bench-scale-out --data ../shared/data --models models/files --out bench/results/scale-out.md
+	NEXENT_TEST_DEPLOYMENT=shared NEXENT_BIN=$(NEXENT_BIN) $(CARGO_TARGET_DIR)/release/bench-scale-out --data ../shared/data --models models/files --out bench/results/scale-out.md
 
 ## bench-ingest: parse MB/s per format and end-to-end ingestion beside the raw embedder; writes bench/results/ingest.md.
 DOCS_PACKAGES := python-docx python-pptx openpyxl fpdf2 ebooklib odfpy xlwt

@@ -265,3 +265,29 @@ async fn sigkill_during_a_large_documents_post_keeps_exactly_the_last_commit() -
     assert_eq!(status, 200);
     Ok(())
 }
+
+/// NUL characters in a document's text, title and path (a binary-ish file read as text): indexed and found
+/// on every store (PostgreSQL's text cannot hold NUL; its store drops it on the way in).
+#[tokio::test]
+async fn a_document_with_nul_characters_is_indexed_and_found() -> anyhow::Result<()> {
+    let server = NexentServer::start()?;
+    let body = json!({
+        "task_id": "nul-1",
+        "index_name": "nuls",
+        "results": [{"text": "The Pelorine\u{0} lighthouse\u{0} keeper counts 41 gulls.", "source": "/docs/nul\u{0}.txt",
+                     "source_type": "file", "metadata": {"title": "Nul\u{0} notes", "filename": "nul\u{0}.txt"}}]
+    });
+    let (status, answer) = server.post_json("/api/indices/nuls/documents", &body).await?;
+    assert_eq!(status, 200, "{answer}");
+    for mode in ["accurate", "semantic", "hybrid"] {
+        let (status, found) =
+            search(&server, mode, json!({"index_names": ["nuls"], "query": "Pelorine lighthouse gulls", "top_k": 3}))
+                .await?;
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(found["results"].as_array().map(Vec::len), Some(1), "{mode}: {found}");
+        assert!(found["results"][0]["content"].as_str().unwrap_or_default().contains("41 gulls"), "{found}");
+    }
+    let (status, info) = server.get_json("/api/indices/nuls/info").await?;
+    assert_eq!((status, &info["base_info"]["chunk_count"]), (200, &json!(1)), "{info}");
+    Ok(())
+}

@@ -100,6 +100,29 @@ fn a_bad_database_url_stops_the_start_with_a_message_and_no_password() -> anyhow
     Ok(())
 }
 
+#[test]
+fn a_bad_knowledge_store_setting_stops_the_start_with_a_message() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    for (store, expected) in [
+        ("elastic", "unknown knowledge store \"elastic\": use tantivy or postgres"),
+        ("tantivy; DROP TABLE x", "unknown knowledge store"),
+        // The PostgreSQL store needs a PostgreSQL database; the embedded SQLite one is refused plainly.
+        ("postgres", "the PostgreSQL knowledge store needs a PostgreSQL database"),
+    ] {
+        let output = Command::new(nexent_binary()?)
+            .args(["serve", "--port", "0", "--knowledge-store", store, "--data-dir"])
+            .arg(dir.path())
+            .env_remove("NEXENT_API_TOKEN")
+            .env_remove("DATABASE_URL")
+            .output()?;
+        assert!(!output.status.success(), "{store}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{store}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+    Ok(())
+}
+
 #[tokio::test]
 async fn a_configured_token_is_required_on_every_api_request() -> anyhow::Result<()> {
     let token = "test-token-0123456789abcdef";

@@ -101,10 +101,15 @@ fn locate_or_build() -> anyhow::Result<PathBuf> {
     if let Ok(path) = std::env::var("NEXENT_BIN") {
         return Ok(PathBuf::from(path));
     }
-    // target/<profile>/deps/<test binary> -> target/<profile>/nexent
+    // target/<profile>/deps/<test binary> (a test) or target/<profile>/<binary> (a benchmark)
+    // -> target/<profile>/nexent
     let test_exe = std::env::current_exe()?;
-    let profile_dir =
-        test_exe.parent().and_then(Path::parent).context("cannot find the target dir from the test executable")?;
+    let exe_dir = test_exe.parent().context("cannot find the target dir from the test executable")?;
+    let profile_dir = if exe_dir.file_name().is_some_and(|name| name == "deps") {
+        exe_dir.parent().context("cannot find the target dir from the test executable")?
+    } else {
+        exe_dir
+    };
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().context("workspace root")?;
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     let mut build = Command::new(cargo);

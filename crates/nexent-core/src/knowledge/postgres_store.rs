@@ -203,6 +203,12 @@ fn postings_table(id: i64) -> String {
     format!("knowledge_posting_{id}")
 }
 
+/// PostgreSQL's text cannot hold NUL (Tantivy's can): a NUL in a field or an id is dropped on the way in,
+/// the same way for a write and a later delete, so a document with one is stored rather than refused.
+fn pg_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.contains('\0') { std::borrow::Cow::Owned(text.replace('\0', "")) } else { std::borrow::Cow::Borrowed(text) }
+}
+
 /// pgvector's text form, `[0.1,0.2,...]` (Rust prints the shortest text that reads back to the same f32).
 fn vector_literal(vector: &[f32]) -> String {
     let mut text = String::with_capacity(vector.len() * 10 + 2);
@@ -478,13 +484,13 @@ impl KnowledgeStore for PostgresStore {
 
         // What goes: the replaced file's chunks (none when no path is given: `= NULL` matches nothing), and
         // chunks whose ids are written again.
-        let ids: Vec<&str> = kept.iter().map(|(chunk, _)| chunk.id.as_str()).collect();
+        let ids: Vec<std::borrow::Cow<'_, str>> = kept.iter().map(|(chunk, _)| pg_text(&chunk.id)).collect();
         let removed = statement(&format!(
             "DELETE FROM {chunk_table} WHERE path_or_url = $1
                 OR chunk_id IN (SELECT json_array_elements_text($2::json))
              RETURNING row_id, length"
         ))
-        .bind(replace_path.map(str::to_owned))
+        .bind(replace_path.map(|path| pg_text(path).into_owned()))
         .bind(json!(ids).to_string())
         .fetch_all(&mut *transaction)
         .await?;
@@ -506,16 +512,18 @@ impl KnowledgeStore for PostgresStore {
             for (chunk, vector) in batch {
                 let (frequencies, length) = postings_of(chunk);
                 added_length += length;
+                let languages = serde_json::to_string(&chunk.languages).unwrap_or_else(|_| "[]".into());
                 records.push(json!({
-                    "chunk_id": chunk.id, "title": chunk.title, "filename": chunk.filename,
-                    "path_or_url": chunk.path_or_url, "source_type": chunk.source_type, "language": chunk.language,
-                    "author": chunk.author, "date_text": chunk.date, "content": chunk.content,
-                    "process_source": chunk.process_source, "embedding_model_name": chunk.embedding_model_name,
-                    "file_size": chunk.file_size.min(i64::MAX as u64), "create_time": chunk.create_time,
-                    "languages": serde_json::to_string(&chunk.languages).unwrap_or_else(|_| "[]".into()),
-                    "length": length, "embedding": vector_literal(vector),
+                    "chunk_id": pg_text(&chunk.id), "title": pg_text(&chunk.title),
+                    "filename": pg_text(&chunk.filename), "path_or_url": pg_text(&chunk.path_or_url),
+                    "source_type": pg_text(&chunk.source_type), "language": pg_text(&chunk.language),
+                    "author": pg_text(&chunk.author), "date_text": pg_text(&chunk.date),
+                    "content": pg_text(&chunk.content), "process_source": pg_text(&chunk.process_source),
+                    "embedding_model_name": pg_text(&chunk.embedding_model_name),
+                    "file_size": chunk.file_size.min(i64::MAX as u64), "create_time": pg_text(&chunk.create_time),
+                    "languages": pg_text(&languages), "length": length, "embedding": vector_literal(vector),
                 }));
-                postings_by_id.insert(chunk.id.as_str(), (frequencies, length));
+                postings_by_id.insert(pg_text(&chunk.id).into_owned(), (frequencies, length));
             }
             let inserted = statement(&format!(
                 "INSERT INTO {chunk_table} (chunk_id, title, filename, path_or_url, source_type, language, author,
@@ -578,7 +586,7 @@ impl KnowledgeStore for PostgresStore {
             .get("id");
         let removed =
             statement(&format!("DELETE FROM {} WHERE path_or_url = $1 RETURNING row_id, length", chunks_table(id)))
-                .bind(path_or_url)
+                .bind(pg_text(path_or_url).into_owned())
                 .fetch_all(&mut *transaction)
                 .await?;
         if removed.is_empty() {
@@ -678,6 +686,12 @@ impl KnowledgeStore for PostgresStore {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn nul_is_dropped_from_text_and_nothing_else_changes() {
+        assert_eq!(pg_text("a\0b\0"), "ab");
+        assert!(matches!(pg_text("plain"), std::borrow::Cow::Borrowed("plain")));
+    }
 
     #[test]
     fn vectors_are_written_in_pgvector_text_form() {
