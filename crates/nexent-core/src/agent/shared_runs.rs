@@ -141,7 +141,7 @@ impl SharedRuns {
             }
         }
         // Once a minute, the rows of nodes that died mid-run.
-        if ticks % 200 == 0 {
+        if ticks.is_multiple_of(200) {
             sqlx::query("DELETE FROM agent_run WHERE heartbeat_at < $1")
                 .bind(now - 12 * ALIVE.as_millis() as i64)
                 .execute(self.db.pool())
