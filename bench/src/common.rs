@@ -84,6 +84,26 @@ pub struct Collection {
     pub judgments: HashMap<String, HashMap<String, f64>>,
 }
 
+impl Collection {
+    /// One chunk per document, its id the document's. A document with neither title nor text (Cranfield
+    /// has one) cannot be indexed or found, so it is left out.
+    pub fn chunks(&self) -> Vec<Chunk> {
+        self.documents
+            .iter()
+            .filter(|(_, title, text)| !(title.trim().is_empty() && text.trim().is_empty()))
+            .map(|(id, title, text)| Chunk {
+                id: id.clone(),
+                title: title.clone(),
+                filename: format!("{id}.txt"),
+                path_or_url: id.clone(),
+                source_type: "file".into(),
+                content: text.clone(),
+                ..Chunk::default()
+            })
+            .collect()
+    }
+}
+
 pub fn load_collection(root: &Path, name: &str) -> anyhow::Result<Collection> {
     let dir = root.join(name);
     let text = |value: &Value, key: &str| value.get(key).and_then(Value::as_str).unwrap_or("").to_owned();

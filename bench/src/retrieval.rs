@@ -44,21 +44,7 @@ async fn main() -> anyhow::Result<()> {
             collection.queries.len()
         );
         let dir = tempfile::tempdir()?;
-        // A document with neither title nor text (Cranfield has one) cannot be indexed or found.
-        let chunks: Vec<Chunk> = collection
-            .documents
-            .iter()
-            .filter(|(_, title, text)| !(title.trim().is_empty() && text.trim().is_empty()))
-            .map(|(id, title, text)| Chunk {
-                id: id.clone(),
-                title: title.clone(),
-                filename: format!("{id}.txt"),
-                path_or_url: id.clone(),
-                source_type: "file".into(),
-                content: text.clone(),
-                ..Chunk::default()
-            })
-            .collect();
+        let chunks = collection.chunks();
 
         use nexent_core::knowledge::Embedder;
         let texts: Vec<String> = chunks.iter().map(nexent_core::knowledge::embedding_text).collect();

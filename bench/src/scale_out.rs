@@ -161,20 +161,7 @@ async fn main() -> anyhow::Result<()> {
 
     if parts.contains("quality") {
         let collection = load_collection(&data, "scifact")?;
-        let chunks: Vec<Chunk> = collection
-            .documents
-            .iter()
-            .filter(|(_, title, text)| !(title.trim().is_empty() && text.trim().is_empty()))
-            .map(|(id, title, text)| Chunk {
-                id: id.clone(),
-                title: title.clone(),
-                filename: format!("{id}.txt"),
-                path_or_url: id.clone(),
-                source_type: "file".into(),
-                content: text.clone(),
-                ..Chunk::default()
-            })
-            .collect();
+        let chunks = collection.chunks();
         eprintln!("quality: embedding {} SciFact documents", chunks.len());
         let texts: Vec<String> = chunks.iter().map(nexent_core::knowledge::embedding_text).collect();
         let vectors = embedder.embed(texts).await?;

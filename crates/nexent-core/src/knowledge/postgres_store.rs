@@ -195,6 +195,17 @@ fn statement<'a>(sql: &str) -> sqlx::query::Query<'a, sqlx::Any, sqlx::any::AnyA
     sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
 }
 
+/// Locks a base's row for the rest of `transaction` (writers to one base take turns, on every node) and
+/// returns its id.
+async fn lock_base(transaction: &mut sqlx::Transaction<'_, sqlx::Any>, name: &str) -> Result<i64, KnowledgeError> {
+    Ok(sqlx::query("SELECT id FROM knowledge_index WHERE name = $1 FOR UPDATE")
+        .bind(name)
+        .fetch_optional(&mut **transaction)
+        .await?
+        .ok_or_else(|| KnowledgeError::IndexNotFound(name.to_owned()))?
+        .get("id"))
+}
+
 fn chunks_table(id: i64) -> String {
     format!("knowledge_chunk_{id}")
 }
@@ -474,12 +485,7 @@ impl KnowledgeStore for PostgresStore {
             .collect();
 
         let mut transaction = self.db.pool().begin().await?;
-        let id: i64 = sqlx::query("SELECT id FROM knowledge_index WHERE name = $1 FOR UPDATE")
-            .bind(name)
-            .fetch_optional(&mut *transaction)
-            .await?
-            .ok_or_else(|| KnowledgeError::IndexNotFound(name.to_owned()))?
-            .get("id");
+        let id = lock_base(&mut transaction, name).await?;
         let (chunk_table, posting_table) = (chunks_table(id), postings_table(id));
 
         // What goes: the replaced file's chunks (none when no path is given: `= NULL` matches nothing), and
@@ -578,12 +584,7 @@ impl KnowledgeStore for PostgresStore {
 
     async fn delete_path(&self, name: &str, path_or_url: &str) -> Result<usize, KnowledgeError> {
         let mut transaction = self.db.pool().begin().await?;
-        let id: i64 = sqlx::query("SELECT id FROM knowledge_index WHERE name = $1 FOR UPDATE")
-            .bind(name)
-            .fetch_optional(&mut *transaction)
-            .await?
-            .ok_or_else(|| KnowledgeError::IndexNotFound(name.to_owned()))?
-            .get("id");
+        let id = lock_base(&mut transaction, name).await?;
         let removed =
             statement(&format!("DELETE FROM {} WHERE path_or_url = $1 RETURNING row_id, length", chunks_table(id)))
                 .bind(pg_text(path_or_url).into_owned())
