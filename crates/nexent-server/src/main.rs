@@ -47,29 +47,40 @@ fn run_serve(args: ServeArgs) -> anyhow::Result<()> {
     let _log_guard = logging::init(&settings)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     // Tests and scripts read this line to learn the port; keep its shape.
-    runtime.block_on(serve(settings, shutdown_signal(), |url| println!("Nexent Local listening on {url}")))
+    let shutdown = {
+        let _inside = runtime.enter();
+        shutdown_signal()
+    };
+    runtime.block_on(serve(settings, shutdown, |url| println!("Nexent Local listening on {url}")))
 }
 
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Registers for SIGINT and SIGTERM at once (call it inside the runtime, before the server listens): a
+/// handler installed only when the server first polls this future would leave a window after the
+/// listening line in which a SIGTERM still kills the process instead of stopping it cleanly.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    {
-        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
+    let registered = {
+        use tokio::signal::unix::{SignalKind, signal};
+        signal(SignalKind::interrupt()).and_then(|interrupt| Ok((interrupt, signal(SignalKind::terminate())?)))
+    };
+    async move {
+        #[cfg(unix)]
+        match registered {
+            Ok((mut interrupt, mut terminate)) => {
+                tokio::select! {
+                    _ = interrupt.recv() => {},
+                    _ = terminate.recv() => {},
+                }
+            }
             Err(error) => {
                 tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops the server");
-                let _ = interrupt.await;
-                return;
+                let _ = tokio::signal::ctrl_c().await;
             }
-        };
-        tokio::select! {
-            _ = interrupt => {},
-            _ = terminate.recv() => {},
         }
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutdown requested; draining requests");
     }
-    #[cfg(not(unix))]
-    {
-        let _ = interrupt.await;
-    }
-    tracing::info!("shutdown requested; draining requests");
 }
