@@ -122,15 +122,10 @@ impl Agent {
         };
         // Stoppable from here on: choosing the tools may wait for an MCP server's first connection.
         let (run_id, stop) = self.runs.register(conversation_id);
-        if let Some(shared) = &self.runs.shared {
-            shared.announce(run_id, conversation_id).await;
-        }
+        self.runs.announce(run_id, conversation_id).await;
         let saved = self.conversations.append_user_message(conversation_id, &query, request.minio_files.as_ref()).await;
         if let Err(error) = saved {
-            self.runs.unregister(conversation_id, run_id);
-            if let Some(shared) = &self.runs.shared {
-                shared.retire(run_id).await;
-            }
+            self.runs.retire(conversation_id, run_id).await;
             return Err(error.into());
         }
 
@@ -176,10 +171,7 @@ impl Agent {
             if let Err(error) = conversations.append_assistant_message(conversation_id, produced).await {
                 tracing::error!(conversation_id, %error, "cannot save the agent's answer");
             }
-            runs.unregister(conversation_id, run_id);
-            if let Some(shared) = &runs.shared {
-                shared.retire(run_id).await;
-            }
+            runs.retire(conversation_id, run_id).await;
             drop(permit);
             drop(open_until_saved);
         });
@@ -315,6 +307,21 @@ impl AgentRuns {
         runs.shared = Some(shared.clone());
         shared.watch(runs.clone());
         runs
+    }
+
+    /// Makes a registered run visible to the other nodes of a shared deployment (nothing otherwise).
+    async fn announce(&self, run_id: u64, conversation_id: i64) {
+        if let Some(shared) = &self.shared {
+            shared.announce(run_id, conversation_id).await;
+        }
+    }
+
+    /// Unregisters a run that ended, here and for the other nodes.
+    async fn retire(&self, conversation_id: i64, run_id: u64) {
+        self.unregister(conversation_id, run_id);
+        if let Some(shared) = &self.shared {
+            shared.retire(run_id).await;
+        }
     }
 
     /// Stops one run by its id; false when it is not running here or was already stopped.

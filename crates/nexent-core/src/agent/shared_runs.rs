@@ -124,16 +124,15 @@ impl SharedRuns {
     async fn tick(&self, runs: &AgentRuns, ticks: u64) -> Result<(), sqlx::Error> {
         let now = now_millis();
         if runs.running() > 0 {
-            sqlx::query("UPDATE agent_run SET heartbeat_at = $1 WHERE node_id = $2")
-                .bind(now)
-                .bind(&self.node_id)
-                .execute(self.db.pool())
-                .await?;
-            let requested = sqlx::query("SELECT run_id FROM agent_run WHERE node_id = $1 AND stop_requested = 1")
-                .bind(&self.node_id)
-                .fetch_all(self.db.pool())
-                .await?;
-            for row in requested {
+            // One round trip renews the heartbeats and brings back the runs another node asked to stop.
+            let requested = sqlx::query(
+                "UPDATE agent_run SET heartbeat_at = $1 WHERE node_id = $2 RETURNING run_id, stop_requested",
+            )
+            .bind(now)
+            .bind(&self.node_id)
+            .fetch_all(self.db.pool())
+            .await?;
+            for row in requested.iter().filter(|row| row.get::<i64, _>("stop_requested") == 1) {
                 let run_id = row.get::<i64, _>("run_id") as u64;
                 if runs.stop_run(run_id) {
                     tracing::info!(run_id, "agent run stopped at another node's request");

@@ -86,13 +86,19 @@ impl PostgresStore {
         Ok(Self { db })
     }
 
-    async fn id_of(&self, name: &str) -> Result<i64, KnowledgeError> {
-        sqlx::query("SELECT id FROM knowledge_index WHERE name = $1")
-            .bind(name)
-            .fetch_optional(self.db.pool())
-            .await?
-            .map(|row| row.get::<i64, _>("id"))
-            .ok_or_else(|| KnowledgeError::IndexNotFound(name.to_owned()))
+    /// The ids of `names`, in order, in one query (a search's hot path).
+    async fn ids_of(&self, names: &[String]) -> Result<Vec<i64>, KnowledgeError> {
+        let rows = sqlx::query(
+            "SELECT id, name FROM knowledge_index WHERE name IN (SELECT json_array_elements_text($1::json))",
+        )
+        .bind(json!(names).to_string())
+        .fetch_all(self.db.pool())
+        .await?;
+        let found: HashMap<String, i64> = rows.iter().map(|row| (row.get("name"), row.get("id"))).collect();
+        names
+            .iter()
+            .map(|name| found.get(name).copied().ok_or_else(|| KnowledgeError::IndexNotFound(name.clone())))
+            .collect()
     }
 
     /// The keyword list of one base: BM25 over the postings of the query's terms, in one statement (one
@@ -617,10 +623,7 @@ impl KnowledgeStore for PostgresStore {
     }
 
     async fn search(&self, names: &[String], query: ListQuery, rank: Ranker) -> Result<Vec<SearchHit>, KnowledgeError> {
-        let mut ids = Vec::with_capacity(names.len());
-        for name in names {
-            ids.push(self.id_of(name).await?);
-        }
+        let ids = self.ids_of(names).await?;
         let mut lists = ResultLists::default();
         for (position, (&id, name)) in ids.iter().zip(names).enumerate() {
             let keyword = async {
