@@ -27,7 +27,7 @@ pub use labels::Language;
 pub use machine::{AgentConfig, AgentMachine, AgentTask, HistoryTurn};
 use tools::{AttachedFile, AttachedFileTool, KnowledgeSearchTool, ToolBox};
 
-use crate::chat::SharedChatModel;
+use crate::chat::{PromptSpeed, SharedChatModel};
 use crate::config_sync::ConfigSync;
 use crate::conversation::units::StreamUnit;
 use crate::conversation::{ConversationError, ConversationStore};
@@ -48,7 +48,8 @@ pub const DIRECT_SEARCH_KEY: &str = "AGENT_DIRECT_SEARCH";
 /// Tokens one step may generate.
 pub const MAX_STEP_TOKENS_KEY: &str = "AGENT_MAX_STEP_TOKENS";
 /// Characters of one search's results the model reads (see `AgentConfig::max_observation_chars`): fewer
-/// answer sooner on a slow machine, more ground the answer in more sources.
+/// answer sooner on a slow machine, more ground the answer in more sources. Unset, the budget follows the
+/// chat model's measured prompt speed ([`observation_budget`]).
 pub const OBSERVATION_CHARS_KEY: &str = "AGENT_OBSERVATION_CHARS";
 /// The range `AGENT_OBSERVATION_CHARS` is held to: below it a result is cut to nothing useful, above it the
 /// prompt outgrows a small model's context.
@@ -143,7 +144,7 @@ impl Agent {
             .filter(|tokens| *tokens > 0)
             .unwrap_or(defaults.max_step_tokens);
         let max_observation_chars = observation_chars(self.config_sync.get(OBSERVATION_CHARS_KEY).as_deref())
-            .unwrap_or(defaults.max_observation_chars);
+            .unwrap_or_else(|| observation_budget(self.chat.prompt_speed(), defaults.max_observation_chars));
         let config = AgentConfig {
             max_step_tokens,
             max_observation_chars,
@@ -220,6 +221,33 @@ impl Agent {
             tools.push(tool);
         }
         tools
+    }
+}
+
+/// The time the model may spend reading one search's results before it starts the answer. With the
+/// question, the call and the chat template around them (about 0.7 s more on 2 cores), the first answer
+/// token comes within about 1.5 s (bench/results/agent.md).
+const OBSERVATION_SECONDS: f64 = 0.6;
+/// Characters per prompt token of English prose and JSON in the Qwen and Llama tokenizers (Chinese text
+/// takes fewer characters per token, so its sources take longer to read for the same budget).
+const CHARS_PER_TOKEN: f64 = 3.5;
+/// The least budget the speed may set: the best-matching window of the first source (the bench's facts
+/// all held at 300 characters).
+const MIN_OBSERVATION_CHARS: usize = 300;
+
+/// Characters of search results for a model that reads its prompt at `speed`: what it reads in
+/// [`OBSERVATION_SECONDS`], between [`MIN_OBSERVATION_CHARS`] and `most`. A model whose speed is not known
+/// yet gets the least (the first question of a process is answered quickly, the next ones take the
+/// measured rate); one not bound by this machine gets `most`.
+pub fn observation_budget(speed: PromptSpeed, most: usize) -> usize {
+    let least = MIN_OBSERVATION_CHARS.min(most);
+    match speed {
+        PromptSpeed::Unbounded => most,
+        PromptSpeed::Unmeasured => least,
+        PromptSpeed::TokensPerSecond(rate) if rate.is_finite() && rate > 0.0 => {
+            ((rate * OBSERVATION_SECONDS * CHARS_PER_TOKEN) as usize).clamp(least, most)
+        }
+        PromptSpeed::TokensPerSecond(_) => least,
     }
 }
 
@@ -388,6 +416,21 @@ mod tests {
             assert_eq!(observation_chars(Some(hostile)), None, "{hostile:?} keeps the default");
         }
         assert_eq!(observation_chars(None), None);
+    }
+
+    #[test]
+    fn the_observation_budget_follows_the_prompt_speed() {
+        assert_eq!(observation_budget(PromptSpeed::Unbounded, 2400), 2400, "a remote server is not this machine");
+        assert_eq!(observation_budget(PromptSpeed::Unmeasured, 2400), 300, "unknown speed: assume a slow machine");
+        // 2 cores reading a 0.5B model at ~160 tokens/s: about 340 characters; a fast machine gets more.
+        assert_eq!(observation_budget(PromptSpeed::TokensPerSecond(160.0), 2400), 336);
+        assert_eq!(observation_budget(PromptSpeed::TokensPerSecond(600.0), 2400), 1260);
+        assert_eq!(observation_budget(PromptSpeed::TokensPerSecond(50_000.0), 2400), 2400);
+        assert_eq!(observation_budget(PromptSpeed::TokensPerSecond(20.0), 2400), 300);
+        for hostile in [f64::NAN, f64::INFINITY, -5.0, 0.0] {
+            assert_eq!(observation_budget(PromptSpeed::TokensPerSecond(hostile), 2400), 300, "{hostile}");
+        }
+        assert_eq!(observation_budget(PromptSpeed::Unmeasured, 200), 200, "never above the most allowed");
     }
 
     #[test]

@@ -150,6 +150,49 @@ pub enum ChatError {
 
 pub type ChatStream = BoxStream<'static, Result<ChatEvent, ChatError>>;
 
+/// How fast a model reads its prompt: what a caller sizing a prompt for a quick answer needs to know.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum PromptSpeed {
+    /// Not bound by this machine (a remote server), or not known to be.
+    Unbounded,
+    /// A local engine that has not read a prompt long enough to time yet: assume a slow machine.
+    Unmeasured,
+    /// Prompt tokens read per second, as measured on the recent prompts of this process.
+    TokensPerSecond(f64),
+}
+
+/// A prompt rate measured as prompts are read: a moving average, so a machine that becomes busier (or
+/// idle) is followed within a few prompts. Shared between an engine's thread and its callers.
+#[derive(Debug, Default)]
+pub struct PromptRate {
+    /// f64 bits of tokens per second; 0 until the first measurement.
+    bits: std::sync::atomic::AtomicU64,
+}
+
+impl PromptRate {
+    /// Reads shorter than this are not timed: a few tokens' time is mostly fixed overhead.
+    pub const MIN_TIMED_TOKENS: usize = 32;
+
+    /// Records that `tokens` prompt tokens took `elapsed`.
+    pub fn record(&self, tokens: usize, elapsed: std::time::Duration) {
+        let seconds = elapsed.as_secs_f64();
+        if tokens < Self::MIN_TIMED_TOKENS || seconds <= 0.0 {
+            return;
+        }
+        let sample = tokens as f64 / seconds;
+        let previous = f64::from_bits(self.bits.load(std::sync::atomic::Ordering::Relaxed));
+        let rate = if previous > 0.0 { 0.5 * previous + 0.5 * sample } else { sample };
+        self.bits.store(rate.to_bits(), std::sync::atomic::Ordering::Relaxed);
+    }
+
+    pub fn speed(&self) -> PromptSpeed {
+        match f64::from_bits(self.bits.load(std::sync::atomic::Ordering::Relaxed)) {
+            rate if rate > 0.0 => PromptSpeed::TokensPerSecond(rate),
+            _ => PromptSpeed::Unmeasured,
+        }
+    }
+}
+
 /// A language model that chats. Implementations queue work on their own threads, never on the runtime.
 pub trait ChatModel: Send + Sync {
     fn model_name(&self) -> &str;
@@ -158,6 +201,10 @@ pub trait ChatModel: Send + Sync {
     /// Called before the process exits: a model still loading is waited for, since exiting while a native
     /// engine loads runs its static destructors under the loading thread (a crash on a quick SIGTERM).
     fn finish_loading(&self) {}
+    /// How fast this model reads prompts (see [`PromptSpeed`]).
+    fn prompt_speed(&self) -> PromptSpeed {
+        PromptSpeed::Unbounded
+    }
 }
 
 pub type SharedChatModel = std::sync::Arc<dyn ChatModel>;
@@ -227,6 +274,13 @@ impl ChatModel for DeferredChat {
     fn finish_loading(&self) {
         if let Some(handle) = crate::sync::lock(&self.loader).take() {
             let _ = handle.join();
+        }
+    }
+
+    fn prompt_speed(&self) -> PromptSpeed {
+        match self.ready.borrow().as_ref() {
+            Some(model) => model.prompt_speed(),
+            None => PromptSpeed::Unmeasured,
         }
     }
 
@@ -309,6 +363,21 @@ pub fn held_back(text: &str, stops: &[String]) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_prompt_rate_is_timed_on_long_reads_and_follows_the_recent_ones() {
+        use std::time::Duration;
+        let rate = PromptRate::default();
+        assert_eq!(rate.speed(), PromptSpeed::Unmeasured);
+        rate.record(5, Duration::from_millis(1));
+        assert_eq!(rate.speed(), PromptSpeed::Unmeasured, "a few tokens are mostly overhead");
+        rate.record(200, Duration::from_secs(0));
+        assert_eq!(rate.speed(), PromptSpeed::Unmeasured, "no time, no rate");
+        rate.record(200, Duration::from_secs(1));
+        assert_eq!(rate.speed(), PromptSpeed::TokensPerSecond(200.0));
+        rate.record(100, Duration::from_secs(1));
+        assert_eq!(rate.speed(), PromptSpeed::TokensPerSecond(150.0), "halfway to a busier machine's rate");
+    }
 
     #[test]
     fn stop_sequences_are_found_and_their_prefixes_held_back() {

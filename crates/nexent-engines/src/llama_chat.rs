@@ -38,8 +38,8 @@ use llama_cpp_2::model::{LlamaChatMessage, LlamaChatTemplate, LlamaModel};
 use llama_cpp_2::sampling::LlamaSampler;
 use llama_cpp_2::token::LlamaToken;
 use nexent_core::chat::{
-    ChatError, ChatEvent, ChatMessage, ChatModel, ChatRequest, ChatStream, FinishReason, Role, ToolCall, ToolChoice,
-    Usage, find_stop, held_back,
+    ChatError, ChatEvent, ChatMessage, ChatModel, ChatRequest, ChatStream, FinishReason, PromptRate, PromptSpeed, Role,
+    ToolCall, ToolChoice, Usage, find_stop, held_back,
 };
 use tokio::sync::mpsc;
 
@@ -138,6 +138,8 @@ struct LoadedEngine {
     jobs: SyncSender<Job>,
     /// For checking a client's grammar before its request is queued (the engine thread has its own handle).
     model: Arc<LlamaModel>,
+    /// Timed on the engine thread as prompts are read.
+    prompt_rate: Arc<PromptRate>,
 }
 
 /// The engine of each model file (by canonical path) that is loaded, or being loaded under the slot's lock.
@@ -196,19 +198,25 @@ fn start_engine(config: &LlamaChatConfig) -> Result<LoadedEngine, LlamaChatError
     let (ready, started) = std::sync::mpsc::channel::<Result<Arc<LlamaModel>, LlamaChatError>>();
     let (jobs, receiver) = sync_channel::<Job>(QUEUE_DEPTH);
     let engine_config = config.clone();
+    let prompt_rate = Arc::new(PromptRate::default());
+    let timed = prompt_rate.clone();
     std::thread::Builder::new()
         .name("nexent-llm".into())
         .stack_size(ENGINE_STACK_BYTES)
-        .spawn(move || run_engine(backend, engine_config, receiver, ready))
+        .spawn(move || run_engine(backend, engine_config, receiver, ready, timed))
         .map_err(|error| LlamaChatError::Backend(format!("cannot start the engine thread: {error}")))?;
     let model =
         started.recv().map_err(|_| LlamaChatError::Backend("the engine thread stopped while loading".into()))??;
-    Ok(LoadedEngine { jobs, model })
+    Ok(LoadedEngine { jobs, model, prompt_rate })
 }
 
 impl ChatModel for LlamaChat {
     fn model_name(&self) -> &str {
         &self.model_name
+    }
+
+    fn prompt_speed(&self) -> PromptSpeed {
+        self.engine.prompt_rate.speed()
     }
 
     fn chat(&self, request: ChatRequest) -> Result<ChatStream, ChatError> {
@@ -233,6 +241,7 @@ fn run_engine(
     config: LlamaChatConfig,
     jobs: Receiver<Job>,
     ready: std::sync::mpsc::Sender<Result<Arc<LlamaModel>, LlamaChatError>>,
+    prompt_rate: Arc<PromptRate>,
 ) {
     let failed = |reason: String| LlamaChatError::Model { path: config.model_path.clone(), reason };
     let model = match LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default()) {
@@ -289,7 +298,7 @@ fn run_engine(
     });
     let mut guesser = Guesser::new(config.speculation.clone(), draft, &model);
     let _ = ready.send(Ok(model.clone()));
-    let engine = Engine { model: &model, template: &template };
+    let engine = Engine { model: &model, template: &template, prompt_rate: &prompt_rate };
     let mut cache = KvTokens::default();
     while let Ok(job) = jobs.recv() {
         if job.events.is_closed() {
@@ -305,6 +314,7 @@ fn run_engine(
 struct Engine<'m> {
     model: &'m LlamaModel,
     template: &'m LlamaChatTemplate,
+    prompt_rate: &'m PromptRate,
 }
 
 impl Engine<'_> {
@@ -365,6 +375,7 @@ impl Engine<'_> {
 
         let mut batch = LlamaBatch::new(PROMPT_BATCH, 1);
         let last = tokens.len() - 1;
+        let reading = std::time::Instant::now();
         for (start, piece) in
             tokens[reused..].chunks(PROMPT_BATCH).enumerate().map(|(n, piece)| (reused + n * PROMPT_BATCH, piece))
         {
@@ -385,6 +396,7 @@ impl Engine<'_> {
             decoded.map_err(|error| ChatError::Failed(format!("prompt: {error}")))?;
             cache.tokens.extend_from_slice(piece);
         }
+        self.prompt_rate.record(tokens.len() - reused, reading.elapsed());
 
         let vocab = self.model.vocab();
         // With tools, a call the model starts is finished under a grammar of the tools' schemas.
