@@ -8,7 +8,7 @@ NEXENT_BIN := $(CARGO_TARGET_DIR)/release/nexent
 # llama.cpp's build script watches GGML_* variables, and its own flags must not change under it.
 GGML_FLAGS := GGML_NATIVE=OFF GGML_AVX=ON GGML_AVX2=ON GGML_FMA=ON GGML_F16C=ON GGML_BMI2=ON
 
-.PHONY: test-shared run test setup build bundle check-deb lint bench-server bench-retrieval bench-scale bench-scale-out bench-ingest bench-llm bench-agent bench-voice bench-embedders fuzz
+.PHONY: test-shared run test setup build bundle check-deb lint bench-server bench-retrieval bench-multilingual bench-scale bench-scale-out bench-ingest bench-llm bench-agent bench-voice bench-embedders fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -89,6 +89,11 @@ bench-server: build
 ## bench-retrieval: nDCG@10 / recall@100 per search mode on ../shared/data; writes bench/results/retrieval.md.
 bench-retrieval: setup
 	cargo run --release -p nexent-bench --bin bench-retrieval -- --data ../shared/data --models models/files --out bench/results/retrieval.md
+
+## bench-multilingual: MiniLM beside multilingual-e5-small on the English collections and bench/data/zh-facts (Chinese);
+## writes bench/results/multilingual.md.
+bench-multilingual: setup
+	cargo run --release -p nexent-bench --bin bench-multilingual -- --data ../shared/data,bench/data --models models/files --out bench/results/multilingual.md
 
 ## bench-scale: indexing and search latency at 10k / 100k chunks beside LanceDB; writes bench/results/scale.md.
 BENCH_VENV ?= $(HOME)/.cache/nexent/bench-venv

@@ -15,7 +15,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertModel, Config};
 use nexent_bench::{argument, ndcg_at, read_corpus, read_jsonl};
-use nexent_core::knowledge::Embedder;
+use nexent_core::knowledge::{Embedder, TextKind};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 const BATCH: usize = 32;
@@ -112,9 +112,9 @@ async fn main() -> anyhow::Result<()> {
     // ONNX Runtime, as the server runs it.
     let onnx = nexent_bench::local_embedder(&models)?;
     let started = Instant::now();
-    let onnx_docs = onnx.embed(texts.clone()).await?;
+    let onnx_docs = onnx.embed(texts.clone(), TextKind::Passage).await?;
     let onnx_rate = texts.len() as f64 / started.elapsed().as_secs_f64();
-    let onnx_queries = onnx.embed(query_texts.clone()).await?;
+    let onnx_queries = onnx.embed(query_texts.clone(), TextKind::Query).await?;
     drop(onnx);
 
     // candle, same texts, batches of similar length like the ONNX engine's.

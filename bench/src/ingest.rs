@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use nexent_core::ingest::chunking::{ChunkingStrategy, chunk_elements};
 use nexent_core::ingest::parse::parse_document;
-use nexent_core::knowledge::{Chunk, Embedder, embedding_text};
+use nexent_core::knowledge::{Chunk, Embedder, TextKind, embedding_text};
 use nexent_e2e::{NexentServer, upload_to_kb};
 use serde_json::json;
 
@@ -172,7 +172,7 @@ async fn main() -> anyhow::Result<()> {
     let raw_rate = {
         let embedder = nexent_bench::local_embedder(&models)?;
         let started = Instant::now();
-        embedder.embed(texts).await?;
+        embedder.embed(texts, TextKind::Passage).await?;
         chunk_count as f64 / started.elapsed().as_secs_f64()
     };
     eprintln!("raw embedder: {raw_rate:.1} chunks/s");

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use nexent_bench::{argument, load_collection, ndcg_at, percentile, recall_at};
-use nexent_core::knowledge::{Chunk, Fusion, KnowledgeBase, SearchMode, SearchRequest};
+use nexent_core::knowledge::{Chunk, Embedders, Fusion, KnowledgeBase, SearchMode, SearchRequest, TextKind};
 
 struct ModeResult {
     label: String,
@@ -50,7 +50,7 @@ async fn main() -> anyhow::Result<()> {
         let texts: Vec<String> = chunks.iter().map(nexent_core::knowledge::embedding_text).collect();
         // 1. The raw embedder over every text.
         let started = Instant::now();
-        let vectors = embedder.embed(texts.clone()).await?;
+        let vectors = embedder.embed(texts.clone(), TextKind::Passage).await?;
         let raw_embed_rate = chunks.len() as f64 / started.elapsed().as_secs_f64();
 
         // 2. Keyword + vector indexing alone, the vectors given (the index the queries then use).
@@ -64,18 +64,18 @@ async fn main() -> anyhow::Result<()> {
             }
         }
         let plain_rate = chunks.len() as f64 / started.elapsed().as_secs_f64();
-        let knowledge = KnowledgeBase::open(dir.path(), embedder.clone())?;
+        let knowledge = KnowledgeBase::open(dir.path(), Embedders::only(embedder.clone()))?;
 
         // 3. End to end through KnowledgeBase::add_chunks (embedding, then one commit per batch) on a
         // subset, beside the raw embedder on the same subset, measured back to back.
         let subset: Vec<Chunk> = chunks.iter().take(1000).cloned().collect();
         let subset_texts: Vec<String> = texts.iter().take(subset.len()).cloned().collect();
         let started = Instant::now();
-        embedder.embed(subset_texts).await?;
+        embedder.embed(subset_texts, TextKind::Passage).await?;
         let raw_subset_rate = subset.len() as f64 / started.elapsed().as_secs_f64();
         let e2e_dir = tempfile::tempdir()?;
-        let e2e = KnowledgeBase::open(e2e_dir.path(), embedder.clone())?;
-        e2e.create_index("e2e", None).await?;
+        let e2e = KnowledgeBase::open(e2e_dir.path(), Embedders::only(embedder.clone()))?;
+        e2e.create_index("e2e", None, None).await?;
         let started = Instant::now();
         for batch in subset.chunks(256) {
             e2e.add_chunks("e2e", batch.to_vec()).await?;

@@ -13,7 +13,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::Context;
-use nexent_core::knowledge::{Chunk, Embedder, Fusion, KnowledgeBase, KnowledgeIndex, SearchMode, SearchRequest};
+use nexent_core::knowledge::{
+    Chunk, Embedder, Embedders, Fusion, KnowledgeBase, KnowledgeIndex, SearchMode, SearchRequest, TextKind,
+};
 use serde_json::{Value, json};
 
 use nexent_bench::{
@@ -171,7 +173,7 @@ async fn main() -> anyhow::Result<()> {
     let real_vectors = if reused_index_exists {
         vec![vec![0.0; 384]; REAL_CHUNKS] // the kept index has its vectors: skip embedding the corpus
     } else {
-        embedder.embed(real.iter().map(|chunk| chunk.content.clone()).collect()).await?
+        embedder.embed(real.iter().map(|chunk| chunk.content.clone()).collect(), TextKind::Passage).await?
     };
     let embed_rate = REAL_CHUNKS as f64 / started.elapsed().as_secs_f64();
 
@@ -182,7 +184,7 @@ async fn main() -> anyhow::Result<()> {
         .filter_map(|line| serde_json::from_str::<Value>(line).ok())
         .filter_map(|query| query.get("text").and_then(Value::as_str).map(str::to_owned))
         .collect();
-    let query_vectors = embedder.embed(queries.clone()).await?;
+    let query_vectors = embedder.embed(queries.clone(), TextKind::Query).await?;
 
     let mut report = String::from("# Scale benchmark\n\n");
     report.push_str(&format!(
@@ -225,7 +227,7 @@ async fn main() -> anyhow::Result<()> {
             }
             let build_rate = corpus.len() as f64 / started.elapsed().as_secs_f64();
             let open_started = Instant::now();
-            let knowledge = KnowledgeBase::open(&dir_path, embedder.clone())?;
+            let knowledge = KnowledgeBase::open(&dir_path, Embedders::only(embedder.clone()))?;
             let open_seconds = open_started.elapsed().as_secs_f64();
             if !exact {
                 // Opening loads the saved graph (or builds it) in the background: wait before measuring.

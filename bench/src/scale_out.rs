@@ -21,7 +21,8 @@ use anyhow::Context;
 use nexent_core::db::connect_database;
 use nexent_core::knowledge::postgres_store::PostgresStore;
 use nexent_core::knowledge::{
-    Chunk, Embedder, Fusion, KnowledgeBase, KnowledgeStore, SearchMode, SearchRequest, TantivyStore,
+    Chunk, Embedder, Embedders, Fusion, KnowledgeBase, KnowledgeStore, SearchMode, SearchRequest, TantivyStore,
+    TextKind,
 };
 use nexent_e2e::{NexentServer, ServerOptions, SharedEngines, upload_to_kb};
 
@@ -50,7 +51,7 @@ fn tantivy_store(dir: &std::path::Path) -> anyhow::Result<Arc<dyn KnowledgeStore
 
 /// Writes `pairs` into a new base `name` of `knowledge` in batches; returns chunks per second.
 async fn fill(knowledge: &KnowledgeBase, name: &str, pairs: &[(Chunk, Vec<f32>)]) -> anyhow::Result<f64> {
-    knowledge.create_index(name, Some(384)).await?;
+    knowledge.create_index(name, Some(384), None).await?;
     let store_started = Instant::now();
     for batch in pairs.chunks(2000) {
         knowledge.store().write(name, None, batch.to_vec()).await?;
@@ -164,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
         let chunks = collection.chunks();
         eprintln!("quality: embedding {} SciFact documents", chunks.len());
         let texts: Vec<String> = chunks.iter().map(nexent_core::knowledge::embedding_text).collect();
-        let vectors = embedder.embed(texts).await?;
+        let vectors = embedder.embed(texts, TextKind::Passage).await?;
         let pairs: Vec<(Chunk, Vec<f32>)> = chunks.into_iter().zip(vectors).collect();
         let dir = tempfile::tempdir()?;
         let stores = [("Tantivy", tantivy_store(dir.path())?), ("PostgreSQL", postgres_store("benchquality").await?)];
@@ -175,7 +176,7 @@ async fn main() -> anyhow::Result<()> {
         ));
         let mut hybrid = Vec::new();
         for (label, store) in stores {
-            let knowledge = KnowledgeBase::new(store, embedder.clone());
+            let knowledge = KnowledgeBase::new(store, Embedders::only(embedder.clone()));
             fill(&knowledge, "quality", &pairs).await?;
             for (mode, quality) in quality_rows(&knowledge, &collection).await? {
                 eprintln!("  {label} {mode}: nDCG@10 {:.4}", quality.ndcg10);
@@ -202,7 +203,8 @@ async fn main() -> anyhow::Result<()> {
             .map(|i| scale_chunk(i, format!("{}. {}.", sentences[2 * i], sentences[2 * i + 1])))
             .collect();
         eprintln!("latency: embedding {REAL_CHUNKS} chunks");
-        let real_vectors = embedder.embed(real.iter().map(|chunk| chunk.content.clone()).collect()).await?;
+        let real_vectors =
+            embedder.embed(real.iter().map(|chunk| chunk.content.clone()).collect(), TextKind::Passage).await?;
         let (large, large_vectors) = synthesise_corpus(&real, &real_vectors, LARGE_CHUNKS);
         let pairs: Vec<(Chunk, Vec<f32>)> = large.into_iter().zip(large_vectors).collect();
         let queries: Vec<String> =
@@ -221,7 +223,7 @@ async fn main() -> anyhow::Result<()> {
             queries.len()
         ));
         for (label, store) in stores {
-            let knowledge = KnowledgeBase::new(store, embedder.clone());
+            let knowledge = KnowledgeBase::new(store, Embedders::only(embedder.clone()));
             eprintln!("latency: filling {label}");
             let build_rate = fill(&knowledge, "scale", &pairs).await?;
             let rows = latencies(&knowledge, "scale", &queries).await?;

@@ -16,6 +16,57 @@ fn main() {
         .include(&include)
         .warnings(true)
         .compile("nexent_grammar_shim");
+    compile_e5();
+}
+
+/// The public functions of `e5.h`; each variant's copies are renamed `nexent_e5_<variant>_<name>`.
+const E5_FUNCTIONS: &[&str] = &[
+    "e5_load",
+    "e5_load_mem",
+    "e5_free",
+    "e5_token_count",
+    "e5_dim",
+    "e5_embed",
+    "e5_embed_batch",
+    "e5_load_sae",
+    "e5_sparse_dim",
+    "e5_embed_sparse",
+];
+
+fn compile_e5() {
+    println!("cargo::rustc-check-cfg=cfg(nexent_e5_missing)");
+    println!("cargo:rerun-if-env-changed=NEXENT_E5_SOURCE_DIR");
+    let manifest_dir = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let models_dir = manifest_dir.join("../../models/files");
+    let source_dir = std::env::var_os("NEXENT_E5_SOURCE_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| models_dir.join("multilingual-e5-small"));
+    let source = source_dir.join("e5.c");
+    // Watching the folder (while it does not exist, the script runs on every build) notices a fetch.
+    println!("cargo:rerun-if-changed={}", source_dir.display());
+    if !source.is_file() || !source_dir.join("e5.h").is_file() {
+        println!(
+            "cargo:warning=no e5.c in {}: the multilingual embedding model will be unavailable \
+             (run `python3 models/fetch.py embedding`, then build again)",
+            source_dir.display()
+        );
+        println!("cargo:rustc-cfg=nexent_e5_missing");
+        return;
+    }
+    println!("cargo:rerun-if-changed={}", source.display());
+    for (variant, flags) in [("avx2", &["-mavx2", "-mfma", "-mf16c"][..]), ("generic", &[][..])] {
+        let mut build = cc::Build::new();
+        build.file(&source).include(&source_dir).opt_level(3).flag("-fopenmp").warnings(false);
+        for flag in flags {
+            build.flag(flag);
+        }
+        for function in E5_FUNCTIONS {
+            build.define(function, Some(format!("nexent_e5_{variant}_{function}").as_str()));
+        }
+        build.compile(&format!("nexent_e5_{variant}"));
+    }
+    // OpenMP's runtime, which e5.c parallelises with (GCC's libgomp).
+    println!("cargo:rustc-link-lib=gomp");
 }
 
 /// `<out>/include` of llama-cpp-sys-2's CMake install; it reports `<out>/lib{,64}/cmake` as `ggml_cmake_dir`.

@@ -16,6 +16,7 @@ mod ingest;
 mod knowledge;
 mod mcp;
 mod models;
+mod multilingual;
 mod nexent_client;
 mod openai;
 mod proxy;

@@ -244,7 +244,7 @@ async fn odd_length_frames_and_silence_and_a_huge_frame_and_noise_each_get_a_cle
     let unknown = next_json(&mut socket).await?.unwrap_or_default();
     assert!(unknown["error"].as_str().unwrap_or("").contains("large-v9"), "{unknown}");
     // Chinese asked of the English-only model: said, not transcribed into English words.
-    let mut socket = connect(&server, "/api/voice/stt/ws?language=zh").await?;
+    let mut socket = connect(&server, "/api/voice/stt/ws?language=zh&model=tiny.en").await?;
     let refused = next_json(&mut socket).await?.unwrap_or_default();
     assert!(refused["error"].as_str().unwrap_or("").contains("English only"), "{refused}");
     let (status, _) = server.get_json("/api/health").await?;
@@ -355,10 +355,16 @@ async fn connectivity_and_health_checks_use_the_local_engines() -> anyhow::Resul
     assert!(body["message"].as_str().unwrap_or("").contains("stt or tts"), "{body}");
     // Model Management lists the local speech models as it lists the GGUF files, and checks them.
     let (_, listed) = server.get_json("/api/model/list").await?;
-    for (name, kind) in [("tiny.en", "stt"), ("en_US-joe-medium", "tts")] {
+    for (name, kind) in [("tiny.en", "stt"), ("en_US-joe-medium", "tts"), ("espeak-ng-cmn", "tts")] {
         let record =
             listed["data"].as_array().and_then(|records| records.iter().find(|record| record["model_name"] == name));
         let record = record.unwrap_or_else(|| panic!("{name} is listed: {listed}"));
+        if kind == "tts" {
+            // Which language each voice speaks is in its display name.
+            let display = record["display_name"].as_str().unwrap_or_default();
+            let language = if name.starts_with("espeak") { "Chinese" } else { "English" };
+            assert!(display.contains(language), "{record}");
+        }
         assert_eq!((record["model_type"].as_str(), record["model_factory"].as_str()), (Some(kind), Some("local")));
         let (_, health) = server.get_json(&format!("/api/model/healthcheck?model_name={name}")).await?;
         assert_eq!(health["data"]["connectivity"], true, "{health}");

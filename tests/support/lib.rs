@@ -611,6 +611,25 @@ pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
     (previous[hypothesis.len()], reference.len())
 }
 
+/// Character errors (edits) of `hypothesis` against `reference` and the reference's length, counting
+/// letters and digits only (Chinese is scored by characters, as it has no spaces between words).
+pub fn character_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
+    let characters = |text: &str| -> Vec<char> {
+        text.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
+    };
+    let (reference, hypothesis) = (characters(reference), characters(hypothesis));
+    let mut previous: Vec<usize> = (0..=hypothesis.len()).collect();
+    for (row, expected) in reference.iter().enumerate() {
+        let mut current = vec![row + 1; hypothesis.len() + 1];
+        for (column, heard) in hypothesis.iter().enumerate() {
+            let substitution = previous[column] + usize::from(expected != heard);
+            current[column + 1] = substitution.min(previous[column + 1] + 1).min(current[column] + 1);
+        }
+        previous = current;
+    }
+    (previous[hypothesis.len()], reference.len())
+}
+
 /// 16 kHz mono 16-bit samples of a WAV file's data chunk (the test audio is in that format).
 pub fn wav_pcm(bytes: &[u8]) -> anyhow::Result<Vec<u8>> {
     anyhow::ensure!(bytes.len() > 12 && &bytes[0..4] == b"RIFF" && &bytes[8..12] == b"WAVE", "not a WAV file");

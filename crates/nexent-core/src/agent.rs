@@ -143,12 +143,16 @@ impl Agent {
             .and_then(|value| value.trim().parse::<u32>().ok())
             .filter(|tokens| *tokens > 0)
             .unwrap_or(defaults.max_step_tokens);
+        let answer_language = Language::of_text(&query);
         let max_observation_chars = observation_chars(self.config_sync.get(OBSERVATION_CHARS_KEY).as_deref())
-            .unwrap_or_else(|| observation_budget(self.chat.prompt_speed(), defaults.max_observation_chars));
+            .unwrap_or_else(|| {
+                observation_budget(self.chat.prompt_speed(), answer_language, defaults.max_observation_chars)
+            });
         let config = AgentConfig {
             max_step_tokens,
             max_observation_chars,
             language,
+            answer_language,
             assistant_name: assistant_name.unwrap_or_else(|| "Nexent".into()),
             search_first: self.config_sync.get(SEARCH_FIRST_KEY).is_none_or(|value| is_true(&value)),
             direct_first_search: self.config_sync.get(DIRECT_SEARCH_KEY).is_none_or(|value| is_true(&value)),
@@ -228,9 +232,14 @@ impl Agent {
 /// question, the call and the chat template around them (about 0.7 s more on 2 cores), the first answer
 /// token comes within about 1.5 s (bench/results/agent.md).
 const OBSERVATION_SECONDS: f64 = 0.6;
-/// Characters per prompt token of English prose and JSON in the Qwen and Llama tokenizers (Chinese text
-/// takes fewer characters per token, so its sources take longer to read for the same budget).
-const CHARS_PER_TOKEN: f64 = 3.5;
+/// Characters per prompt token of English prose and JSON in the Qwen and Llama tokenizers, and of Chinese
+/// text (sources of a Chinese question are most likely Chinese).
+fn chars_per_token(language: Language) -> f64 {
+    match language {
+        Language::English => 3.5,
+        Language::Chinese => 1.5,
+    }
+}
 /// The least budget the speed may set: the best-matching window of the first source (the bench's facts
 /// all held at 300 characters).
 const MIN_OBSERVATION_CHARS: usize = 300;
@@ -239,13 +248,13 @@ const MIN_OBSERVATION_CHARS: usize = 300;
 /// [`OBSERVATION_SECONDS`], between [`MIN_OBSERVATION_CHARS`] and `most`. A model whose speed is not known
 /// yet gets the least (the first question of a process is answered quickly, the next ones take the
 /// measured rate); one not bound by this machine gets `most`.
-pub fn observation_budget(speed: PromptSpeed, most: usize) -> usize {
+pub fn observation_budget(speed: PromptSpeed, language: Language, most: usize) -> usize {
     let least = MIN_OBSERVATION_CHARS.min(most);
     match speed {
         PromptSpeed::Unbounded => most,
         PromptSpeed::Unmeasured => least,
         PromptSpeed::TokensPerSecond(rate) if rate.is_finite() && rate > 0.0 => {
-            ((rate * OBSERVATION_SECONDS * CHARS_PER_TOKEN) as usize).clamp(least, most)
+            ((rate * OBSERVATION_SECONDS * chars_per_token(language)) as usize).clamp(least, most)
         }
         PromptSpeed::TokensPerSecond(_) => least,
     }
@@ -420,17 +429,35 @@ mod tests {
 
     #[test]
     fn the_observation_budget_follows_the_prompt_speed() {
-        assert_eq!(observation_budget(PromptSpeed::Unbounded, 2400), 2400, "a remote server is not this machine");
-        assert_eq!(observation_budget(PromptSpeed::Unmeasured, 2400), 300, "unknown speed: assume a slow machine");
+        assert_eq!(
+            observation_budget(PromptSpeed::Unbounded, Language::English, 2400),
+            2400,
+            "a remote server is not this machine"
+        );
+        assert_eq!(
+            observation_budget(PromptSpeed::Unmeasured, Language::English, 2400),
+            300,
+            "unknown speed: assume a slow machine"
+        );
         // 2 cores reading a 0.5B model at ~160 tokens/s: about 340 characters; a fast machine gets more.
-        assert_eq!(observation_budget(PromptSpeed::TokensPerSecond(160.0), 2400), 336);
-        assert_eq!(observation_budget(PromptSpeed::TokensPerSecond(600.0), 2400), 1260);
-        assert_eq!(observation_budget(PromptSpeed::TokensPerSecond(50_000.0), 2400), 2400);
-        assert_eq!(observation_budget(PromptSpeed::TokensPerSecond(20.0), 2400), 300);
+        assert_eq!(observation_budget(PromptSpeed::TokensPerSecond(160.0), Language::English, 2400), 336);
+        assert_eq!(observation_budget(PromptSpeed::TokensPerSecond(600.0), Language::English, 2400), 1260);
+        assert_eq!(observation_budget(PromptSpeed::TokensPerSecond(50_000.0), Language::English, 2400), 2400);
+        assert_eq!(observation_budget(PromptSpeed::TokensPerSecond(20.0), Language::English, 2400), 300);
         for hostile in [f64::NAN, f64::INFINITY, -5.0, 0.0] {
-            assert_eq!(observation_budget(PromptSpeed::TokensPerSecond(hostile), 2400), 300, "{hostile}");
+            assert_eq!(
+                observation_budget(PromptSpeed::TokensPerSecond(hostile), Language::English, 2400),
+                300,
+                "{hostile}"
+            );
         }
-        assert_eq!(observation_budget(PromptSpeed::Unmeasured, 200), 200, "never above the most allowed");
+        assert_eq!(
+            observation_budget(PromptSpeed::Unmeasured, Language::English, 200),
+            200,
+            "never above the most allowed"
+        );
+        // Chinese takes about 1.5 characters a token: the same time reads fewer characters.
+        assert_eq!(observation_budget(PromptSpeed::TokensPerSecond(600.0), Language::Chinese, 2400), 540);
     }
 
     #[test]

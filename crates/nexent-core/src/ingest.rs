@@ -268,7 +268,7 @@ impl IngestQueue {
         for request in &requests {
             self.inner
                 .knowledge
-                .create_index(&request.index_name, None)
+                .create_index(&request.index_name, None, None)
                 .await
                 .map_err(|error| IngestError::InvalidRequest(error.to_string()))?;
         }
@@ -534,8 +534,8 @@ impl IngestQueue {
         let now = now_iso();
         let knowledge = &self.inner.knowledge;
         // Creating is idempotent; the index may have been deleted since the task was submitted.
-        knowledge.create_index(&task.index_name, None).await.map_err(|error| error.to_string())?;
-        let model = knowledge.embedder().model_name().to_owned();
+        knowledge.create_index(&task.index_name, None, None).await.map_err(|error| error.to_string())?;
+        let model = knowledge.meta(&task.index_name).await.map_err(|error| error.to_string())?.embedding_model;
         let chunks: Vec<Chunk> = pieces
             .iter()
             .enumerate()

@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 pub use chunk::Chunk;
-pub use embedder::{EmbedError, Embedder, SharedEmbedder};
+pub use embedder::{EmbedError, Embedder, Embedders, SharedEmbedder, TextKind};
 pub use fusion::Fusion;
 use fusion::{FusedHit, ScoredKey};
 pub use index::{IndexError, IndexMeta, IndexSnapshot, IndexStats, IndexedFile, KnowledgeIndex};
@@ -62,6 +62,12 @@ pub enum KnowledgeError {
         "embedding dimension mismatch for index {index}: the index holds {expected}-dimensional vectors but the embedding model produces {actual}"
     )]
     DimensionMismatch { index: String, expected: usize, actual: usize },
+    #[error("unknown embedding model {requested:?}: this server has {loaded}")]
+    UnknownEmbeddingModel { requested: String, loaded: String },
+    #[error(
+        "index {index} was built with the embedding model {model}, which this server has not loaded (it has {loaded})"
+    )]
+    EmbeddingModelNotLoaded { index: String, model: String, loaded: String },
     #[error("invalid embedding_dim {0}: it must be between 1 and 8192")]
     InvalidDimension(i64),
     #[error("Document {index} has no text to index")]
@@ -131,21 +137,49 @@ pub struct CreateOutcome {
 
 pub struct KnowledgeBase {
     store: Arc<dyn KnowledgeStore>,
-    embedder: SharedEmbedder,
+    embedders: Embedders,
 }
 
 impl KnowledgeBase {
     /// The embedded default: every Tantivy index under `root` (created if missing). Blocks.
-    pub fn open(root: &Path, embedder: SharedEmbedder) -> Result<Self, KnowledgeError> {
-        Ok(Self::new(Arc::new(TantivyStore::open(root)?), embedder))
+    pub fn open(root: &Path, embedders: Embedders) -> Result<Self, KnowledgeError> {
+        Ok(Self::new(Arc::new(TantivyStore::open(root)?), embedders))
     }
 
-    pub fn new(store: Arc<dyn KnowledgeStore>, embedder: SharedEmbedder) -> Self {
-        Self { store, embedder }
+    pub fn new(store: Arc<dyn KnowledgeStore>, embedders: Embedders) -> Self {
+        Self { store, embedders }
     }
 
+    /// The embedding model new bases get unless they name another.
     pub fn embedder(&self) -> &SharedEmbedder {
-        &self.embedder
+        self.embedders.default_embedder()
+    }
+
+    /// Every embedding model a base may be built with.
+    pub fn embedders(&self) -> &Embedders {
+        &self.embedders
+    }
+
+    /// The model that embeds for `meta`'s base: the one it was built with. A base whose model is not
+    /// loaded (built before models could be chosen, or with a remote model since replaced) is served by
+    /// the default model when its vectors have the same length, as before models could be chosen.
+    fn embedder_for(&self, name: &str, meta: &IndexMeta) -> Result<&SharedEmbedder, KnowledgeError> {
+        if let Some(embedder) = self.embedders.get(&meta.embedding_model) {
+            return Ok(embedder);
+        }
+        let default = self.embedders.default_embedder();
+        if default.dimension() == meta.embedding_dim {
+            return Ok(default);
+        }
+        Err(KnowledgeError::EmbeddingModelNotLoaded {
+            index: name.to_owned(),
+            model: meta.embedding_model.clone(),
+            loaded: self.loaded_models(),
+        })
+    }
+
+    fn loaded_models(&self) -> String {
+        self.embedders.all().map(|embedder| embedder.model_name().to_owned()).collect::<Vec<_>>().join(", ")
     }
 
     /// The store itself (benchmarks write through it with vectors they already have).
@@ -163,15 +197,34 @@ impl KnowledgeBase {
         self.store.meta(name).await?.ok_or_else(|| KnowledgeError::IndexNotFound(name.to_owned()))
     }
 
-    /// Creates an index; creating one that exists is a success that changes nothing.
-    pub async fn create_index(&self, name: &str, embedding_dim: Option<i64>) -> Result<CreateOutcome, KnowledgeError> {
+    /// Creates an index built with `embedding_model` (a loaded model's name; the default when None or
+    /// empty); creating one that exists is a success that changes nothing.
+    pub async fn create_index(
+        &self,
+        name: &str,
+        embedding_dim: Option<i64>,
+        embedding_model: Option<&str>,
+    ) -> Result<CreateOutcome, KnowledgeError> {
         validate_index_name(name)?;
+        let embedder = match embedding_model.map(str::trim).filter(|model| !model.is_empty()) {
+            None => self.embedders.default_embedder(),
+            Some(model) => self.embedders.get(model).ok_or_else(|| KnowledgeError::UnknownEmbeddingModel {
+                // The client's text, shortened: it is echoed in the message.
+                requested: model.chars().take(100).collect(),
+                loaded: self.loaded_models(),
+            })?,
+        };
         let dimension = match embedding_dim {
-            None => self.embedder.dimension(),
+            None => embedder.dimension(),
             Some(dimension) if (1..=8192).contains(&dimension) => dimension as usize,
             Some(invalid) => return Err(KnowledgeError::InvalidDimension(invalid)),
         };
-        self.store.create(name, self.embedder.model_name(), dimension).await
+        self.store.create(name, embedder.model_name(), dimension).await
+    }
+
+    /// The base's description as its store keeps it (model, dimension).
+    pub async fn meta(&self, name: &str) -> Result<IndexMeta, KnowledgeError> {
+        self.meta_of(name).await
     }
 
     pub async fn delete_index(&self, name: &str) -> Result<(), KnowledgeError> {
@@ -226,7 +279,8 @@ impl KnowledgeBase {
         }
         let expected = meta.embedding_dim;
         let texts: Vec<String> = chunks.iter().map(embedding_text).collect();
-        let vectors = if texts.is_empty() { Vec::new() } else { self.embedder.embed(texts).await? };
+        let embedder = self.embedder_for(name, meta)?;
+        let vectors = if texts.is_empty() { Vec::new() } else { embedder.embed(texts, TextKind::Passage).await? };
         if let Some(vector) = vectors.iter().find(|vector| vector.len() != expected) {
             return Err(KnowledgeError::DimensionMismatch { index: name.to_owned(), expected, actual: vector.len() });
         }
@@ -267,12 +321,29 @@ impl KnowledgeBase {
 
         let needs_vector = !matches!(request.mode, SearchMode::Accurate);
         let mut embedding_time_ms = 0.0;
-        let query_vector = if needs_vector {
+        // Per base, the cosine of unrelated texts under its model (see `Embedder::similarity_floor`).
+        let mut floors: Vec<f32> = Vec::new();
+        let query_vectors = if needs_vector {
+            // The query is embedded once by each model the bases were built with.
             let embedding_started = Instant::now();
-            let mut vectors = self.embedder.embed(vec![query.clone()]).await?;
-            embedding_time_ms = embedding_started.elapsed().as_secs_f64() * 1000.0;
-            let vector = vectors.pop().ok_or_else(|| EmbedError::Failed("no vector returned".into()))?;
+            let mut by_model: Vec<(&str, Vec<f32>)> = Vec::new();
+            let mut vectors = Vec::with_capacity(names.len());
             for (name, meta) in names.iter().zip(&metas) {
+                let embedder = self.embedder_for(name, meta)?;
+                floors.push(embedder.similarity_floor());
+                let model = embedder.model_name();
+                let vector = match by_model.iter().find(|(embedded_by, _)| *embedded_by == model) {
+                    Some((_, vector)) => vector.clone(),
+                    None => {
+                        let vector = embedder
+                            .embed(vec![query.clone()], TextKind::Query)
+                            .await?
+                            .pop()
+                            .ok_or_else(|| EmbedError::Failed("no vector returned".into()))?;
+                        by_model.push((model, vector.clone()));
+                        vector
+                    }
+                };
                 if vector.len() != meta.embedding_dim {
                     return Err(KnowledgeError::DimensionMismatch {
                         index: name.clone(),
@@ -280,8 +351,10 @@ impl KnowledgeBase {
                         actual: vector.len(),
                     });
                 }
+                vectors.push(vector);
             }
-            Some(vector)
+            embedding_time_ms = embedding_started.elapsed().as_secs_f64() * 1000.0;
+            Some(vectors)
         } else {
             None
         };
@@ -292,8 +365,15 @@ impl KnowledgeBase {
             _ => top_k,
         };
         let lists =
-            ListQuery { text: query, keywords: !matches!(mode, SearchMode::Semantic), vector: query_vector, depth };
-        let hits = self.store.search(&names, lists, Box::new(move |lists| rank(lists, mode, top_k))).await?;
+            ListQuery { text: query, keywords: !matches!(mode, SearchMode::Semantic), vectors: query_vectors, depth };
+        let ranker = move |mut lists: ResultLists| {
+            for hit in &mut lists.vector {
+                let floor = floors.get(hit.position).copied().unwrap_or(0.0);
+                hit.score = rescaled_similarity(hit.score, floor);
+            }
+            rank(lists, mode, top_k)
+        };
+        let hits = self.store.search(&names, lists, Box::new(ranker)).await?;
         Ok(SearchOutcome { hits, query_time_ms: started.elapsed().as_secs_f64() * 1000.0, embedding_time_ms })
     }
 
@@ -315,6 +395,12 @@ pub fn embedding_text(chunk: &Chunk) -> String {
     } else {
         format!("{}\n{}", chunk.title, chunk.content)
     }
+}
+
+/// A cosine similarity rescaled so that the model's `floor` (unrelated texts) becomes 0 and 1 stays 1;
+/// below the floor it goes negative, as a cosine can. With a floor of 0 it is unchanged.
+fn rescaled_similarity(similarity: f32, floor: f32) -> f32 {
+    if floor <= 0.0 || floor >= 1.0 { similarity } else { ((similarity - floor) / (1.0 - floor)).max(-1.0) }
 }
 
 /// The final ranking of one search: a plain list cut to `top_k`, or the two lists fused.
@@ -365,4 +451,18 @@ async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, KnowledgeError> + Send + 'static,
 ) -> Result<T, KnowledgeError> {
     tokio::task::spawn_blocking(work).await.map_err(|error| KnowledgeError::Join(error.to_string()))?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rescaled_similarity;
+
+    #[test]
+    fn similarities_are_rescaled_from_the_models_floor() {
+        assert_eq!(rescaled_similarity(0.42, 0.0), 0.42, "a floor of 0 changes nothing");
+        assert!((rescaled_similarity(0.85, 0.7) - 0.5).abs() < 1e-6);
+        assert!((rescaled_similarity(1.0, 0.7) - 1.0).abs() < 1e-6);
+        assert!(rescaled_similarity(0.6, 0.7) < 0.0, "below the floor: less than unrelated");
+        assert_eq!(rescaled_similarity(-1.0, 0.7), -1.0, "bounded like a cosine");
+    }
 }

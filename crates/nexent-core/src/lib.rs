@@ -10,6 +10,7 @@
 //! - [`fetch`]: an HTTP fetcher that refuses private addresses (every redirect hop, after DNS resolution).
 //! - [`image_proxy`]: the Proxy App's logic: fetch or decode an image, verify it, return its bytes.
 //! - [`ingest`]: Data Process: the persistent task queue, parsers and chunking that feed knowledge bases.
+//! - [`language`]: whether a text is Chinese (answer language, voice per sentence, matching quotes).
 //! - [`knowledge`]: knowledge bases: a Tantivy keyword + vector index each; accurate, semantic, hybrid search.
 //! - [`model_engine`]: a ModelEngine hub (OpenAI-compatible router at MODEL_ENGINE_HOST).
 //! - [`models`]: Model Management: model records, local GGUF files, health checks through a connector.
@@ -29,6 +30,7 @@ pub mod fetch;
 pub mod image_proxy;
 pub mod ingest;
 pub mod knowledge;
+pub mod language;
 pub mod model_engine;
 pub mod models;
 pub mod process;

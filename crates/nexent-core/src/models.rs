@@ -166,9 +166,9 @@ pub trait ModelConnector: Send + Sync {
     fn chat_model(&self, record: &ModelRecord) -> Result<SharedChatModel, ChatError>;
     /// An embedding model for an `embedding` record.
     fn embedder(&self, record: &ModelRecord) -> Result<SharedEmbedder, String>;
-    /// The name of the embedding model that runs in process, listed as a local model.
-    fn local_embedding_model(&self) -> Option<String> {
-        None
+    /// The names of the embedding models that run in process, listed as local models.
+    fn local_embedding_models(&self) -> Vec<String> {
+        Vec::new()
     }
 }
 
@@ -375,7 +375,10 @@ impl ModelRegistry {
             }
             "embedding" | "multi_embedding" => {
                 let embedder = self.connector.embedder(record)?;
-                let vectors = embedder.embed(vec!["hello".to_owned()]).await.map_err(|error| error.to_string())?;
+                let vectors = embedder
+                    .embed(vec!["hello".to_owned()], crate::knowledge::TextKind::Query)
+                    .await
+                    .map_err(|error| error.to_string())?;
                 let dimension = vectors.first().map(Vec::len).unwrap_or(0);
                 if dimension == 0 {
                     return Err("the model returned no vector".into());
@@ -422,16 +425,21 @@ impl ModelRegistry {
         .await?;
         let known: Vec<(i64, String)> = rows.iter().map(|row| (row.get("model_id"), row.get("model_name"))).collect();
         // The engines that run in process besides the GGUF files: the embedder and the speech models.
-        let mut built_in: Vec<(String, &str)> = Vec::new();
-        if let Some(name) = self.connector.local_embedding_model() {
-            built_in.push((name, "embedding"));
+        // (name, type, display name): a voice's display name says which language it speaks.
+        let mut built_in: Vec<(String, &str, String)> = Vec::new();
+        for name in self.connector.local_embedding_models() {
+            built_in.push((name.clone(), "embedding", name));
         }
         for transcriber in self.voice.transcribers() {
-            built_in.push((transcriber.model_name().to_owned(), "stt"));
+            let name = transcriber.model_name().to_owned();
+            built_in.push((name.clone(), "stt", name));
         }
-        built_in.push((self.voice.synthesizer().voice_name().to_owned(), "tts"));
+        for (name, language) in self.voice.synthesizer().voices() {
+            let display = format!("{name} ({language})");
+            built_in.push((name, "tts", display));
+        }
         let now = now_millis();
-        for (name, model_type) in &built_in {
+        for (name, model_type, display_name) in &built_in {
             if known.iter().any(|(_, known)| known == name) {
                 continue;
             }
@@ -443,7 +451,7 @@ impl ModelRegistry {
             .bind(name)
             .bind(LOCAL_FACTORY)
             .bind(model_type)
-            .bind(name)
+            .bind(display_name)
             .bind(now)
             .bind(now)
             .execute(self.db.pool())
@@ -453,7 +461,7 @@ impl ModelRegistry {
         // so only the embedded deployment (one node, one folder) forgets the records of vanished files.
         let forget_vanished = self.db.dialect() == crate::db::Dialect::Sqlite;
         for (id, name) in known.iter().filter(|_| forget_vanished) {
-            if !files.contains(name) && !built_in.iter().any(|(built_in, _)| built_in == name) {
+            if !files.contains(name) && !built_in.iter().any(|(built_in, _, _)| built_in == name) {
                 sqlx::query("UPDATE model_record SET delete_flag = 'Y', update_time = $1 WHERE model_id = $2")
                     .bind(now)
                     .bind(id)

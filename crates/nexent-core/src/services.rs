@@ -12,7 +12,7 @@ use crate::db::{DATABASE_FILE_NAME, DatabaseError, connect_database, open_databa
 use crate::fetch::{FetchError, FetchPolicy, SafeFetcher};
 use crate::image_proxy::ImageProxy;
 use crate::ingest::{IngestError, IngestQueue};
-use crate::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
+use crate::knowledge::embedder::{Embedders, UnavailableEmbedder};
 use crate::knowledge::postgres_store::PostgresStore;
 use crate::knowledge::{KnowledgeBase, KnowledgeError, KnowledgeStore, TantivyStore};
 use crate::models::{ModelConnector, ModelRegistry, NoEngines};
@@ -49,8 +49,9 @@ pub const INDICES_DIR: &str = "indices";
 #[derive(Clone)]
 pub struct ServicesOptions {
     pub fetch_policy: FetchPolicy,
-    /// The embedding engine the binary loaded (or an [`UnavailableEmbedder`] saying why none could be).
-    pub embedder: SharedEmbedder,
+    /// The embedding engines the binary loaded, the default for new knowledge bases first (or an
+    /// [`UnavailableEmbedder`] saying why none could be).
+    pub embedders: Embedders,
     /// Largest file an upload may store.
     pub max_upload_bytes: u64,
     /// Most bytes all stored files may take together (`None`: no quota).
@@ -101,11 +102,11 @@ impl Default for ServicesOptions {
     fn default() -> Self {
         Self {
             fetch_policy: FetchPolicy::default(),
-            embedder: std::sync::Arc::new(UnavailableEmbedder {
+            embedders: Embedders::only(std::sync::Arc::new(UnavailableEmbedder {
                 model_name: "none".into(),
                 dimension: 384,
                 reason: "no embedding model was configured".into(),
-            }),
+            })),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             storage_quota_bytes: None,
             ingest_workers: 2,
@@ -210,7 +211,7 @@ impl Services {
             }
         };
         tracing::info!(store = store.engine(), "knowledge bases opened");
-        let knowledge = std::sync::Arc::new(KnowledgeBase::new(store, options.embedder));
+        let knowledge = std::sync::Arc::new(KnowledgeBase::new(store, options.embedders));
         let ingest = IngestQueue::new(
             ingest_pool,
             knowledge.clone(),

@@ -104,9 +104,49 @@ pub trait Synthesizer: Send + Sync {
         encoding: AudioEncoding,
         sample_rate: u32,
     ) -> BoxFuture<'static, Result<Vec<u8>, VoiceError>>;
+    /// The voices behind this synthesizer, each with the languages it speaks, for the model list.
+    fn voices(&self) -> Vec<(String, &'static str)> {
+        vec![(self.voice_name().to_owned(), "English")]
+    }
 }
 
 pub type SharedSynthesizer = Arc<dyn Synthesizer>;
+
+/// Two voices behind one synthesizer, chosen per sentence: Chinese sentences to `chinese`, the others to
+/// `default`, so an answer that mixes the languages switches voices between sentences.
+pub struct BilingualSynthesizer {
+    pub default: SharedSynthesizer,
+    pub chinese: SharedSynthesizer,
+}
+
+impl BilingualSynthesizer {
+    fn voice_for(&self, sentence: &str) -> &SharedSynthesizer {
+        if crate::language::is_chinese(sentence) { &self.chinese } else { &self.default }
+    }
+}
+
+impl Synthesizer for BilingualSynthesizer {
+    fn voice_name(&self) -> &str {
+        self.default.voice_name()
+    }
+
+    fn native_sample_rate(&self) -> u32 {
+        self.default.native_sample_rate()
+    }
+
+    fn synthesize(
+        &self,
+        text: String,
+        encoding: AudioEncoding,
+        sample_rate: u32,
+    ) -> BoxFuture<'static, Result<Vec<u8>, VoiceError>> {
+        self.voice_for(&text).synthesize(text, encoding, sample_rate)
+    }
+
+    fn voices(&self) -> Vec<(String, &'static str)> {
+        vec![(self.default.voice_name().to_owned(), "English"), (self.chinese.voice_name().to_owned(), "Chinese")]
+    }
+}
 
 /// Stands in when an engine could not be set up, so the server still starts and says why on use.
 pub struct UnavailableVoice {
@@ -198,15 +238,25 @@ impl Voice {
             })
     }
 
-    /// The transcriber for `model` that can hear `language`: an English-only model asked for another
-    /// language is an error that names a model that can, rather than English words made of it.
+    /// The transcriber for `model` that can hear `language`. With no model named, a language other than
+    /// English picks the first multilingual model (the default, tiny.en, is English only); an
+    /// English-only model named for another language is an error that names a model that can, rather than
+    /// English words made of it.
     pub fn transcriber_for(
         &self,
         model: Option<&str>,
         language: Option<&str>,
     ) -> Result<SharedTranscriber, VoiceError> {
-        let transcriber = self.transcriber(model)?;
         let language = language.map(str::trim).filter(|language| !language.is_empty());
+        let needs_multilingual = language.is_some_and(|language| !language.eq_ignore_ascii_case("en"));
+        let model = model.map(str::trim).filter(|model| !model.is_empty());
+        if model.is_none()
+            && needs_multilingual
+            && let Some(multilingual) = self.transcribers.iter().find(|candidate| candidate.multilingual())
+        {
+            return Ok(multilingual.clone());
+        }
+        let transcriber = self.transcriber(model)?;
         if let Some(language) = language
             && !language.eq_ignore_ascii_case("en")
             && !transcriber.multilingual()
@@ -334,5 +384,39 @@ mod tests {
             "{refused:?}"
         );
         assert!(voice.transcriber_for(Some("tiny.en"), Some("en")).is_ok());
+    }
+
+    struct Hears(&'static str, bool);
+
+    impl Transcriber for Hears {
+        fn model_name(&self) -> &str {
+            self.0
+        }
+        fn multilingual(&self) -> bool {
+            self.1
+        }
+        fn prepare(&self) -> BoxFuture<'static, Result<(), VoiceError>> {
+            Box::pin(async { Ok(()) })
+        }
+        fn transcribe(&self, _request: TranscribeRequest) -> BoxFuture<'static, Result<Transcript, VoiceError>> {
+            Box::pin(async { Ok(Transcript::default()) })
+        }
+    }
+
+    #[test]
+    fn a_language_other_than_english_picks_a_multilingual_model_when_none_is_named() {
+        let voice = Voice::new(
+            vec![Arc::new(Hears("tiny.en", false)), Arc::new(Hears("base", true))],
+            Arc::new(UnavailableVoice { name: "v".into(), reason: "x".into() }),
+        );
+        let chosen = |model: Option<&str>, language: Option<&str>| {
+            voice.transcriber_for(model, language).map(|transcriber| transcriber.model_name().to_owned())
+        };
+        assert_eq!(chosen(None, None), Ok("tiny.en".into()), "the fast English default");
+        assert_eq!(chosen(None, Some("en")), Ok("tiny.en".into()));
+        assert_eq!(chosen(None, Some("zh")), Ok("base".into()));
+        assert_eq!(chosen(Some(" "), Some("zh")), Ok("base".into()), "a blank model names none");
+        assert_eq!(chosen(Some("base"), None), Ok("base".into()), "the language is then detected");
+        assert!(chosen(Some("tiny.en"), Some("zh")).is_err(), "a named model is honoured or refused");
     }
 }

@@ -184,7 +184,7 @@ impl FolderWatcher {
         }
         self.inner
             .knowledge
-            .create_index(index_name, None)
+            .create_index(index_name, None, None)
             .await
             .map_err(|error| WatchError::Invalid(error.to_string()))?;
         let id = new_task_id();

@@ -142,3 +142,74 @@ mod tests {
         assert_eq!(to_pcm16(&[0.0, 1.5, -2.0, 0.5]), vec![0, 32767, -32767, 16384]);
     }
 }
+
+/// Peak level of each sentence after normalisation (a little headroom below full scale).
+const PEAK: f32 = 0.9;
+/// Silence after each sentence (Piper's own default), so sentences do not run into each other.
+const SENTENCE_SILENCE_SECONDS: f32 = 0.2;
+
+/// One synthesised sentence as the client asked for it: normalised to [`PEAK`], followed by a short
+/// silence, resampled from `native_rate` to `sample_rate` (on a blocking thread), encoded.
+pub async fn finish_sentence(
+    mut audio: Vec<f32>,
+    native_rate: u32,
+    sample_rate: u32,
+    encoding: nexent_core::voice::AudioEncoding,
+    lame: &Path,
+) -> Result<Vec<u8>, nexent_core::voice::VoiceError> {
+    use nexent_core::voice::{AudioEncoding, VoiceError};
+    let peak = audio.iter().fold(0.0f32, |peak, sample| peak.max(sample.abs()));
+    let gain = PEAK / peak.max(0.01);
+    audio.iter_mut().for_each(|sample| *sample *= gain);
+    audio.extend(std::iter::repeat_n(0.0, (native_rate as f32 * SENTENCE_SILENCE_SECONDS) as usize));
+    let audio = if sample_rate == native_rate {
+        audio
+    } else {
+        tokio::task::spawn_blocking(move || resample(&audio, native_rate, sample_rate))
+            .await
+            .map_err(|error| VoiceError::Failed(format!("resampling failed: {error}")))?
+    };
+    let pcm = to_pcm16(&audio);
+    match encoding {
+        AudioEncoding::Pcm16 => Ok(nexent_core::voice::pcm16_bytes(&pcm)),
+        AudioEncoding::Mp3 => encode_mp3(lame, &pcm, sample_rate).await.map_err(VoiceError::Failed),
+    }
+}
+
+/// The samples and rate of a 16-bit PCM mono WAV file (as `espeak-ng --stdout` writes it, whose sizes
+/// may be left at their streaming maximum: the data runs to the end of the bytes).
+pub fn parse_wav_mono16(bytes: &[u8]) -> Result<(Vec<f32>, u32), String> {
+    let u16_at = |at: usize| bytes.get(at..at + 2).map(|b| u16::from_le_bytes([b[0], b[1]]));
+    let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+    if bytes.get(0..4) != Some(b"RIFF") || bytes.get(8..12) != Some(b"WAVE") {
+        return Err("not a WAV file".into());
+    }
+    let mut at = 12;
+    let mut format: Option<(u16, u16, u32, u16)> = None;
+    while let (Some(id), Some(size)) = (bytes.get(at..at + 4), u32_at(at + 4)) {
+        let body = at + 8;
+        match id {
+            b"fmt " => {
+                let fields = (u16_at(body), u16_at(body + 2), u32_at(body + 4), u16_at(body + 14));
+                let (Some(tag), Some(channels), Some(rate), Some(bits)) = fields else {
+                    return Err("a truncated WAV format".into());
+                };
+                format = Some((tag, channels, rate, bits));
+            }
+            b"data" => {
+                let Some((1, 1, rate, 16)) = format else {
+                    return Err(format!("not 16-bit PCM mono: {format:?}"));
+                };
+                let end = body.saturating_add(size as usize).min(bytes.len());
+                let samples = bytes[body..end]
+                    .chunks_exact(2)
+                    .map(|pair| f32::from(i16::from_le_bytes([pair[0], pair[1]])) / 32768.0)
+                    .collect();
+                return Ok((samples, rate));
+            }
+            _ => {}
+        }
+        at = body.saturating_add(size as usize + (size as usize & 1));
+    }
+    Err("a WAV file without audio".into())
+}

@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use nexent_core::chat::{ChatError, DeferredChat, SharedChatModel, UnavailableChat};
-use nexent_core::knowledge::embedder::SharedEmbedder;
+use nexent_core::knowledge::embedder::{Embedders, SharedEmbedder};
 use nexent_core::models::{ModelConnector, ModelRecord};
 
 use crate::llama_chat::{LlamaChat, LlamaChatConfig};
@@ -20,7 +20,7 @@ use crate::remote_embedder::RemoteEmbedder;
 
 pub struct EngineConnector {
     pub chat: SharedChatModel,
-    pub embedder: SharedEmbedder,
+    pub embedders: Embedders,
     pub models_dir: PathBuf,
     pub llm_threads: usize,
 }
@@ -46,8 +46,11 @@ impl ModelConnector for EngineConnector {
     }
 
     fn embedder(&self, record: &ModelRecord) -> Result<SharedEmbedder, String> {
-        if record.is_local() || (record.base_url.is_empty() && record.model_name == self.embedder.model_name()) {
-            return Ok(self.embedder.clone());
+        if let Some(embedder) = self.embedders.get(&record.model_name).filter(|_| record.base_url.is_empty()) {
+            return Ok(embedder.clone());
+        }
+        if record.is_local() {
+            return Ok(self.embedders.default_embedder().clone());
         }
         let key = Some(record.api_key.clone());
         RemoteEmbedder::new(&record.base_url, key, &record.full_name(), 0)
@@ -55,7 +58,12 @@ impl ModelConnector for EngineConnector {
             .map_err(|error| error.to_string())
     }
 
-    fn local_embedding_model(&self) -> Option<String> {
-        Some(self.embedder.model_name().to_owned())
+    fn local_embedding_models(&self) -> Vec<String> {
+        let local = [crate::e5_embedder::E5_MODEL_NAME, crate::onnx_embedder::MINILM_MODEL_NAME];
+        self.embedders
+            .all()
+            .map(|embedder| embedder.model_name().to_owned())
+            .filter(|name| local.contains(&name.as_str()))
+            .collect()
     }
 }

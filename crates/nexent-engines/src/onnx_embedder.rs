@@ -11,7 +11,7 @@ use std::sync::OnceLock;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
 use futures::future::BoxFuture;
-use nexent_core::knowledge::embedder::{EmbedError, Embedder, normalise};
+use nexent_core::knowledge::embedder::{EmbedError, Embedder, TextKind, normalise};
 use ort::session::Session;
 use ort::session::builder::GraphOptimizationLevel;
 use ort::value::Tensor;
@@ -305,7 +305,8 @@ impl Embedder for OnnxEmbedder {
         self.dimension
     }
 
-    fn embed(&self, texts: Vec<String>) -> BoxFuture<'static, Result<Vec<Vec<f32>>, EmbedError>> {
+    /// The model embeds queries and passages alike.
+    fn embed(&self, texts: Vec<String>, _kind: TextKind) -> BoxFuture<'static, Result<Vec<Vec<f32>>, EmbedError>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         let sent = self.jobs.try_send(Job { texts, reply });
         Box::pin(async move {
@@ -345,7 +346,10 @@ mod tests {
             .expect("model files are fetched by scripts/setup.sh");
         assert_eq!(embedder.dimension(), 384);
         let vectors = embedder
-            .embed(vec!["This is an example sentence".into(), "Each sentence is converted".into(), String::new()])
+            .embed(
+                vec!["This is an example sentence".into(), "Each sentence is converted".into(), String::new()],
+                TextKind::Passage,
+            )
             .await
             .expect("embed");
         assert_eq!(vectors.len(), 3);
@@ -356,11 +360,14 @@ mod tests {
         let norm: f32 = vectors[1].iter().map(|value| value * value).sum::<f32>().sqrt();
         assert!((norm - 1.0).abs() < 1e-4);
         let similar = embedder
-            .embed(vec![
-                "A cat sits on the mat".into(),
-                "A kitten is sitting on a rug".into(),
-                "Quarterly revenue grew 4%".into(),
-            ])
+            .embed(
+                vec![
+                    "A cat sits on the mat".into(),
+                    "A kitten is sitting on a rug".into(),
+                    "Quarterly revenue grew 4%".into(),
+                ],
+                TextKind::Passage,
+            )
             .await
             .expect("embed");
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| x * y).sum::<f32>();

@@ -22,13 +22,9 @@ use ort::session::Session;
 use ort::value::Tensor;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::audio::{encode_mp3, resample, to_pcm16};
+use crate::audio::finish_sentence;
 
 const QUEUE_DEPTH: usize = 16;
-/// Silence after each sentence (Piper's own default), so sentences do not run into each other.
-const SENTENCE_SILENCE_SECONDS: f32 = 0.2;
-/// Peak level of each sentence after normalisation (a little headroom below full scale).
-const PEAK: f32 = 0.9;
 
 #[derive(Debug, Clone)]
 pub struct PiperConfig {
@@ -227,29 +223,11 @@ impl Inner {
             TrySendError::Full(_) => VoiceError::Busy("text-to-speech"),
             TrySendError::Disconnected(_) => VoiceError::Failed("the speech engine stopped".into()),
         })?;
-        let mut audio = answer
+        let audio = answer
             .await
             .map_err(|_| VoiceError::Failed("the speech engine stopped".into()))?
             .map_err(|error| VoiceError::Failed(format!("speech synthesis failed: {error}")))?;
-        let peak = audio.iter().fold(0.0f32, |peak, sample| peak.max(sample.abs()));
-        let gain = PEAK / peak.max(0.01);
-        audio.iter_mut().for_each(|sample| *sample *= gain);
-        audio.extend(std::iter::repeat_n(0.0, (self.sample_rate as f32 * SENTENCE_SILENCE_SECONDS) as usize));
-        let audio = if sample_rate == self.sample_rate {
-            audio
-        } else {
-            tokio::task::spawn_blocking({
-                let from = self.sample_rate;
-                move || resample(&audio, from, sample_rate)
-            })
-            .await
-            .map_err(|error| VoiceError::Failed(format!("resampling failed: {error}")))?
-        };
-        let pcm = to_pcm16(&audio);
-        match encoding {
-            AudioEncoding::Pcm16 => Ok(nexent_core::voice::pcm16_bytes(&pcm)),
-            AudioEncoding::Mp3 => encode_mp3(&self.lame, &pcm, sample_rate).await.map_err(VoiceError::Failed),
-        }
+        finish_sentence(audio, self.sample_rate, sample_rate, encoding, &self.lame).await
     }
 
     /// IPA phonemes of `text` with its clause punctuation put back (`həlˈoʊ, wˈɜːld!`).

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use futures::future::BoxFuture;
 use nexent_core::fetch::{read_capped, same_host_redirects};
-use nexent_core::knowledge::embedder::{EmbedError, Embedder, normalise};
+use nexent_core::knowledge::embedder::{EmbedError, Embedder, TextKind, normalise};
 use serde_json::{Value, json};
 
 const REQUEST_BATCH: usize = 64;
@@ -114,7 +114,8 @@ impl Embedder for RemoteEmbedder {
         self.dimension
     }
 
-    fn embed(&self, texts: Vec<String>) -> BoxFuture<'static, Result<Vec<Vec<f32>>, EmbedError>> {
+    /// OpenAI's API has no notion of a text's kind: the server's model decides.
+    fn embed(&self, texts: Vec<String>, _kind: TextKind) -> BoxFuture<'static, Result<Vec<Vec<f32>>, EmbedError>> {
         let this = self.clone();
         Box::pin(async move {
             let mut vectors = Vec::with_capacity(texts.len());
@@ -136,20 +137,20 @@ mod tests {
         let vectors = br#"{"data":[{"index":0,"embedding":[3.0,4.0]}]}"#;
         let server = test_http::CannedServer::start(test_http::response("200 OK", &[], vectors)).await;
         let embedder = RemoteEmbedder::new(&server.url, None, "m", 2).expect("embedder");
-        assert_eq!(embedder.embed(vec!["a".into()]).await.expect("vectors"), [vec![0.6, 0.8]]);
+        assert_eq!(embedder.embed(vec!["a".into()], TextKind::Query).await.expect("vectors"), [vec![0.6, 0.8]]);
 
         let location = format!("Location: http://localhost:{}/embeddings", server.port);
         let redirecting =
             test_http::CannedServer::start(test_http::response("308 Permanent Redirect", &[&location], b"")).await;
         let embedder = RemoteEmbedder::new(&redirecting.url, None, "m", 2).expect("embedder");
-        let refused = embedder.embed(vec!["a".into()]).await.expect_err("not followed");
+        let refused = embedder.embed(vec!["a".into()], TextKind::Query).await.expect_err("not followed");
         assert!(refused.to_string().contains("redirect"), "{refused}");
         assert_eq!(server.hits(), 1, "only the direct request reached the embedding server");
 
         let declared = format!("Content-Length: {}", MAX_ANSWER_BYTES + 1);
         let oversized = test_http::CannedServer::start(test_http::response("200 OK", &[&declared], b"{}")).await;
         let embedder = RemoteEmbedder::new(&oversized.url, None, "m", 2).expect("embedder");
-        let refused = embedder.embed(vec!["a".into()]).await.expect_err("too large");
+        let refused = embedder.embed(vec!["a".into()], TextKind::Query).await.expect_err("too large");
         assert!(refused.to_string().contains("larger than"), "{refused}");
     }
 

@@ -170,7 +170,7 @@ impl Inner {
         let header = serde_json::json!({
             "language": request.language,
             "audio_ctx": audio_ctx(request.samples.len()),
-            "initial_prompt": request.previous_text,
+            "initial_prompt": initial_prompt(request.language.as_deref(), request.previous_text.as_deref()),
         });
         let header = serde_json::to_vec(&header).map_err(|error| VoiceError::Failed(error.to_string()))?;
         // A helper that died since the last request is restarted once, transparently.
@@ -268,9 +268,33 @@ impl Transcriber for WhisperSidecar {
     }
 }
 
+/// What whisper is told came before the audio: the previous text when there is one. Whisper writes
+/// Chinese in traditional or simplified characters as its training data happened to; with no previous
+/// text, a Chinese request gets a sentence in simplified characters (what mainland readers expect), which
+/// keeps it to them.
+fn initial_prompt(language: Option<&str>, previous_text: Option<&str>) -> Option<String> {
+    if let Some(previous) = previous_text.filter(|text| !text.trim().is_empty()) {
+        return Some(previous.to_owned());
+    }
+    let chinese = language.is_some_and(|language| {
+        let language = language.trim().to_ascii_lowercase();
+        language == "zh" || language.starts_with("zh-") || language == "cmn" || language == "chinese"
+    });
+    chinese.then(|| "以下是普通话的句子，使用简体中文。".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn chinese_without_earlier_text_is_prompted_in_simplified_characters() {
+        assert_eq!(initial_prompt(Some("en"), None), None);
+        assert_eq!(initial_prompt(None, None), None, "a detected language cannot be known before");
+        assert!(initial_prompt(Some("zh"), None).is_some_and(|prompt| prompt.contains("简体")));
+        assert!(initial_prompt(Some("zh-CN"), Some("  ")).is_some());
+        assert_eq!(initial_prompt(Some("zh"), Some("前文")), Some("前文".to_owned()), "earlier text wins");
+    }
 
     #[test]
     fn the_encoder_window_follows_the_audio_length() {

@@ -6,8 +6,10 @@ use std::sync::Arc;
 
 use nexent_core::chat::{DeferredChat, SharedChatModel, UnavailableChat};
 use nexent_core::config_sync::{CONFIG_FILE_NAME, ConfigSync, ModelRole};
-use nexent_core::knowledge::embedder::{SharedEmbedder, UnavailableEmbedder};
-use nexent_core::voice::{SharedSynthesizer, SharedTranscriber, UnavailableVoice, Voice};
+use nexent_core::knowledge::embedder::{Embedders, LazyEmbedder, SharedEmbedder, UnavailableEmbedder};
+use nexent_core::voice::{BilingualSynthesizer, SharedSynthesizer, SharedTranscriber, UnavailableVoice, Voice};
+use nexent_engines::e5_embedder::{E5_DIMENSION, E5_MODEL_NAME, E5_SIMILARITY_FLOOR, E5Embedder, E5EmbedderConfig};
+use nexent_engines::espeak_voice::{EspeakVoice, EspeakVoiceConfig};
 use nexent_engines::llama_chat::{LlamaChat, LlamaChatConfig};
 use nexent_engines::onnx_embedder::{MINILM_DIMENSION, MINILM_MODEL_NAME, OnnxEmbedder, OnnxEmbedderConfig};
 use nexent_engines::piper::{PiperConfig, PiperSynthesizer};
@@ -110,24 +112,50 @@ fn choose_chat_model(settings: &Settings) -> Option<PathBuf> {
     nexent_core::models::gguf_files(&settings.models_dir).into_iter().next()
 }
 
-/// A remote OpenAI-compatible embedder when Config Sync names one (`EMBEDDING_MODEL_URL`, with
-/// `EMBEDDING_MODEL_NAME`, `EMBEDDING_API_KEY`, `EMBEDDING_DIMENSION`), else the local model.
-pub fn load_embedder(settings: &Settings) -> SharedEmbedder {
-    if let Some(remote) = remote_embedder_from_config(&settings.data_dir) {
-        return remote;
-    }
-    match OnnxEmbedder::load(OnnxEmbedderConfig::minilm(&settings.models_dir, settings.embed_threads)) {
-        Ok(embedder) => Arc::new(embedder),
-        Err(error) => {
-            let reason = format!("{error} (run `python3 models/fetch.py embedding` and pass --models-dir)");
-            tracing::warn!(%reason, "no local embedding model; semantic search and indexing are unavailable");
-            Arc::new(UnavailableEmbedder {
-                model_name: MINILM_MODEL_NAME.to_owned(),
-                dimension: MINILM_DIMENSION,
-                reason,
-            })
+/// Every embedding model the server offers, the default for new knowledge bases first: a remote
+/// OpenAI-compatible embedder when Config Sync names one (`EMBEDDING_MODEL_URL`, with `EMBEDDING_MODEL_NAME`,
+/// `EMBEDDING_API_KEY`, `EMBEDDING_DIMENSION`), else the local model `--embedding-model` names; then the
+/// other local models. Local models load on first use, so one no base uses costs nothing.
+pub fn load_embedders(settings: &Settings) -> Embedders {
+    let threads = settings.embed_threads;
+    let minilm_models = settings.models_dir.clone();
+    let minilm: SharedEmbedder = Arc::new(LazyEmbedder::new(MINILM_MODEL_NAME, MINILM_DIMENSION, move || {
+        OnnxEmbedder::load(OnnxEmbedderConfig::minilm(&minilm_models, threads))
+            .map(|embedder| Arc::new(embedder) as SharedEmbedder)
+            .map_err(|error| unavailable_reason(&error.to_string()))
+    }));
+    let e5_models = settings.models_dir.clone();
+    let e5: SharedEmbedder = Arc::new(
+        LazyEmbedder::new(E5_MODEL_NAME, E5_DIMENSION, move || {
+            E5Embedder::load(E5EmbedderConfig::new(&e5_models, threads))
+                .map(|embedder| Arc::new(embedder) as SharedEmbedder)
+                .map_err(|error| unavailable_reason(&error.to_string()))
+        })
+        .with_similarity_floor(E5_SIMILARITY_FLOOR),
+    );
+    let (chosen, other): (Vec<SharedEmbedder>, Vec<SharedEmbedder>) =
+        [minilm, e5].into_iter().partition(|embedder| embedder.model_name() == settings.embedding_model);
+    let locals: Vec<SharedEmbedder> = chosen.into_iter().chain(other).collect();
+    match remote_embedder_from_config(&settings.data_dir) {
+        Some(remote) => Embedders::new(remote, locals),
+        None => {
+            let mut locals = locals.into_iter();
+            let default = locals.next().unwrap_or_else(|| {
+                Arc::new(UnavailableEmbedder {
+                    model_name: MINILM_MODEL_NAME.to_owned(),
+                    dimension: MINILM_DIMENSION,
+                    reason: "no local embedding model".into(),
+                })
+            });
+            Embedders::new(default, locals.collect())
         }
     }
+}
+
+fn unavailable_reason(error: &str) -> String {
+    let reason = format!("{error} (run `python3 models/fetch.py embedding` and pass --models-dir)");
+    tracing::warn!(%reason, "a local embedding model cannot be loaded");
+    reason
 }
 
 fn remote_embedder_from_config(data_dir: &Path) -> Option<SharedEmbedder> {
@@ -188,7 +216,7 @@ pub fn load_voice(settings: &Settings) -> Voice {
         );
         transcribers.push(Arc::new(UnavailableVoice { name: "tiny.en".into(), reason }));
     }
-    let synthesizer: SharedSynthesizer =
+    let english: SharedSynthesizer =
         match PiperSynthesizer::load(PiperConfig::joe(&settings.models_dir, settings.voice_threads)) {
             Ok(voice) => Arc::new(voice),
             Err(error) => {
@@ -197,5 +225,7 @@ pub fn load_voice(settings: &Settings) -> Voice {
                 Arc::new(UnavailableVoice { name: "en_US-joe-medium".into(), reason })
             }
         };
-    Voice::new(transcribers, synthesizer)
+    // No Chinese Piper voice exists in the registries: Chinese sentences are spoken by espeak-ng's Mandarin.
+    let chinese: SharedSynthesizer = Arc::new(EspeakVoice::new(EspeakVoiceConfig::mandarin()));
+    Voice::new(transcribers, Arc::new(BilingualSynthesizer { default: english, chinese }))
 }

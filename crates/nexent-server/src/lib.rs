@@ -34,14 +34,14 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let fetch_policy = FetchPolicy { allow_private_targets: settings.allow_private_fetch, ..FetchPolicy::default() };
     let engine_settings = settings.clone();
-    let (embedder, voice) = tokio::task::spawn_blocking(move || {
-        (engines::load_embedder(&engine_settings), engines::load_voice(&engine_settings))
+    let (embedders, voice) = tokio::task::spawn_blocking(move || {
+        (engines::load_embedders(&engine_settings), engines::load_voice(&engine_settings))
     })
     .await?;
     let chat_model = engines::load_chat_model(&settings);
     let model_connector = std::sync::Arc::new(nexent_engines::connector::EngineConnector {
         chat: chat_model.clone(),
-        embedder: embedder.clone(),
+        embedders: embedders.clone(),
         models_dir: settings.models_dir.clone(),
         llm_threads: settings.llm_threads.unwrap_or_else(nexent_engines::llama_chat::default_threads),
     });
@@ -49,7 +49,7 @@ pub async fn serve(
         &settings.data_dir,
         ServicesOptions {
             fetch_policy,
-            embedder,
+            embedders,
             max_upload_bytes: settings.max_upload_bytes,
             storage_quota_bytes: settings.storage_quota_bytes,
             ingest_workers: settings.ingest_workers,

@@ -15,6 +15,11 @@ use serde::Deserialize;
 
 pub const DEFAULT_PORT: u16 = 5010;
 pub const CONFIG_TOML_NAME: &str = "config.toml";
+/// The embedding models that run in process, by the names knowledge bases record.
+pub const LOCAL_EMBEDDING_MODELS: [&str; 2] =
+    [nexent_engines::e5_embedder::E5_MODEL_NAME, nexent_engines::onnx_embedder::MINILM_MODEL_NAME];
+/// What new knowledge bases get by default (chosen from bench/results/multilingual.md).
+pub const DEFAULT_EMBEDDING_MODEL: &str = nexent_engines::onnx_embedder::MINILM_MODEL_NAME;
 
 /// Flags of `nexent serve` (each also readable from its environment variable).
 #[derive(Debug, Clone, Default, clap::Args)]
@@ -46,6 +51,11 @@ pub struct ServeArgs {
     /// Threads the local embedding model may use.
     #[arg(long, env = "NEXENT_EMBED_THREADS")]
     pub embed_threads: Option<usize>,
+    /// The local embedding model new knowledge bases get unless they name one: `multilingual-e5-small`
+    /// (about 100 languages) or `all-MiniLM-L6-v2` (English). Config Sync's embedding model, when it names
+    /// one of them, comes first.
+    #[arg(long, env = "NEXENT_EMBEDDING_MODEL")]
+    pub embedding_model: Option<String>,
     /// Largest file an upload may store, in bytes (default 100 MB).
     #[arg(long, env = "NEXENT_MAX_UPLOAD_BYTES")]
     pub max_upload_bytes: Option<u64>,
@@ -265,6 +275,7 @@ pub struct ConfigFile {
     pub allow_private_fetch: Option<bool>,
     pub models_dir: Option<PathBuf>,
     pub embed_threads: Option<usize>,
+    pub embedding_model: Option<String>,
     pub max_upload_bytes: Option<u64>,
     pub storage_quota_bytes: Option<u64>,
     pub database_url: Option<String>,
@@ -312,6 +323,8 @@ pub struct Settings {
     pub allow_private_fetch: bool,
     pub models_dir: PathBuf,
     pub embed_threads: usize,
+    /// The local embedding model new knowledge bases get (one of [`LOCAL_EMBEDDING_MODELS`]).
+    pub embedding_model: String,
     pub max_upload_bytes: u64,
     pub storage_quota_bytes: Option<u64>,
     /// The shared database; `None`: SQLite in the data dir.
@@ -379,6 +392,15 @@ impl Settings {
         let models_dir = args.models_dir.or(file.models_dir).unwrap_or_else(|| data_dir.join("models"));
         let cores = std::thread::available_parallelism().map(|count| count.get()).unwrap_or(1);
         let embed_threads = args.embed_threads.or(file.embed_threads).unwrap_or(cores.min(4)).max(1);
+        let embedding_model = args
+            .embedding_model
+            .or(file.embedding_model)
+            .map(|name| name.trim().to_owned())
+            .filter(|name| !name.is_empty())
+            .unwrap_or_else(|| DEFAULT_EMBEDDING_MODEL.to_owned());
+        if !LOCAL_EMBEDDING_MODELS.contains(&embedding_model.as_str()) {
+            bail!("unknown embedding model {embedding_model:?}: use one of {}", LOCAL_EMBEDDING_MODELS.join(", "));
+        }
         Ok(Self {
             host,
             port,
@@ -389,6 +411,7 @@ impl Settings {
             allow_private_fetch: args.allow_private_fetch.or(file.allow_private_fetch).unwrap_or(false),
             models_dir,
             embed_threads,
+            embedding_model,
             max_upload_bytes: args
                 .max_upload_bytes
                 .or(file.max_upload_bytes)

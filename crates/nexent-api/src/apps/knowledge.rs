@@ -32,10 +32,10 @@ impl From<KnowledgeError> for ApiError {
             | KnowledgeError::InvalidWeight(_)
             | KnowledgeError::DimensionMismatch { .. }
             | KnowledgeError::InvalidDimension(_)
+            | KnowledgeError::UnknownEmbeddingModel { .. }
             | KnowledgeError::EmptyDocument { .. } => ApiError::BadRequest(error.to_string()),
-            KnowledgeError::Embedding(EmbedError::Unavailable(_) | EmbedError::Busy) => {
-                ApiError::ServiceUnavailable(error.to_string())
-            }
+            KnowledgeError::Embedding(EmbedError::Unavailable(_) | EmbedError::Busy)
+            | KnowledgeError::EmbeddingModelNotLoaded { .. } => ApiError::ServiceUnavailable(error.to_string()),
             other => ApiError::internal(other),
         }
     }
@@ -45,18 +45,40 @@ impl From<KnowledgeError> for ApiError {
 pub struct CreateIndexQuery {
     /// Dimension of the index's vectors; defaults to the embedding model's.
     pub embedding_dim: Option<i64>,
+    /// The embedding model the base is built with: one of the server's (`GET /api/indices/embedding_models`);
+    /// an unknown name is a 400. Without it: the body's `embeddingModel` or Config Sync's embedding
+    /// model when the server has it, else the server's default.
+    pub embedding_model: Option<String>,
+}
+
+/// The model a new base gets when the request names none the server must honour: Nexent's client sends
+/// its configured embedding model in the body (`{name, description, embeddingModel}`), which may be a
+/// remote model this server does not run, so a name the server lacks falls through, to Config Sync's
+/// embedding role, then to the server's default.
+fn preferred_embedding_model(state: &AppState, body: &[u8]) -> Option<String> {
+    let embedders = state.services.knowledge.embedders();
+    let from_body = serde_json::from_slice::<Value>(body)
+        .ok()
+        .and_then(|body| body.get("embeddingModel").and_then(Value::as_str).map(str::to_owned));
+    let configured = state.services.config_sync.model(nexent_core::config_sync::ModelRole::Embedding).model_name;
+    [from_body, Some(configured)].into_iter().flatten().find(|name| embedders.get(name.trim()).is_some())
 }
 
 #[utoipa::path(post, path = "/api/indices/{index_name}", tag = "knowledge",
     params(("index_name" = String, Path), CreateIndexQuery),
+    request_body(content = Option<String>, description = r#"optional JSON {"name", "description", "embeddingModel"} as Nexent's client sends it"#),
     responses((status = 200, description = r#"{"status":"success","success":true,"message","embedding_dim"} (idempotent)"#),
               (status = 400, description = "invalid name or dimension")))]
 pub async fn create_index(
     State(state): State<AppState>,
     ApiPath(index_name): ApiPath<String>,
     ApiQuery(query): ApiQuery<CreateIndexQuery>,
+    body: Bytes,
 ) -> Result<Json<Value>, ApiError> {
-    let outcome = state.services.knowledge.create_index(&index_name, query.embedding_dim).await?;
+    let model = query.embedding_model.or_else(|| preferred_embedding_model(&state, &body));
+    let knowledge = &state.services.knowledge;
+    let outcome = knowledge.create_index(&index_name, query.embedding_dim, model.as_deref()).await?;
+    let embedding_model = knowledge.meta(&index_name).await?.embedding_model;
     let message = if outcome.created {
         format!("Index {index_name} created successfully")
     } else {
@@ -67,6 +89,7 @@ pub async fn create_index(
         "success": true,
         "message": message,
         "embedding_dim": outcome.embedding_dim,
+        "embedding_model": embedding_model,
         "created": outcome.created,
     })))
 }
@@ -282,7 +305,7 @@ pub async fn index_documents(
         )));
     }
     let knowledge = &state.services.knowledge;
-    let created = knowledge.create_index(&index_name, request.embedding_dim).await?;
+    let created = knowledge.create_index(&index_name, request.embedding_dim, None).await?;
     if let Some(dimension) = request.embedding_dim
         && dimension as usize != created.embedding_dim
     {
@@ -294,7 +317,10 @@ pub async fn index_documents(
         .into());
     }
     let task_id = request.task_id.unwrap_or_else(nexent_core::ingest::new_task_id);
-    let model_name = query.embedding_model_name.unwrap_or_else(|| knowledge.embedder().model_name().to_owned());
+    let model_name = match query.embedding_model_name {
+        Some(name) => name,
+        None => knowledge.meta(&index_name).await?.embedding_model,
+    };
     let now = now_iso();
     let chunks: Vec<Chunk> = request
         .results

@@ -251,15 +251,15 @@ fn usage_json(usage: Usage) -> Value {
 pub async fn list_models(State(state): State<AppState>) -> Json<Value> {
     let created = now_millis() / 1000;
     let chat = state.services.chat.model_name().to_owned();
-    let embedding = state.services.knowledge.embedder().model_name().to_owned();
-    Json(json!({
-        "object": "list",
-        "data": [
-            // `type` is ModelEngine's, so this list also serves as a hub's (§1.7).
-            {"id": chat, "object": "model", "created": created, "owned_by": "nexent-local", "type": "chat"},
-            {"id": embedding, "object": "model", "created": created, "owned_by": "nexent-local", "type": "embed"},
-        ],
-    }))
+    // `type` is ModelEngine's, so this list also serves as a hub's (§1.7).
+    let mut data =
+        vec![json!({"id": chat, "object": "model", "created": created, "owned_by": "nexent-local", "type": "chat"})];
+    for embedder in state.services.knowledge.embedders().all() {
+        data.push(json!({
+            "id": embedder.model_name(), "object": "model", "created": created, "owned_by": "nexent-local", "type": "embed",
+        }));
+    }
+    Json(json!({"object": "list", "data": data}))
 }
 
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "openai", request_body = ChatCompletionBody,
@@ -363,12 +363,16 @@ pub async fn embeddings(
             return Err(OpenAiError::invalid(format!("encoding_format must be float or base64, not {other}")));
         }
     };
-    let embedder = state.services.knowledge.embedder().clone();
+    // A model the server runs is used by name; any other name (clients send OpenAI's) gets the default.
+    let embedders = state.services.knowledge.embedders();
+    let embedder =
+        body.model.as_deref().and_then(|name| embedders.get(name)).unwrap_or(embedders.default_embedder()).clone();
     let tokens: usize = texts.iter().map(|text| text.split_whitespace().count()).sum();
-    let vectors = embedder.embed(texts).await.map_err(|error| match error {
-        nexent_core::knowledge::embedder::EmbedError::Busy => OpenAiError::busy(error.to_string()),
-        other => OpenAiError::unavailable(other.to_string()),
-    })?;
+    let vectors =
+        embedder.embed(texts, nexent_core::knowledge::TextKind::Query).await.map_err(|error| match error {
+            nexent_core::knowledge::embedder::EmbedError::Busy => OpenAiError::busy(error.to_string()),
+            other => OpenAiError::unavailable(other.to_string()),
+        })?;
     let data: Vec<Value> = vectors
         .iter()
         .enumerate()

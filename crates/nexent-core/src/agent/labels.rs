@@ -10,6 +10,11 @@ pub enum Language {
 }
 
 impl Language {
+    /// The language a text is written in ([`crate::language::is_chinese`]).
+    pub fn of_text(text: &str) -> Self {
+        if crate::language::is_chinese(text) { Self::Chinese } else { Self::English }
+    }
+
     /// `zh`, `zh-CN`, `chinese`, `中文` → Chinese; anything else English.
     pub fn parse(value: &str) -> Self {
         let value = value.trim().to_lowercase();

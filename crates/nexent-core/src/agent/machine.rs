@@ -18,6 +18,7 @@ use serde_json::{Value, json};
 use super::labels::Language;
 use crate::chat::{ChatMessage, ChatRequest, FinishReason, Role, ToolCall, ToolChoice, ToolDefinition};
 use crate::conversation::units::{SEARCH_CONTENT_TYPE, StreamUnit};
+use crate::language::is_cjk;
 
 /// Stream message types of nexent-api.md §2.2.
 pub mod kinds {
@@ -36,7 +37,10 @@ pub mod kinds {
 
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
+    /// The language of the step labels (the user's choice for the screen).
     pub language: Language,
+    /// The language the answer is written in: the question's ([`Language::of_text`]).
+    pub answer_language: Language,
     /// Steps of a run, the last one answering without tools.
     pub max_steps: usize,
     /// Steps in which tools are offered.
@@ -71,6 +75,7 @@ impl Default for AgentConfig {
     fn default() -> Self {
         Self {
             language: Language::English,
+            answer_language: Language::English,
             max_steps: 5,
             max_tool_rounds: 3,
             temperature: 0.0,
@@ -526,6 +531,11 @@ fn system_prompt(config: &AgentConfig, tools: &[ToolSpec]) -> String {
         prompt
             .push_str(" The user attached files to the question: read them with read_attached_file before answering.");
     }
+    // Small models answer in the language of their instructions unless told; an English question keeps
+    // the prompt as it was (and the KV cache of English conversations).
+    if config.answer_language == Language::Chinese {
+        prompt.push_str(" The user writes in Chinese: answer in Simplified Chinese. 请用简体中文回答。");
+    }
     prompt
 }
 
@@ -707,11 +717,35 @@ fn looks_like_index(text: &str) -> bool {
         && characters.all(|character| character.is_ascii_digit())
 }
 
+/// Words of `text` for matching sentences to a question: runs of letters or digits (at least three
+/// characters, or holding a digit), lower-cased; Chinese, written without spaces, gives its overlapping
+/// character pairs instead (the unit most Chinese words are made of).
 fn words(text: &str) -> HashSet<String> {
-    text.split(|character: char| !character.is_alphanumeric())
-        .filter(|word| word.chars().count() >= 3 || word.chars().any(|character| character.is_ascii_digit()))
-        .map(str::to_lowercase)
-        .collect()
+    let mut words = HashSet::new();
+    for run in text.split(|character: char| !character.is_alphanumeric()) {
+        let mut latin = String::new();
+        let mut previous_cjk: Option<char> = None;
+        for character in run.chars() {
+            if is_cjk(character) {
+                if let Some(previous) = previous_cjk {
+                    words.insert(format!("{previous}{character}"));
+                }
+                previous_cjk = Some(character);
+                push_word(&mut words, std::mem::take(&mut latin));
+            } else {
+                previous_cjk = None;
+                latin.push(character);
+            }
+        }
+        push_word(&mut words, latin);
+    }
+    words
+}
+
+fn push_word(words: &mut HashSet<String>, word: String) {
+    if word.chars().count() >= 3 || word.chars().any(|character| character.is_ascii_digit()) {
+        words.insert(word.to_lowercase());
+    }
 }
 
 #[cfg(test)]
@@ -757,6 +791,22 @@ mod tests {
         let long = "word ".repeat(100);
         assert_eq!(focused_text(&long, "word", 50).chars().count(), 50);
         assert_eq!(split_sentences("A b. C d! E f? 3.5 g\nH。I"), ["A b.", "C d!", "E f?", "3.5 g", "H。", "I"]);
+    }
+
+    #[test]
+    fn chinese_results_keep_the_sentence_that_shares_character_pairs_with_the_question() {
+        let filler = "青禾公司成立于二〇一二年，总部位于栖宁市。".repeat(6);
+        let text = format!("{filler}青禾Q7型电动自行车的电池保修三年。{filler}");
+        let focused = focused_text(&text, "青禾电动自行车的电池保修多久？", 60);
+        assert!(focused.contains("电池保修三年"), "{focused}");
+        assert_eq!(
+            words("电池A7x保修"),
+            ["电池", "a7x", "保修"].into_iter().map(String::from).collect::<HashSet<_>>(),
+            "pairs of Chinese characters, Latin words as before"
+        );
+        let chinese = AgentConfig { answer_language: Language::Chinese, ..AgentConfig::default() };
+        assert!(system_prompt(&chinese, &[]).contains("简体中文"));
+        assert!(!system_prompt(&AgentConfig::default(), &[]).contains("Chinese"), "English prompts are unchanged");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::{Deserialize, Serialize};
 use tantivy::collector::TopDocs;
-use tantivy::query::{QueryParser, TermQuery};
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     BytesOptions, FAST, Field, INDEXED, IndexRecordOption, STORED, STRING, Schema, TextFieldIndexing, TextOptions,
     Value,
@@ -482,10 +482,17 @@ impl KnowledgeIndex {
         limit: usize,
     ) -> Result<Vec<(f32, DocAddress)>, IndexError> {
         let started = std::time::Instant::now();
-        let parser = QueryParser::for_index(&self.index, vec![self.fields.search_text]);
-        let plain: String =
-            query.chars().map(|character| if character.is_alphanumeric() { character } else { ' ' }).collect();
-        let (parsed, _ignored) = parser.parse_query_lenient(&plain);
+        // Any of the query's analysed terms, each scored by BM25 (as the PostgreSQL store computes it). Not
+        // Tantivy's QueryParser: it reads a run of text without spaces as one phrase, and Chinese has no
+        // spaces, so a Chinese question matched only documents holding it word for word.
+        let clauses: Vec<(Occur, Box<dyn Query>)> = super::analyzer::analyse(query)
+            .into_iter()
+            .map(|term| {
+                let term = Term::from_field_text(self.fields.search_text, &term);
+                (Occur::Should, Box::new(TermQuery::new(term, IndexRecordOption::WithFreqs)) as Box<dyn Query>)
+            })
+            .collect();
+        let parsed = BooleanQuery::new(clauses);
         let top = snapshot.view.searcher.search(&parsed, &TopDocs::with_limit(limit.max(1)).order_by_score())?;
         self.record_search(top.len(), started);
         Ok(top)
@@ -955,6 +962,21 @@ mod tests {
             index.search_keywords(query, 3)?;
         }
         assert_eq!(index.search_keywords("parens\"", 3)?.len(), 1);
+        Ok(())
+    }
+
+    #[test]
+    fn a_chinese_question_matches_documents_sharing_any_of_its_words() -> Result<(), IndexError> {
+        let dir = tempfile::tempdir()?;
+        let index = KnowledgeIndex::create(dir.path(), "kb", "model", 2)?;
+        index.add_chunks(&[
+            (chunk("bike", "bike", "青禾电动自行车的锂电池保修三年。"), vec![1.0, 0.0]),
+            (chunk("library", "library", "图书馆每周一闭馆。"), vec![0.0, 1.0]),
+        ])?;
+        // Written without spaces and not word for word in the document: still found by its words.
+        let hits = index.search_keywords("电动自行车的电池能保修多久", 3)?;
+        assert_eq!(hits.first().map(|(_, chunk)| chunk.id.as_str()), Some("bike"), "{hits:?}");
+        assert_eq!(hits.len(), 1, "the library shares no word: {hits:?}");
         Ok(())
     }
 }

@@ -636,7 +636,7 @@ impl KnowledgeStore for PostgresStore {
                 Ok::<_, KnowledgeError>(hits)
             };
             let vector = async {
-                let Some(vector) = &query.vector else { return Ok(Vec::new()) };
+                let Some(vector) = query.vector_for(position) else { return Ok(Vec::new()) };
                 let started = std::time::Instant::now();
                 let hits = self.vector_list(id, vector, query.depth).await?;
                 self.record_search(id, hits.len(), started);

@@ -52,10 +52,18 @@ pub struct ListQuery {
     pub text: String,
     /// Whether to compute the keyword list.
     pub keywords: bool,
-    /// The query's vector, when the vector list is wanted.
-    pub vector: Option<Vec<f32>>,
+    /// The query's vector for each base, in the order of the names searched (each base's model embeds
+    /// the query), when the vector list is wanted.
+    pub vectors: Option<Vec<Vec<f32>>>,
     /// Hits per list and base.
     pub depth: usize,
+}
+
+impl ListQuery {
+    /// The query vector for the base at `position` of the names searched.
+    pub fn vector_for(&self, position: usize) -> Option<&[f32]> {
+        self.vectors.as_ref().and_then(|vectors| vectors.get(position)).map(Vec::as_slice)
+    }
 }
 
 /// Turns the two lists into the final ranking (best first).

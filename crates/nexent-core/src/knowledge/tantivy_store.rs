@@ -175,16 +175,15 @@ impl KnowledgeStore for TantivyStore {
             };
             let vector_list = || -> Vec<ListHit> {
                 let mut hits = Vec::new();
-                if let Some(vector) = &query.vector {
-                    for (position, (_, index)) in indices.iter().enumerate() {
-                        for (score, address) in index.vector_hits(&snapshots[position], vector, query.depth) {
-                            hits.push(ListHit { position, key: key_of(address), score });
-                        }
+                for (position, (_, index)) in indices.iter().enumerate() {
+                    let Some(vector) = query.vector_for(position) else { continue };
+                    for (score, address) in index.vector_hits(&snapshots[position], vector, query.depth) {
+                        hits.push(ListHit { position, key: key_of(address), score });
                     }
                 }
                 hits
             };
-            let (keyword, vector) = if query.keywords && query.vector.is_some() {
+            let (keyword, vector) = if query.keywords && query.vectors.is_some() {
                 std::thread::scope(|scope| {
                     let vectors = scope.spawn(vector_list);
                     let keywords = keyword_list();
