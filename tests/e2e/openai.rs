@@ -22,7 +22,11 @@ async fn the_official_openai_client_chats_streams_and_embeds() -> anyhow::Result
         tokio::process::Command::new(test_python()).arg(script).arg(base.trim_end_matches('/')).output().await?;
     assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
     let seen: Value = serde_json::from_slice(&output.stdout)?;
-    assert_eq!(seen["models"], json!(["SmolLM2-135M-Instruct.Q4_1", "all-MiniLM-L6-v2"]), "{seen}");
+    assert_eq!(
+        seen["models"],
+        json!(["SmolLM2-135M-Instruct.Q4_1", "all-MiniLM-L6-v2", "multilingual-e5-small"]),
+        "{seen}"
+    );
     let completion = &seen["completion"];
     assert_eq!(completion["object"], "chat.completion");
     assert!(completion["content"].as_str().unwrap_or("").contains("Paris"), "{completion}");

@@ -7,7 +7,9 @@
 // COMPLETED, ask a question in chat, see the steps stream and an answer whose citation opens the right
 // source, like it, dictate a question (the fake microphone plays MICROPHONE_WAV) and hear an answer read
 // aloud, rename and delete the conversation; attach a file to a question; add a remote model and check it; change a setting. Every screen is screenshotted and checked with axe
-// (no serious or critical violation). Any failed expectation throws: the exit status is the verdict.
+// (no serious or critical violation). Then the language is switched to Chinese in Settings and the main
+// screens are shown again (screenshots `zh-*.png`, the same axe check, no English text of the UI left).
+// Any failed expectation throws: the exit status is the verdict.
 
 import { readFileSync, mkdirSync } from "node:fs";
 import { createRequire } from "node:module";
@@ -45,6 +47,20 @@ async function screenshot(page, name) {
   await page.screenshot({ path: `${shots}/${name}.png`, fullPage: false });
 }
 
+/** The screen shows none of these texts of the English UI (for the Chinese pass: no mixed screens). */
+async function noEnglish(page, name, phrases) {
+  const text = await page.locator("body").innerText();
+  const found = phrases.filter((phrase) => text.includes(phrase));
+  expect(found.length === 0, `${name} is in Chinese, yet shows: ${found.join(" | ")}`);
+}
+
+/** Whether a conversation still has Nexent's default title ("新对话", kept as is on the server). */
+async function hasDefaultTitle(page) {
+  return page.evaluate(async () =>
+    (await (await fetch("/api/conversation/list")).json()).data.some((item) => item.conversation_title === "新对话"),
+  );
+}
+
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM ?? "/usr/bin/chromium",
   args: [
@@ -56,7 +72,8 @@ const browser = await chromium.launch({
   ],
 });
 try {
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
+  // An English browser: the UI follows the browser's language until one is chosen in Settings.
+  const page = await browser.newPage({ viewport: { width: 1400, height: 900 }, locale: "en-US" });
   page.setDefaultTimeout(timeout);
   page.on("pageerror", (error) => console.error("page error:", error.message));
   const policyViolations = [];
@@ -222,6 +239,12 @@ try {
   });
   expect(savedFiles.some((file) => file.name === "launch-notes.txt" && /Kepler/.test(file.description ?? "")),
     `the question was saved with its attachment: ${JSON.stringify(savedFiles)}`);
+  // Nexent's default title "新对话" stays so on the server; the English screen shows it in English.
+  if (await hasDefaultTitle(page)) {
+    await page.getByRole("button", { name: "New conversation", exact: true }).waitFor();
+    const shown = await page.locator("body").innerText();
+    expect(!shown.includes("新对话"), "the English screen shows the default title in English");
+  }
 
   // Models: add a remote model that is down, check it (red), check the local embedder (green).
   await page.getByRole("link", { name: "Models" }).click();
@@ -252,6 +275,81 @@ try {
   await accessibility(page, "settings");
   const saved = await page.evaluate(async () => (await (await fetch("/api/config/load_config")).json()).config.app.appName);
   expect(saved === "Orchard Assistant", `the app name was saved: ${saved}`);
+
+  // 中文: the language is chosen in Settings, applies to the whole page at once (and to <html lang>), and is
+  // remembered across a reload.
+  await page.getByLabel("Language / 语言").selectOption("zh");
+  await page.getByRole("heading", { name: "设置", exact: true }).waitFor();
+  await page.getByRole("link", { name: "对话", exact: true }).waitFor();
+  expect((await page.evaluate(() => document.documentElement.lang)) === "zh-CN", "<html lang> is zh-CN");
+  await page.reload();
+  await page.getByRole("heading", { name: "设置", exact: true }).waitFor();
+  expect((await page.getByLabel("Language / 语言").inputValue()) === "zh", "the language choice survives a reload");
+  expect((await page.evaluate(() => document.documentElement.lang)) === "zh-CN", "<html lang> is zh-CN after a reload");
+
+  // Chat in Chinese: the conversation with its answer.
+  await page.getByRole("link", { name: "对话", exact: true }).click();
+  await page.getByLabel("你的问题").waitFor();
+  await page.locator(".conversations button.title").first().click();
+  await page.locator(".answer").waitFor();
+  await page.getByRole("button", { name: "点赞" }).waitFor();
+  if (await hasDefaultTitle(page)) {
+    await page.getByRole("button", { name: "新对话", exact: true }).waitFor();
+  }
+  await noEnglish(page, "chat (zh)", ["New chat", "Search conversations", "Your question", "Read aloud", "Regenerate title",
+    "New conversation", "tool call", "Passages the assistant finds"]);
+  await screenshot(page, "zh-chat");
+  await accessibility(page, "chat (zh)");
+
+  // Knowledge bases in Chinese: the base, its files (completed), a search.
+  await page.getByRole("link", { name: "知识库", exact: true }).click();
+  await page.locator(".bases button.title", { hasText: "garden" }).click();
+  await page.getByRole("heading", { name: "garden" }).waitFor();
+  await page.waitForFunction(
+    () => {
+      const statuses = [...document.querySelectorAll('[data-testid="file-status"]')].map((node) => node.textContent);
+      return statuses.length >= 2 && statuses.every((status) => status === "已完成");
+    },
+    null,
+    { timeout },
+  );
+  expect(await page.getByLabel("在对话中检索").isChecked(), "the base is still searched in chat");
+  await page.getByLabel("检索内容").fill("pear trees");
+  await page.getByRole("button", { name: "检索", exact: true }).click();
+  await page.locator(".hits li", { hasText: "42 pear trees" }).first().waitFor();
+  await noEnglish(page, "knowledge (zh)", ["New knowledge base", "Upload documents", "Watched folders", "Try a search",
+    "Search it in chat", "COMPLETED", " chunks", "results in"]);
+  await screenshot(page, "zh-knowledge");
+  await accessibility(page, "knowledge (zh)");
+
+  // Models in Chinese: the statuses checked above, in Chinese.
+  await page.getByRole("link", { name: "模型", exact: true }).click();
+  await page.getByRole("heading", { name: "模型", exact: true }).waitFor();
+  await page.getByRole("button", { name: "检测 Remote Qwen" }).waitFor();
+  const remoteStatus = await page.locator("tr", { hasText: "Remote Qwen" }).locator('[data-testid="model-status"]').innerText();
+  expect(remoteStatus.trim() === "不可用", `the remote model's status is shown in Chinese: ${remoteStatus}`);
+  await noEnglish(page, "models (zh)", ["Add a remote model", "Used for", "ModelEngine hub", "this machine", "unavailable"]);
+  await screenshot(page, "zh-models");
+  await accessibility(page, "models (zh)");
+
+  // Settings in Chinese: the saved name, saved again.
+  await page.getByRole("link", { name: "设置", exact: true }).click();
+  await page.getByRole("heading", { name: "设置", exact: true }).waitFor();
+  const appName = page.getByLabel("应用名称");
+  await appName.waitFor();
+  expect((await appName.inputValue()) === "Orchard Assistant", "the saved app name is shown");
+  await page.getByRole("button", { name: "保存设置" }).click();
+  await page.getByText("设置已保存。").waitFor();
+  await noEnglish(page, "settings (zh)", ["App name", "Save settings", "Description", "Settings saved."]);
+  await screenshot(page, "zh-settings");
+  await accessibility(page, "settings (zh)");
+
+  // A browser set to Chinese gets the Chinese UI from the start (a new context: no choice stored).
+  const chineseBrowser = await browser.newPage({ viewport: { width: 1400, height: 900 }, locale: "zh-CN" });
+  await chineseBrowser.goto(`${base}/#/knowledge`);
+  await chineseBrowser.getByRole("link", { name: "知识库", exact: true }).waitFor();
+  expect((await chineseBrowser.evaluate(() => document.documentElement.lang)) === "zh-CN", "a Chinese browser gets <html lang=zh-CN>");
+  await chineseBrowser.close();
 
   // The app itself lives within its content security policy (no inline scripts, no foreign sources).
   expect(policyViolations.length === 0, `content security policy violations: ${policyViolations.join("; ")}`);

@@ -6,12 +6,13 @@ import { ChatScreen } from "./screens/Chat";
 import { KnowledgeScreen } from "./screens/Knowledge";
 import { ModelsScreen } from "./screens/Models";
 import { SettingsScreen } from "./screens/Settings";
+import { useT } from "./lib/i18n";
 
 const SCREENS = [
-  { path: "chat", label: "Chat" },
-  { path: "knowledge", label: "Knowledge bases" },
-  { path: "models", label: "Models" },
-  { path: "settings", label: "Settings" },
+  { path: "chat", label: "nav.chat" },
+  { path: "knowledge", label: "nav.knowledge" },
+  { path: "models", label: "nav.models" },
+  { path: "settings", label: "nav.settings" },
 ] as const;
 
 type ScreenPath = (typeof SCREENS)[number]["path"];
@@ -22,6 +23,7 @@ function currentScreen(): ScreenPath {
 }
 
 export function App() {
+  const t = useT();
   const [screen, setScreen] = useState<ScreenPath>(currentScreen);
   useEffect(() => {
     const onHashChange = () => setScreen(currentScreen());
@@ -32,10 +34,10 @@ export function App() {
     <div className="app">
       <header className="topbar">
         <span className="brand">Nexent Local</span>
-        <nav aria-label="Screens">
+        <nav aria-label={t("nav.label")}>
           {SCREENS.map((item) => (
             <a key={item.path} href={`#/${item.path}`} aria-current={screen === item.path ? "page" : undefined}>
-              {item.label}
+              {t(item.label)}
             </a>
           ))}
         </nav>

@@ -103,46 +103,6 @@ pub async fn encode_mp3(lame: &Path, samples: &[i16], sample_rate: u32) -> Resul
     Ok(mp3)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tone(frequency: f64, rate: u32, seconds: f64) -> Vec<f32> {
-        (0..(f64::from(rate) * seconds) as usize)
-            .map(|index| (2.0 * std::f64::consts::PI * frequency * index as f64 / f64::from(rate)).sin() as f32 * 0.5)
-            .collect()
-    }
-
-    fn rms(samples: &[f32]) -> f32 {
-        (samples.iter().map(|sample| sample * sample).sum::<f32>() / samples.len() as f32).sqrt()
-    }
-
-    #[test]
-    fn a_tone_keeps_its_length_and_loudness_across_rates() {
-        let input = tone(440.0, 22_050, 1.0);
-        let output = resample(&input, 22_050, 16_000);
-        assert_eq!(output.len(), 16_000);
-        let middle = &output[1000..15_000];
-        assert!((rms(middle) - rms(&input)).abs() < 0.01, "{} vs {}", rms(middle), rms(&input));
-        // Still 440 Hz: the same number of sign changes per second (880), within one.
-        let crossings = middle.windows(2).filter(|pair| (pair[0] >= 0.0) != (pair[1] >= 0.0)).count();
-        let expected = 880.0 * middle.len() as f64 / 16_000.0;
-        assert!((crossings as f64 - expected).abs() <= 2.0, "{crossings} vs {expected}");
-    }
-
-    #[test]
-    fn content_above_the_new_nyquist_frequency_is_removed_not_folded_back() {
-        // 10 kHz exists at 22.05 kHz but not at 16 kHz (Nyquist 8 kHz): it must vanish, not alias to 6 kHz.
-        let output = resample(&tone(10_000.0, 22_050, 1.0), 22_050, 16_000);
-        assert!(rms(&output[1000..15_000]) < 0.01, "{}", rms(&output[1000..15_000]));
-    }
-
-    #[test]
-    fn samples_clip_to_sixteen_bits() {
-        assert_eq!(to_pcm16(&[0.0, 1.5, -2.0, 0.5]), vec![0, 32767, -32767, 16384]);
-    }
-}
-
 /// Peak level of each sentence after normalisation (a little headroom below full scale).
 const PEAK: f32 = 0.9;
 /// Silence after each sentence (Piper's own default), so sentences do not run into each other.
@@ -212,4 +172,44 @@ pub fn parse_wav_mono16(bytes: &[u8]) -> Result<(Vec<f32>, u32), String> {
         at = body.saturating_add(size as usize + (size as usize & 1));
     }
     Err("a WAV file without audio".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tone(frequency: f64, rate: u32, seconds: f64) -> Vec<f32> {
+        (0..(f64::from(rate) * seconds) as usize)
+            .map(|index| (2.0 * std::f64::consts::PI * frequency * index as f64 / f64::from(rate)).sin() as f32 * 0.5)
+            .collect()
+    }
+
+    fn rms(samples: &[f32]) -> f32 {
+        (samples.iter().map(|sample| sample * sample).sum::<f32>() / samples.len() as f32).sqrt()
+    }
+
+    #[test]
+    fn a_tone_keeps_its_length_and_loudness_across_rates() {
+        let input = tone(440.0, 22_050, 1.0);
+        let output = resample(&input, 22_050, 16_000);
+        assert_eq!(output.len(), 16_000);
+        let middle = &output[1000..15_000];
+        assert!((rms(middle) - rms(&input)).abs() < 0.01, "{} vs {}", rms(middle), rms(&input));
+        // Still 440 Hz: the same number of sign changes per second (880), within one.
+        let crossings = middle.windows(2).filter(|pair| (pair[0] >= 0.0) != (pair[1] >= 0.0)).count();
+        let expected = 880.0 * middle.len() as f64 / 16_000.0;
+        assert!((crossings as f64 - expected).abs() <= 2.0, "{crossings} vs {expected}");
+    }
+
+    #[test]
+    fn content_above_the_new_nyquist_frequency_is_removed_not_folded_back() {
+        // 10 kHz exists at 22.05 kHz but not at 16 kHz (Nyquist 8 kHz): it must vanish, not alias to 6 kHz.
+        let output = resample(&tone(10_000.0, 22_050, 1.0), 22_050, 16_000);
+        assert!(rms(&output[1000..15_000]) < 0.01, "{}", rms(&output[1000..15_000]));
+    }
+
+    #[test]
+    fn samples_clip_to_sixteen_bits() {
+        assert_eq!(to_pcm16(&[0.0, 1.5, -2.0, 0.5]), vec![0, 32767, -32767, 16384]);
+    }
 }

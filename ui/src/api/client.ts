@@ -3,6 +3,7 @@
 // (`schema.d.ts`, generated); responses are Nexent's shapes, described where they are read.
 
 import type { components } from "./schema";
+import { t } from "../lib/i18n";
 
 export type Schemas = components["schemas"];
 
@@ -24,7 +25,7 @@ async function errorFrom(response: Response): Promise<ApiError> {
   } catch {
     // Not JSON: the status line says enough.
   }
-  if (response.status === 503) message = `The server is busy: ${message}`;
+  if (response.status === 503) message = t("error.serverBusy", { message });
   return new ApiError(message, response.status);
 }
 
@@ -38,7 +39,7 @@ export async function api<T>(path: string, init: RequestInit & { json?: unknown 
   try {
     response = await fetch(path, { ...rest, headers, body: json !== undefined ? JSON.stringify(json) : rest.body });
   } catch {
-    throw new ApiError("The server cannot be reached. Is Nexent Local running?", 0);
+    throw new ApiError(t("error.unreachable"), 0);
   }
   if (!response.ok) throw await errorFrom(response);
   return (await response.json()) as T;
@@ -98,7 +99,7 @@ export const conversations = {
     const [history] = await enveloped<(Omit<Conversation, "conversation_id"> & { conversation_id: string; message: HistoryMessage[] })[]>(
       `/api/conversation/${id}`,
     );
-    if (!history) throw new ApiError("The conversation was not found", 404);
+    if (!history) throw new ApiError(t("error.conversationNotFound"), 404);
     return history;
   },
   generateTitle: (conversation_id: number, history: { role: string; content: string }[]) =>
@@ -152,7 +153,18 @@ export const knowledge = {
     );
     return body.indices_info ?? body.indices.map((name) => ({ name }));
   },
-  create: (name: string) => api<unknown>(`/api/indices/${encodeURIComponent(name)}`, { method: "POST" }),
+  /** `embeddingModel`: one of `embeddingModels()`; the server's default when absent. */
+  create: (name: string, embeddingModel?: string) =>
+    api<unknown>(
+      `/api/indices/${encodeURIComponent(name)}` +
+        (embeddingModel ? `?embedding_model=${encodeURIComponent(embeddingModel)}` : ""),
+      { method: "POST" },
+    ),
+  /** The embedding models a new base may be built with, the server's default first. */
+  embeddingModels: async (): Promise<string[]> => {
+    const body = await api<{ data: { id: string; type?: string }[] }>("/v1/models");
+    return body.data.filter((model) => model.type === "embed").map((model) => model.id);
+  },
   remove: (name: string) => api<unknown>(`/api/indices/${encodeURIComponent(name)}`, { method: "DELETE" }),
   info: (name: string) =>
     api<IndexInfo>(`/api/indices/${encodeURIComponent(name)}/info?include_files=true&include_chunks=true`),
@@ -199,7 +211,7 @@ export function uploadToKnowledgeBase(
     request.upload.onprogress = (event) => {
       if (event.lengthComputable) onProgress(event.loaded / event.total);
     };
-    request.onerror = () => reject(new ApiError("The upload was interrupted.", 0));
+    request.onerror = () => reject(new ApiError(t("error.uploadInterrupted"), 0));
     request.onload = () => {
       let body: { process_tasks?: { task_id?: string; task_ids?: string[] }; message?: string; error?: string } = {};
       try {
@@ -211,7 +223,7 @@ export function uploadToKnowledgeBase(
         onProgress(1);
         resolve({ task_id: body.process_tasks?.task_id ?? body.process_tasks?.task_ids?.[0] });
       } else {
-        reject(new ApiError(body.message ?? body.error ?? `upload failed (${request.status})`, request.status));
+        reject(new ApiError(body.message ?? body.error ?? t("error.uploadFailed", { status: request.status }), request.status));
       }
     };
     request.send(form);

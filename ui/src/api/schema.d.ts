@@ -1909,10 +1909,21 @@ export interface operations {
                 index_name: string;
                 /** @description Dimension of the index's vectors; defaults to the embedding model's. */
                 embedding_dim: number | null;
+                /**
+                 * @description The embedding model the base is built with: one of the server's (`GET /api/indices/embedding_models`);
+                 *     an unknown name is a 400. Without it: the body's `embeddingModel` or Config Sync's embedding
+                 *     model when the server has it, else the server's default.
+                 */
+                embedding_model: string | null;
             };
             cookie?: never;
         };
-        requestBody?: never;
+        /** @description optional JSON {"name", "description", "embeddingModel"} as Nexent's client sends it */
+        requestBody?: {
+            content: {
+                "application/json": string | null;
+            };
+        };
         responses: {
             /** @description {"status":"success","success":true,"message","embedding_dim"} (idempotent) */
             200: {

@@ -2,14 +2,23 @@
 // as 16 kHz mono s16le PCM to `/api/voice/stt/ws` and reports the cumulative transcript; read-aloud sends a
 // text to `/api/voice/tts/ws` and plays the MP3 chunks that come back.
 import { apiToken } from "../api/client";
+import { t, type Language } from "./i18n";
 
 /** A browser cannot set headers on a WebSocket, so the API token (when the server needs one) travels as
- *  `access_token`, which the server accepts in place of the bearer header. */
-export function socketUrl(path: string): string {
+ *  `access_token`, which the server accepts in place of the bearer header. `params` are further query
+ *  parameters. */
+export function socketUrl(path: string, params: Record<string, string> = {}): string {
   const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+  const query = Object.entries(params).map(([name, value]) => `${encodeURIComponent(name)}=${encodeURIComponent(value)}`);
   const token = apiToken();
-  const query = token ? `?access_token=${encodeURIComponent(token)}` : "";
-  return `${scheme}//${window.location.host}${path}${query}`;
+  if (token) query.push(`access_token=${encodeURIComponent(token)}`);
+  return `${scheme}//${window.location.host}${path}${query.length > 0 ? `?${query.join("&")}` : ""}`;
+}
+
+/** The dictation socket's query for the UI's language: Chinese asks for `language=zh` (the server then uses
+ *  its multilingual speech model); English sends none, the server's default. */
+export function dictationParams(language: Language): Record<string, string> {
+  return language === "zh" ? { language: "zh" } : {};
 }
 
 /** Float samples in [-1, 1] to signed 16-bit little-endian PCM. */
@@ -27,15 +36,15 @@ export interface Dictation {
   stop(): Promise<string>;
 }
 
-/** Starts recording. `onText` gets the transcript as it grows. */
-export async function startDictation(onText: (text: string) => void): Promise<Dictation> {
+/** Starts recording in `language` (the UI's). `onText` gets the transcript as it grows. */
+export async function startDictation(onText: (text: string) => void, language: Language = "en"): Promise<Dictation> {
   const media = await navigator.mediaDevices.getUserMedia({ audio: { channelCount: 1, echoCancellation: true } });
   // The browser resamples the microphone to the 16 kHz the server takes.
   const context = new AudioContext({ sampleRate: 16_000 });
   const input = context.createMediaStreamSource(media);
   // ScriptProcessor is what Nexent's own frontend uses: 4096 samples (8192 bytes) per frame.
   const processor = context.createScriptProcessor(4096, 1, 1);
-  const socket = new WebSocket(socketUrl("/api/voice/stt/ws"));
+  const socket = new WebSocket(socketUrl("/api/voice/stt/ws", dictationParams(language)));
   socket.binaryType = "arraybuffer";
   let finalText = "";
   let failure: string | null = null;
@@ -83,7 +92,7 @@ export function readAloud(text: string): Promise<HTMLAudioElement> {
     socket.binaryType = "arraybuffer";
     const chunks: ArrayBuffer[] = [];
     socket.onopen = () => socket.send(JSON.stringify({ text }));
-    socket.onerror = () => reject(new Error("the speech service cannot be reached"));
+    socket.onerror = () => reject(new Error(t("error.speechUnreachable")));
     socket.onmessage = (event) => {
       if (typeof event.data !== "string") {
         chunks.push(event.data as ArrayBuffer);

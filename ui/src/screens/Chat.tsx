@@ -18,6 +18,13 @@ import { AgentStreamParser, applyMessage, emptyRun, runFromHistory, type AgentRu
 import { linkCitations, sourceKey } from "../lib/citations";
 import { MicIcon, PencilIcon, SpeakerIcon, ThumbDownIcon, ThumbUpIcon, TrashIcon } from "../icons";
 import { readAloud, startDictation, type Dictation } from "../lib/voice";
+import { displayTitle, useLanguage, useT, type PlainKey, type Translate } from "../lib/i18n";
+
+const ATTACHMENT_STATUS: Record<Exclude<Attachment["status"], "failed">, PlainKey> = {
+  uploading: "chat.attachment.uploading",
+  reading: "chat.attachment.reading",
+  ready: "chat.attachment.ready",
+};
 
 interface Turn {
   question: string;
@@ -53,6 +60,8 @@ function historyOf(turns: Turn[]): { role: string; content: string }[] {
 }
 
 export function ChatScreen() {
+  const t = useT();
+  const language = useLanguage();
   const [list, setList] = useState<Conversation[]>([]);
   const [filter, setFilter] = useState("");
   const [selected, setSelected] = useState<number | null>(null);
@@ -109,9 +118,9 @@ export function ChatScreen() {
     try {
       const stored = await storeAttachments(files);
       stored.forEach((result, position) =>
-        set(position, result.object_name ? { object_name: result.object_name, url: result.url, status: "reading" } : { status: "failed", error: result.error ?? "not stored" }),
+        set(position, result.object_name ? { object_name: result.object_name, url: result.url, status: "reading" } : { status: "failed", error: result.error ?? t("chat.attachment.notStored") }),
       );
-      await describeAttachments(files, question.trim() || "Read the attached files.", (event) => {
+      await describeAttachments(files, question.trim() || t("chat.attachment.defaultQuery"), (event) => {
         const position = files.findIndex((file) => file.name === event.filename);
         if (event.type === "progress" && event.progress !== undefined) {
           files.forEach((_, index) => set(index, { progress: `${Math.round(event.progress ?? 0)}%` }));
@@ -165,6 +174,8 @@ export function ChatScreen() {
           query,
           conversation_id: conversationId,
           history,
+          // The language of the agent's step labels: the screen's.
+          language,
           ...(minioFiles.length > 0 ? { minio_files: minioFiles } : {}),
         }),
         signal: controller.signal,
@@ -172,7 +183,9 @@ export function ChatScreen() {
       if (!response.ok || !response.body) {
         const body = (await response.json().catch(() => ({}))) as { message?: string };
         throw new ApiError(
-          response.status === 503 ? `The assistant is busy: ${body.message ?? "try again shortly"}` : body.message ?? `${response.status}`,
+          response.status === 503
+            ? t("chat.busy", { message: body.message ?? t("chat.tryAgainShortly") })
+            : body.message ?? `${response.status}`,
           response.status,
         );
       }
@@ -245,15 +258,15 @@ export function ChatScreen() {
         const text = await current.stop();
         if (text) setQuestion(text);
       } catch (failure) {
-        setError(`Speech-to-text: ${(failure as Error).message}`);
+        setError(t("chat.speechToTextError", { message: (failure as Error).message }));
       }
       return;
     }
     try {
-      dictation.current = await startDictation((text) => setQuestion(text));
+      dictation.current = await startDictation((text) => setQuestion(text), language);
       setRecording(true);
     } catch (failure) {
-      setError(`The microphone cannot be used: ${(failure as Error).message}`);
+      setError(t("chat.microphoneError", { message: (failure as Error).message }));
     }
   };
 
@@ -265,7 +278,7 @@ export function ChatScreen() {
       audio.onended = () => setSpeaking(null);
     } catch (failure) {
       setSpeaking(null);
-      setError(`Read aloud: ${(failure as Error).message}`);
+      setError(t("chat.readAloudError", { message: (failure as Error).message }));
     }
   };
 
@@ -275,12 +288,14 @@ export function ChatScreen() {
     document.getElementById(`source-${key}`)?.focus();
   };
 
-  const visible = list.filter((item) => item.conversation_title.toLowerCase().includes(filter.trim().toLowerCase()));
+  // Titles as shown (the default one in the screen's language); the search matches what is shown.
+  const titleOf = (item: Conversation) => displayTitle(item.conversation_title, language);
+  const visible = list.filter((item) => titleOf(item).toLowerCase().includes(filter.trim().toLowerCase()));
   const current = list.find((item) => item.conversation_id === selected);
 
   return (
     <div className="chat">
-      <aside className="conversations" aria-label="Conversations">
+      <aside className="conversations" aria-label={t("chat.conversations")}>
         <button
           type="button"
           className="primary"
@@ -291,24 +306,25 @@ export function ChatScreen() {
             setHighlighted(null);
           }}
         >
-          New chat
+          {t("chat.newChat")}
         </button>
         <label className="field">
-          <span>Search conversations</span>
+          <span>{t("chat.searchConversations")}</span>
           <input type="search" value={filter} onChange={(event) => setFilter(event.target.value)} />
         </label>
         {visible.length === 0 ? (
-          <p className="empty">{list.length === 0 ? "No conversations yet. Ask something to start one." : "No title matches."}</p>
+          <p className="empty">{list.length === 0 ? t("chat.noConversations") : t("chat.noTitleMatches")}</p>
         ) : (
           <ul>
             {visible.map((item) => (
               <li key={item.conversation_id} className={item.conversation_id === selected ? "selected" : undefined}>
                 {renaming === item.conversation_id ? (
                   <RenameForm
-                    initial={item.conversation_title}
+                    initial={titleOf(item)}
                     onDone={async (name) => {
                       setRenaming(null);
-                      if (name && name !== item.conversation_title) {
+                      // Unchanged is the title as shown: the default one is not renamed to its translation.
+                      if (name && name !== titleOf(item) && name !== item.conversation_title) {
                         try {
                           await conversations.rename(item.conversation_id, name);
                           await refreshList();
@@ -321,12 +337,12 @@ export function ChatScreen() {
                 ) : (
                   <>
                     <button type="button" className="title" onClick={() => void open(item.conversation_id)}>
-                      {item.conversation_title}
+                      {titleOf(item)}
                     </button>
-                    <button type="button" className="icon" aria-label={`Rename ${item.conversation_title}`} onClick={() => setRenaming(item.conversation_id)}>
+                    <button type="button" className="icon" aria-label={t("chat.rename", { title: titleOf(item) })} onClick={() => setRenaming(item.conversation_id)}>
                       <PencilIcon />
                     </button>
-                    <button type="button" className="icon" aria-label={`Delete ${item.conversation_title}`} onClick={() => setConfirmDelete(item)}>
+                    <button type="button" className="icon" aria-label={t("common.deleteNamed", { name: titleOf(item) })} onClick={() => setConfirmDelete(item)}>
                       <TrashIcon />
                     </button>
                   </>
@@ -337,34 +353,34 @@ export function ChatScreen() {
         )}
       </aside>
 
-      <section className="conversation" aria-label="Messages">
+      <section className="conversation" aria-label={t("chat.messages")}>
         <div className="conversation-head">
-          <h1>{current?.conversation_title ?? "New chat"}</h1>
+          <h1>{current ? titleOf(current) : t("chat.newChat")}</h1>
           {selected !== null && turns.length > 0 && !running && (
             <button type="button" onClick={() => void regenerateTitle()}>
-              Regenerate title
+              {t("chat.regenerateTitle")}
             </button>
           )}
         </div>
         <ErrorAlert message={error} />
         <ol className="turns">
           {turns.length === 0 && (
-            <li className="empty">Ask a question about your documents. Answers cite the passages they come from.</li>
+            <li className="empty">{t("chat.emptyConversation")}</li>
           )}
           {turns.map((turn, index) => (
             <li key={index} className="turn">
               <p className="question">{turn.question}</p>
-              <RunView run={turn.run} running={turn.running} onCite={showSource} />
+              <RunView run={turn.run} running={turn.running} onCite={showSource} t={t} />
               {!turn.running && turn.messageId !== undefined && (
-                <div className="opinion" role="group" aria-label="Rate this answer">
+                <div className="opinion" role="group" aria-label={t("chat.rateAnswer")}>
                   <button type="button" aria-pressed={turn.opinion === "Y"} onClick={() => void setOpinion(index, "Y")}>
-                    <ThumbUpIcon /> Like
+                    <ThumbUpIcon /> {t("chat.like")}
                   </button>
                   <button type="button" aria-pressed={turn.opinion === "N"} onClick={() => void setOpinion(index, "N")}>
-                    <ThumbDownIcon /> Dislike
+                    <ThumbDownIcon /> {t("chat.dislike")}
                   </button>
                   <button type="button" disabled={speaking !== null} onClick={() => void speak(index, turn.run.answer)}>
-                    <SpeakerIcon /> {speaking === index ? "Speaking…" : "Read aloud"}
+                    <SpeakerIcon /> {speaking === index ? t("chat.speaking") : t("chat.readAloud")}
                   </button>
                 </div>
               )}
@@ -372,18 +388,18 @@ export function ChatScreen() {
           ))}
         </ol>
         {attachments.length > 0 && (
-          <ul className="attachments" aria-label="Attachments">
+          <ul className="attachments" aria-label={t("chat.attachments")}>
             {attachments.map((item, index) => (
               <li key={`${item.name}-${index}`} className={`attachment attachment-${item.status}`}>
                 <span>{item.name}</span>
                 <span className="muted" data-testid="attachment-status">
-                  {item.status === "failed" ? `failed: ${item.error ?? ""}` : item.status}
+                  {item.status === "failed" ? t("chat.attachment.failed", { error: item.error ?? "" }) : t(ATTACHMENT_STATUS[item.status])}
                   {item.progress ? ` ${item.progress}` : ""}
                 </span>
                 <button
                   type="button"
                   className="icon"
-                  aria-label={`Remove ${item.name}`}
+                  aria-label={t("chat.attachment.remove", { name: item.name })}
                   onClick={() => setAttachments((previous) => previous.filter((_, position) => position !== index))}
                 >
                   <TrashIcon />
@@ -400,7 +416,7 @@ export function ChatScreen() {
           }}
         >
           <label className="field grow">
-            <span>Your question</span>
+            <span>{t("chat.yourQuestion")}</span>
             <textarea
               value={question}
               rows={2}
@@ -414,12 +430,12 @@ export function ChatScreen() {
             />
           </label>
           <label className="attach button-like">
-            <span>Attach</span>
+            <span>{t("chat.attach")}</span>
             <input
               type="file"
               multiple
               className="visually-hidden"
-              aria-label="Attach files"
+              aria-label={t("chat.attachFiles")}
               onChange={(event) => {
                 void attach(event.target.files);
                 event.target.value = "";
@@ -429,7 +445,7 @@ export function ChatScreen() {
           <button
             type="button"
             aria-pressed={recording}
-            aria-label={recording ? "Stop dictation" : "Dictate"}
+            aria-label={recording ? t("chat.stopDictation") : t("chat.dictate")}
             className={recording ? "danger" : undefined}
             onClick={() => void toggleDictation()}
           >
@@ -437,24 +453,24 @@ export function ChatScreen() {
           </button>
           {running ? (
             <button type="button" className="danger" onClick={() => void stop()}>
-              Stop
+              {t("chat.stop")}
             </button>
           ) : (
             <button type="submit" className="primary" disabled={!question.trim() || attaching}>
-              Send
+              {t("chat.send")}
             </button>
           )}
         </form>
       </section>
 
-      <aside className="sources" aria-label="Sources">
-        <h2>Sources</h2>
+      <aside className="sources" aria-label={t("chat.sources")}>
+        <h2>{t("chat.sources")}</h2>
         {sources.length === 0 ? (
-          <p className="empty">Passages the assistant finds appear here.</p>
+          <p className="empty">{t("chat.noSources")}</p>
         ) : (
           <ul>
             {sources.map((source) => (
-              <SourceCard key={sourceKey(source)} source={source} highlighted={highlighted === sourceKey(source)} />
+              <SourceCard key={sourceKey(source)} source={source} highlighted={highlighted === sourceKey(source)} t={t} />
             ))}
           </ul>
         )}
@@ -462,8 +478,8 @@ export function ChatScreen() {
 
       {confirmDelete && (
         <ConfirmDialog
-          message={`Delete "${confirmDelete.conversation_title}"? Its messages are removed.`}
-          confirm="Delete"
+          message={t("chat.confirmDelete", { title: titleOf(confirmDelete) })}
+          confirm={t("common.delete")}
           onCancel={() => setConfirmDelete(null)}
           onConfirm={async () => {
             const target = confirmDelete;
@@ -485,17 +501,23 @@ export function ChatScreen() {
   );
 }
 
-function RunView({ run, running, onCite }: { run: AgentRun; running: boolean; onCite: (key: string) => void }) {
+/** A step's duration as shown: `1.2 s` from the stream becomes the screen's "1.2 s" / "1.2 秒". */
+function formatDuration(duration: string, t: Translate): string {
+  const seconds = /^([\d.]+) s$/.exec(duration)?.[1];
+  return seconds ? t("chat.seconds", { seconds }) : duration;
+}
+
+function RunView({ run, running, onCite, t }: { run: AgentRun; running: boolean; onCite: (key: string) => void; t: Translate }) {
   const parts = linkCitations(run.answer, run.sources);
   return (
     <div className="run" aria-live="polite" aria-busy={running}>
       {run.steps.map((step) => (
         <details key={step.number} className="step" open={running && step === run.steps[run.steps.length - 1]}>
           <summary>
-            Step {step.number}
-            {step.calls.length > 0 && <span className="tag">{step.calls.length} tool call(s)</span>}
-            {step.errors.length > 0 && <span className="tag bad">error</span>}
-            {step.duration && <span className="muted"> · {step.duration}</span>}
+            {t("chat.step", { number: step.number })}
+            {step.calls.length > 0 && <span className="tag">{t("chat.toolCalls", { count: step.calls.length })}</span>}
+            {step.errors.length > 0 && <span className="tag bad">{t("chat.stepError")}</span>}
+            {step.duration && <span className="muted"> · {formatDuration(step.duration, t)}</span>}
           </summary>
           {step.thinking && <p className="thinking">{step.thinking}</p>}
           {step.code && <pre className="code">{step.code}</pre>}
@@ -516,7 +538,7 @@ function RunView({ run, running, onCite }: { run: AgentRun; running: boolean; on
           ))}
         </details>
       ))}
-      {running && !run.answer && <p className="muted">Thinking…</p>}
+      {running && !run.answer && <p className="muted">{t("chat.thinking")}</p>}
       {run.answer && (
         <div className="answer">
           {parts.map((part, index) =>
@@ -527,7 +549,7 @@ function RunView({ run, running, onCite }: { run: AgentRun; running: boolean; on
                 key={index}
                 type="button"
                 className="citation"
-                aria-label={`Source ${part.number}: ${part.source.title}`}
+                aria-label={t("chat.citation", { number: part.number, title: part.source.title })}
                 onClick={() => onCite(part.key)}
               >
                 [{part.number}]
@@ -541,7 +563,7 @@ function RunView({ run, running, onCite }: { run: AgentRun; running: boolean; on
   );
 }
 
-function SourceCard({ source, highlighted }: { source: Source; highlighted: boolean }) {
+function SourceCard({ source, highlighted, t }: { source: Source; highlighted: boolean; t: Translate }) {
   const accurate = source.score_details?.accurate ?? source.score_details?.accuracy;
   const semantic = source.score_details?.semantic;
   return (
@@ -549,9 +571,9 @@ function SourceCard({ source, highlighted }: { source: Source; highlighted: bool
       <h3>{source.title}</h3>
       {source.filename && source.filename !== source.title && <p className="muted">{source.filename}</p>}
       <p className="scores">
-        score {source.score?.toFixed(3) ?? "–"}
-        {accurate !== undefined && <> · keyword {accurate.toFixed(3)}</>}
-        {semantic !== undefined && <> · semantic {semantic.toFixed(3)}</>}
+        {t("scores.score", { value: source.score?.toFixed(3) ?? "–" })}
+        {accurate !== undefined && <> · {t("scores.keyword", { value: accurate.toFixed(3) })}</>}
+        {semantic !== undefined && <> · {t("scores.semantic", { value: semantic.toFixed(3) })}</>}
       </p>
       <p className="chunk">{source.text}</p>
     </li>
@@ -559,6 +581,7 @@ function SourceCard({ source, highlighted }: { source: Source; highlighted: bool
 }
 
 function RenameForm({ initial, onDone }: { initial: string; onDone: (name: string | null) => void }) {
+  const t = useT();
   const [name, setName] = useState(initial);
   return (
     <form
@@ -569,7 +592,7 @@ function RenameForm({ initial, onDone }: { initial: string; onDone: (name: strin
       }}
     >
       <label className="field">
-        <span className="visually-hidden">New title</span>
+        <span className="visually-hidden">{t("chat.newTitle")}</span>
         <input
           autoFocus
           value={name}
@@ -579,7 +602,7 @@ function RenameForm({ initial, onDone }: { initial: string; onDone: (name: strin
           }}
         />
       </label>
-      <button type="submit">Save</button>
+      <button type="submit">{t("common.save")}</button>
     </form>
   );
 }
@@ -595,6 +618,7 @@ export function ConfirmDialog({
   onConfirm: () => void;
   onCancel: () => void;
 }) {
+  const t = useT();
   const dialog = useRef<HTMLDialogElement>(null);
   const confirmButton = useRef<HTMLButtonElement>(null);
   useEffect(() => {
@@ -607,7 +631,7 @@ export function ConfirmDialog({
       <p id="confirm-message">{message}</p>
       <div className="actions">
         <button type="button" onClick={onCancel}>
-          Cancel
+          {t("common.cancel")}
         </button>
         <button type="button" className="danger" onClick={onConfirm} ref={confirmButton}>
           {confirm}

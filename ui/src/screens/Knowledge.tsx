@@ -15,6 +15,7 @@ import {
 } from "../api/client";
 import { ConfirmDialog, ErrorAlert } from "./Chat";
 import { chooseFolder, inDesktopApp } from "../lib/desktop";
+import { useLanguage, useT, type PlainKey, type Translate } from "../lib/i18n";
 
 interface Upload {
   name: string;
@@ -23,13 +24,46 @@ interface Upload {
 }
 
 const FINISHED = new Set(["COMPLETED", "FAILED", "completed", "failed"]);
+const MULTILINGUAL_MODEL = "multilingual-e5-small";
+/** What each local embedding model is good for, in the create form. */
+const EMBEDDING_MODEL_LABELS: Record<string, PlainKey | undefined> = {
+  "multilingual-e5-small": "knowledge.model.multilingualE5Small",
+  "all-MiniLM-L6-v2": "knowledge.model.allMiniLmL6V2",
+};
+
+function embeddingModelLabel(model: string, t: Translate): string {
+  const key = EMBEDDING_MODEL_LABELS[model];
+  return key ? t(key) : model;
+}
+
+/** A file's ingestion status as shown (the server's constants, in Chinese on the Chinese screen). */
+const FILE_STATUS: Record<string, PlainKey | undefined> = {
+  WAITING: "knowledge.status.WAITING",
+  PROCESSING: "knowledge.status.PROCESSING",
+  FORWARDING: "knowledge.status.FORWARDING",
+  COMPLETED: "knowledge.status.COMPLETED",
+  FAILED: "knowledge.status.FAILED",
+};
+
+function fileStatusLabel(status: string, t: Translate): string {
+  const key = FILE_STATUS[status.toUpperCase()];
+  return key ? t(key) : status;
+}
+
+/** "3 files · 12 chunks". */
+function counts(files: number, chunks: number, t: Translate): string {
+  return `${t("knowledge.files", { count: files })} · ${t("knowledge.chunks", { count: chunks })}`;
+}
 
 export function KnowledgeScreen() {
+  const t = useT();
   const [indices, setIndices] = useState<IndexSummary[]>([]);
   const [selected, setSelected] = useState<string | null>(null);
   const [info, setInfo] = useState<IndexInfo | null>(null);
   const [uploads, setUploads] = useState<Upload[]>([]);
   const [newName, setNewName] = useState("");
+  const [models, setModels] = useState<string[]>([]);
+  const [newModel, setNewModel] = useState("");
   const [chatBases, setChatBases] = useState<string[]>([]);
   const [error, setError] = useState<string | null>(null);
   const [confirm, setConfirm] = useState<{ message: string; action: () => Promise<void> } | null>(null);
@@ -56,6 +90,20 @@ export function KnowledgeScreen() {
     void refresh();
   }, [refresh]);
 
+  // The server's default first; on a Chinese screen the multilingual model is offered first, since the
+  // English model cannot tell Chinese texts apart (bench/results/multilingual.md).
+  const language = useLanguage();
+  useEffect(() => {
+    knowledge
+      .embeddingModels()
+      .then((names) => {
+        setModels(names);
+        const multilingual = names.find((name) => name === MULTILINGUAL_MODEL);
+        setNewModel((language === "zh" ? multilingual : undefined) ?? names[0] ?? "");
+      })
+      .catch(() => setModels([]));
+  }, [language]);
+
   useEffect(() => {
     if (selected) void refreshInfo(selected);
     else setInfo(null);
@@ -81,7 +129,7 @@ export function KnowledgeScreen() {
     if (!name) return;
     setError(null);
     try {
-      await knowledge.create(name);
+      await knowledge.create(name, newModel || undefined);
       setNewName("");
       await refresh();
       setSelected(name);
@@ -128,7 +176,7 @@ export function KnowledgeScreen() {
 
   return (
     <div className="knowledge">
-      <aside className="bases" aria-label="Knowledge bases">
+      <aside className="bases" aria-label={t("knowledge.bases")}>
         <form
           className="create"
           onSubmit={(event) => {
@@ -137,15 +185,27 @@ export function KnowledgeScreen() {
           }}
         >
           <label className="field">
-            <span>New knowledge base</span>
-            <input value={newName} placeholder="lower-case name" onChange={(event) => setNewName(event.target.value)} />
+            <span>{t("knowledge.newBase")}</span>
+            <input value={newName} placeholder={t("knowledge.namePlaceholder")} onChange={(event) => setNewName(event.target.value)} />
           </label>
+          {models.length > 1 && (
+            <label className="field">
+              <span>{t("knowledge.embeddingModel")}</span>
+              <select value={newModel} onChange={(event) => setNewModel(event.target.value)}>
+                {models.map((model) => (
+                  <option key={model} value={model}>
+                    {embeddingModelLabel(model, t)}
+                  </option>
+                ))}
+              </select>
+            </label>
+          )}
           <button type="submit" className="primary" disabled={!newName.trim()}>
-            Create
+            {t("knowledge.create")}
           </button>
         </form>
         {indices.length === 0 ? (
-          <p className="empty">No knowledge bases yet. Create one, then drop documents into it.</p>
+          <p className="empty">{t("knowledge.noBases")}</p>
         ) : (
           <ul>
             {indices.map((index) => (
@@ -154,7 +214,7 @@ export function KnowledgeScreen() {
                   {index.name}
                   <span className="muted">
                     {" "}
-                    {index.stats?.base_info?.doc_count ?? 0} files · {index.stats?.base_info?.chunk_count ?? 0} chunks
+                    {counts(index.stats?.base_info?.doc_count ?? 0, index.stats?.base_info?.chunk_count ?? 0, t)}
                   </span>
                 </button>
               </li>
@@ -163,10 +223,10 @@ export function KnowledgeScreen() {
         )}
       </aside>
 
-      <section className="base" aria-label="Knowledge base">
+      <section className="base" aria-label={t("knowledge.base")}>
         <ErrorAlert message={error} />
         {!selected ? (
-          <p className="empty">Choose a knowledge base on the left.</p>
+          <p className="empty">{t("knowledge.chooseBase")}</p>
         ) : (
           <>
             <div className="conversation-head">
@@ -177,14 +237,14 @@ export function KnowledgeScreen() {
                   checked={chatBases.includes(selected)}
                   onChange={(event) => void toggleChat(selected, event.target.checked)}
                 />
-                Search it in chat
+                {t("knowledge.searchInChat")}
               </label>
               <button
                 type="button"
                 className="danger"
                 onClick={() =>
                   setConfirm({
-                    message: `Delete the knowledge base "${selected}" and everything indexed in it?`,
+                    message: t("knowledge.confirmDeleteBase", { name: selected }),
                     action: async () => {
                       await knowledge.remove(selected);
                       setSelected(null);
@@ -193,12 +253,12 @@ export function KnowledgeScreen() {
                   })
                 }
               >
-                Delete knowledge base
+                {t("knowledge.deleteBase")}
               </button>
             </div>
             {info && (
               <p className="muted">
-                {info.base_info.doc_count} files · {info.base_info.chunk_count} chunks · {info.base_info.store_size} ·{" "}
+                {counts(info.base_info.doc_count, info.base_info.chunk_count, t)} · {info.base_info.store_size} ·{" "}
                 {info.base_info.embedding_model}
               </p>
             )}
@@ -215,32 +275,42 @@ export function KnowledgeScreen() {
                 void upload(event.dataTransfer.files);
               }}
             >
-              <label className="field upload">
-                <span>Upload documents (or drop files here)</span>
-                <input type="file" multiple onChange={(event) => void upload(event.target.files)} />
-              </label>
+              {/* The browser's own file button speaks the browser's language: a button of the page's instead. */}
+              <div className="field upload">
+                <span id="upload-documents">{t("knowledge.upload")}</span>
+                <label className="button-like">
+                  {t("knowledge.chooseFiles")}
+                  <input
+                    type="file"
+                    multiple
+                    className="visually-hidden"
+                    aria-labelledby="upload-documents"
+                    onChange={(event) => void upload(event.target.files)}
+                  />
+                </label>
+              </div>
             </div>
             {uploads.length > 0 && (
-              <ul className="uploads" aria-label="Uploads">
+              <ul className="uploads" aria-label={t("knowledge.uploads")}>
                 {uploads.map((item) => (
                   <li key={item.name}>
                     <span>{item.name}</span>
-                    <progress max={1} value={item.progress} aria-label={`Upload of ${item.name}`} />
+                    <progress max={1} value={item.progress} aria-label={t("knowledge.uploadOf", { name: item.name })} />
                     {item.error && <span className="error">{item.error}</span>}
                   </li>
                 ))}
               </ul>
             )}
-            <h2>Files</h2>
+            <h2>{t("knowledge.filesHeading")}</h2>
             {info?.files?.length ? (
               <table className="files">
                 <thead>
                   <tr>
-                    <th scope="col">File</th>
-                    <th scope="col">Status</th>
-                    <th scope="col">Chunks</th>
+                    <th scope="col">{t("knowledge.file")}</th>
+                    <th scope="col">{t("common.status")}</th>
+                    <th scope="col">{t("knowledge.chunksColumn")}</th>
                     <th scope="col">
-                      <span className="visually-hidden">Actions</span>
+                      <span className="visually-hidden">{t("common.actions")}</span>
                     </th>
                   </tr>
                 </thead>
@@ -259,7 +329,7 @@ export function KnowledgeScreen() {
                       </td>
                       <td>
                         <span className={`status status-${file.status.toLowerCase()}`} data-testid="file-status">
-                          {file.status}
+                          {fileStatusLabel(file.status, t)}
                         </span>
                         {file.error_reason && <span className="error"> {file.error_reason}</span>}
                       </td>
@@ -267,10 +337,10 @@ export function KnowledgeScreen() {
                       <td>
                         <button
                           type="button"
-                          aria-label={`Delete ${file.filename ?? file.path_or_url}`}
+                          aria-label={t("common.deleteNamed", { name: file.filename ?? file.path_or_url })}
                           onClick={() =>
                             setConfirm({
-                              message: `Remove "${file.filename ?? file.path_or_url}" from ${selected}?`,
+                              message: t("knowledge.confirmRemoveFile", { file: file.filename ?? file.path_or_url, base: selected }),
                               action: async () => {
                                 await knowledge.removeFile(selected, file.path_or_url);
                                 await refreshInfo(selected);
@@ -279,7 +349,7 @@ export function KnowledgeScreen() {
                             })
                           }
                         >
-                          Delete
+                          {t("common.delete")}
                         </button>
                       </td>
                     </tr>
@@ -287,7 +357,7 @@ export function KnowledgeScreen() {
                 </tbody>
               </table>
             ) : (
-              <p className="empty">No files yet. Upload PDF, Word, PowerPoint, Excel, e-mail, e-book or text files.</p>
+              <p className="empty">{t("knowledge.noFiles")}</p>
             )}
             <WatchedFolders index={selected} onChange={() => void refreshInfo(selected)} />
             <SearchPlayground index={selected} />
@@ -297,7 +367,7 @@ export function KnowledgeScreen() {
       {confirm && (
         <ConfirmDialog
           message={confirm.message}
-          confirm="Delete"
+          confirm={t("common.delete")}
           onCancel={() => setConfirm(null)}
           onConfirm={async () => {
             const action = confirm.action;
@@ -315,6 +385,7 @@ export function KnowledgeScreen() {
 }
 
 function SearchPlayground({ index }: { index: string }) {
+  const t = useT();
   const [query, setQuery] = useState("");
   const [mode, setMode] = useState<"accurate" | "semantic" | "hybrid">("hybrid");
   const [weight, setWeight] = useState(0.3);
@@ -336,8 +407,8 @@ function SearchPlayground({ index }: { index: string }) {
     }
   };
   return (
-    <section className="playground" aria-label="Search playground">
-      <h2>Try a search</h2>
+    <section className="playground" aria-label={t("knowledge.playground")}>
+      <h2>{t("knowledge.tryASearch")}</h2>
       <form
         onSubmit={(event) => {
           event.preventDefault();
@@ -345,45 +416,45 @@ function SearchPlayground({ index }: { index: string }) {
         }}
       >
         <label className="field grow">
-          <span>Query</span>
+          <span>{t("knowledge.query")}</span>
           <input type="search" value={query} onChange={(event) => setQuery(event.target.value)} />
         </label>
         <label className="field">
-          <span>Mode</span>
+          <span>{t("knowledge.mode")}</span>
           <select value={mode} onChange={(event) => setMode(event.target.value as typeof mode)}>
-            <option value="hybrid">hybrid</option>
-            <option value="accurate">keyword (accurate)</option>
-            <option value="semantic">semantic</option>
+            <option value="hybrid">{t("knowledge.mode.hybrid")}</option>
+            <option value="accurate">{t("knowledge.mode.accurate")}</option>
+            <option value="semantic">{t("knowledge.mode.semantic")}</option>
           </select>
         </label>
         {mode === "hybrid" && (
           <label className="field">
-            <span>Keyword weight {weight.toFixed(2)}</span>
+            <span>{t("knowledge.keywordWeight", { weight: weight.toFixed(2) })}</span>
             <input type="range" min={0} max={1} step={0.05} value={weight} onChange={(event) => setWeight(Number(event.target.value))} />
           </label>
         )}
         <label className="field">
-          <span>Results</span>
+          <span>{t("knowledge.results")}</span>
           <input type="number" min={1} max={100} value={topK} onChange={(event) => setTopK(Number(event.target.value))} />
         </label>
         <button type="submit" className="primary" disabled={!query.trim()}>
-          Search
+          {t("knowledge.search")}
         </button>
       </form>
       <ErrorAlert message={error} />
       {results && (
         <>
           <p className="muted">
-            {results.hits.length} results in {results.ms.toFixed(1)} ms
+            {t("knowledge.resultsIn", { count: results.hits.length, ms: results.ms.toFixed(1) })}
           </p>
           <ol className="hits">
             {results.hits.map((hit, position) => (
               <li key={position}>
                 <h3>{hit.title ?? hit.filename}</h3>
                 <p className="scores">
-                  score {hit.score?.toFixed(3)}
-                  {hit.score_details?.accurate !== undefined && <> · keyword {hit.score_details.accurate.toFixed(3)}</>}
-                  {hit.score_details?.semantic !== undefined && <> · semantic {hit.score_details.semantic.toFixed(3)}</>}
+                  {t("scores.score", { value: hit.score?.toFixed(3) ?? "" })}
+                  {hit.score_details?.accurate !== undefined && <> · {t("scores.keyword", { value: hit.score_details.accurate.toFixed(3) })}</>}
+                  {hit.score_details?.semantic !== undefined && <> · {t("scores.semantic", { value: hit.score_details.semantic.toFixed(3) })}</>}
                 </p>
                 <p className="chunk">{hit.content}</p>
               </li>
@@ -396,6 +467,7 @@ function SearchPlayground({ index }: { index: string }) {
 }
 
 function WatchedFolders({ index, onChange }: { index: string; onChange: () => void }) {
+  const t = useT();
   const [folders, setFolders] = useState<WatchedFolder[]>([]);
   const [path, setPath] = useState("");
   const [error, setError] = useState<string | null>(null);
@@ -420,9 +492,9 @@ function WatchedFolders({ index, onChange }: { index: string; onChange: () => vo
     }
   };
   return (
-    <section aria-label="Watched folders">
-      <h2>Watched folders</h2>
-      <p className="muted">Files in a watched folder are kept indexed here: added, changed and deleted as they change on disk.</p>
+    <section aria-label={t("knowledge.watched")}>
+      <h2>{t("knowledge.watched")}</h2>
+      <p className="muted">{t("knowledge.watchedHelp")}</p>
       <form
         className="create"
         onSubmit={(event) => {
@@ -434,24 +506,24 @@ function WatchedFolders({ index, onChange }: { index: string; onChange: () => vo
         }}
       >
         <label className="field">
-          <span>Folder to watch (absolute path)</span>
-          <input value={path} placeholder="/home/you/Documents/notes" onChange={(event) => setPath(event.target.value)} />
+          <span>{t("knowledge.folderToWatch")}</span>
+          <input value={path} placeholder={t("knowledge.folderPlaceholder")} onChange={(event) => setPath(event.target.value)} />
         </label>
         {inDesktopApp() && (
           <button
             type="button"
             onClick={() =>
               void run(async () => {
-                const chosen = await chooseFolder("Watch a folder");
+                const chosen = await chooseFolder(t("knowledge.chooseFolderTitle"));
                 if (chosen) setPath(chosen);
               })
             }
           >
-            Choose…
+            {t("knowledge.choose")}
           </button>
         )}
         <button type="submit" disabled={!path.trim()}>
-          Watch
+          {t("knowledge.watch")}
         </button>
       </form>
       <ErrorAlert message={error} />
@@ -459,12 +531,12 @@ function WatchedFolders({ index, onChange }: { index: string; onChange: () => vo
         <ul className="folders">
           {folders.map((folder) => (
             <li key={folder.id}>
-              <span>{folder.path}</span> <span className="muted">{folder.file_count} files</span>{" "}
+              <span>{folder.path}</span> <span className="muted">{t("knowledge.files", { count: folder.file_count })}</span>{" "}
               <button type="button" onClick={() => void run(() => watchedFolders.sync(folder.id))}>
-                Sync now
+                {t("knowledge.syncNow")}
               </button>{" "}
-              <button type="button" aria-label={`Stop watching ${folder.path}`} onClick={() => void run(() => watchedFolders.remove(folder.id, false))}>
-                Stop watching
+              <button type="button" aria-label={t("knowledge.stopWatchingNamed", { path: folder.path })} onClick={() => void run(() => watchedFolders.remove(folder.id, false))}>
+                {t("knowledge.stopWatching")}
               </button>
             </li>
           ))}

@@ -5,14 +5,37 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { config, models, type AppConfig, type HubModel, type ModelRecord } from "../api/client";
 import { ConfirmDialog, ErrorAlert } from "./Chat";
+import { useT, type PlainKey, type Translate } from "../lib/i18n";
 
 const TYPES = ["llm", "embedding", "vlm", "rerank", "stt", "tts"] as const;
-const ROLES: { key: string; label: string; type: string }[] = [
-  { key: "llm", label: "Chat", type: "llm" },
-  { key: "embedding", label: "Embedding", type: "embedding" },
-  { key: "stt", label: "Speech-to-text", type: "stt" },
-  { key: "tts", label: "Text-to-speech", type: "tts" },
+const ROLES: { key: string; label: PlainKey; type: string }[] = [
+  { key: "llm", label: "models.role.llm", type: "llm" },
+  { key: "embedding", label: "models.role.embedding", type: "embedding" },
+  { key: "stt", label: "models.role.stt", type: "stt" },
+  { key: "tts", label: "models.role.tts", type: "tts" },
 ];
+
+const TYPE_LABELS: Record<string, PlainKey | undefined> = {
+  llm: "models.type.llm",
+  embedding: "models.type.embedding",
+  vlm: "models.type.vlm",
+  rerank: "models.type.rerank",
+  stt: "models.type.stt",
+  tts: "models.type.tts",
+};
+
+/** A model type as shown: the code in English (`llm`), a name in Chinese; an unknown type as it is. */
+function typeLabel(type: string | undefined, t: Translate): string {
+  const key = type ? TYPE_LABELS[type] : undefined;
+  return key ? t(key) : type ?? "";
+}
+
+const STATUS_LABELS: Record<string, PlainKey | undefined> = {
+  not_detected: "models.status.not_detected",
+  detecting: "models.status.detecting",
+  available: "models.status.available",
+  unavailable: "models.status.unavailable",
+};
 
 interface Draft {
   model_name: string;
@@ -23,15 +46,22 @@ interface Draft {
 }
 
 /** The server sends Nexent's status constants (its client colours only those); the screen shows them in
- *  English and styles them by an English key. English values are understood as well. */
+ *  its language and styles them by an English key. English values are understood as well. */
 const STATUS_KEYS: Record<string, string> = { 未检测: "not_detected", 检测中: "detecting", 可用: "available", 不可用: "unavailable" };
 function statusKey(status: string): string {
   return STATUS_KEYS[status] ?? (status || "not_detected");
 }
 
+function statusLabel(status: string, t: Translate): string {
+  const key = statusKey(status);
+  const label = STATUS_LABELS[key];
+  return label ? t(label) : key.replace("_", " ");
+}
+
 const EMPTY: Draft = { model_name: "", display_name: "", model_type: "llm", base_url: "", api_key: "" };
 
 export function ModelsScreen() {
+  const t = useT();
   const [records, setRecords] = useState<ModelRecord[]>([]);
   const [details, setDetails] = useState<Record<string, string>>({});
   const [editing, setEditing] = useState<{ draft: Draft; existing: boolean } | null>(null);
@@ -39,7 +69,7 @@ export function ModelsScreen() {
   const [hub, setHub] = useState<HubModel[] | null>(null);
   const [settings, setSettings] = useState<AppConfig | null>(null);
   const [error, setError] = useState<string | null>(null);
-  const [notice, setNotice] = useState<string | null>(null);
+  const [notice, setNotice] = useState<PlainKey | null>(null);
 
   const refresh = useCallback(async () => {
     try {
@@ -101,7 +131,7 @@ export function ModelsScreen() {
     try {
       await config.save(next);
       setSettings(await config.load());
-      setNotice("Saved. The chat model is chosen when the server starts: restart it to switch.");
+      setNotice("models.restartNotice");
     } catch (failure) {
       setError((failure as Error).message);
     }
@@ -115,28 +145,25 @@ export function ModelsScreen() {
   return (
     <div className="page">
       <div className="conversation-head">
-        <h1>Models</h1>
+        <h1>{t("models.title")}</h1>
         <button type="button" className="primary" onClick={() => setEditing({ draft: { ...EMPTY }, existing: false })}>
-          Add a remote model
+          {t("models.addRemote")}
         </button>
       </div>
       <ErrorAlert message={error} />
-      {notice && <p className="notice">{notice}</p>}
+      {notice && <p className="notice">{t(notice)}</p>}
       {records.length === 0 ? (
-        <p className="empty">
-          No model yet. Put a GGUF file in the models folder (python3 models/fetch.py llm) or add a remote
-          OpenAI-compatible model.
-        </p>
+        <p className="empty">{t("models.empty")}</p>
       ) : (
         <table className="files">
           <thead>
             <tr>
-              <th scope="col">Name</th>
-              <th scope="col">Type</th>
-              <th scope="col">Where</th>
-              <th scope="col">Status</th>
+              <th scope="col">{t("models.name")}</th>
+              <th scope="col">{t("common.type")}</th>
+              <th scope="col">{t("models.where")}</th>
+              <th scope="col">{t("common.status")}</th>
               <th scope="col">
-                <span className="visually-hidden">Actions</span>
+                <span className="visually-hidden">{t("common.actions")}</span>
               </th>
             </tr>
           </thead>
@@ -147,23 +174,23 @@ export function ModelsScreen() {
                   <strong>{record.display_name}</strong>
                   {record.display_name !== record.model_name && <div className="muted">{record.model_name}</div>}
                 </td>
-                <td>{record.model_type}</td>
-                <td className="muted">{record.model_factory === "local" ? "this machine" : record.base_url || record.model_factory}</td>
+                <td>{typeLabel(record.model_type, t)}</td>
+                <td className="muted">{record.model_factory === "local" ? t("models.thisMachine") : record.base_url || record.model_factory}</td>
                 <td>
                   <span className={`status status-${statusKey(record.connect_status)}`} data-testid="model-status">
-                    {statusKey(record.connect_status).replace("_", " ")}
+                    {statusLabel(record.connect_status, t)}
                   </span>
                   {details[record.model_name] && <div className="muted small">{details[record.model_name]}</div>}
                 </td>
                 <td className="row-actions">
-                  <button type="button" onClick={() => void check(record)} aria-label={`Check ${record.display_name}`}>
-                    Check
+                  <button type="button" onClick={() => void check(record)} aria-label={t("models.checkNamed", { name: record.display_name })}>
+                    {t("models.check")}
                   </button>
                   {record.model_factory !== "local" && (
                     <>
                       <button
                         type="button"
-                        aria-label={`Edit ${record.display_name}`}
+                        aria-label={t("models.editNamed", { name: record.display_name })}
                         onClick={() =>
                           setEditing({
                             existing: true,
@@ -177,10 +204,10 @@ export function ModelsScreen() {
                           })
                         }
                       >
-                        Edit
+                        {t("models.edit")}
                       </button>
-                      <button type="button" aria-label={`Delete ${record.display_name}`} onClick={() => setDeleting(record)}>
-                        Delete
+                      <button type="button" aria-label={t("common.deleteNamed", { name: record.display_name })} onClick={() => setDeleting(record)}>
+                        {t("common.delete")}
                       </button>
                     </>
                   )}
@@ -191,16 +218,16 @@ export function ModelsScreen() {
         </table>
       )}
 
-      <h2>Used for</h2>
+      <h2>{t("models.usedFor")}</h2>
       <div className="roles">
         {ROLES.map((role) => (
           <label key={role.key} className="field">
-            <span>{role.label}</span>
+            <span>{t(role.label)}</span>
             <select
               value={chosen(role.key)}
               onChange={(event) => void choose(role.key, records.find((record) => record.model_name === event.target.value))}
             >
-              <option value="">(the default local engine)</option>
+              <option value="">{t("models.defaultEngine")}</option>
               {records
                 .filter((record) => record.model_type === role.type)
                 .map((record) => (
@@ -213,8 +240,8 @@ export function ModelsScreen() {
         ))}
       </div>
 
-      <h2>ModelEngine hub</h2>
-      <p className="muted">Models offered by the ModelEngine hub set in the environment (MODEL_ENGINE_HOST).</p>
+      <h2>{t("models.hub")}</h2>
+      <p className="muted">{t("models.hubHelp")}</p>
       <button
         type="button"
         onClick={async () => {
@@ -226,13 +253,13 @@ export function ModelsScreen() {
           }
         }}
       >
-        List the hub's models
+        {t("models.listHub")}
       </button>
-      {hub && (hub.length === 0 ? <p className="empty">The hub offers no models (or none is configured).</p> : (
+      {hub && (hub.length === 0 ? <p className="empty">{t("models.hubEmpty")}</p> : (
         <ul className="hub">
           {hub.map((model) => (
             <li key={model.id}>
-              {model.id} <span className="muted">{model.model_type ?? model.type}</span>
+              {model.id} <span className="muted">{typeLabel(model.model_type ?? model.type, t)}</span>
             </li>
           ))}
         </ul>
@@ -241,8 +268,8 @@ export function ModelsScreen() {
       {editing && <ModelDialog draft={editing.draft} existing={editing.existing} onCancel={() => setEditing(null)} onSave={save} />}
       {deleting && (
         <ConfirmDialog
-          message={`Delete the model "${deleting.display_name}"?`}
-          confirm="Delete"
+          message={t("models.confirmDelete", { name: deleting.display_name })}
+          confirm={t("common.delete")}
           onCancel={() => setDeleting(null)}
           onConfirm={async () => {
             const target = deleting;
@@ -271,6 +298,7 @@ function ModelDialog({
   onCancel: () => void;
   onSave: (draft: Draft, existing: boolean) => void;
 }) {
+  const t = useT();
   const [value, setValue] = useState(draft);
   const dialog = useRef<HTMLDialogElement>(null);
   useEffect(() => {
@@ -286,39 +314,39 @@ function ModelDialog({
           onSave(value, existing);
         }}
       >
-        <h2 id="model-dialog-title">{existing ? "Edit model" : "Add a remote model"}</h2>
+        <h2 id="model-dialog-title">{existing ? t("models.editModel") : t("models.addRemote")}</h2>
         <label className="field">
-          <span>Model name (as the server knows it)</span>
+          <span>{t("models.modelName")}</span>
           <input required value={value.model_name} readOnly={existing} onChange={set("model_name")} />
         </label>
         <label className="field">
-          <span>Display name</span>
+          <span>{t("models.displayName")}</span>
           <input value={value.display_name} onChange={set("display_name")} />
         </label>
         <label className="field">
-          <span>Type</span>
+          <span>{t("common.type")}</span>
           <select value={value.model_type} onChange={set("model_type")}>
             {TYPES.map((type) => (
               <option key={type} value={type}>
-                {type}
+                {typeLabel(type, t)}
               </option>
             ))}
           </select>
         </label>
         <label className="field">
-          <span>Base URL (OpenAI-compatible, ending in /v1)</span>
+          <span>{t("models.baseUrl")}</span>
           <input type="url" value={value.base_url} placeholder="http://127.0.0.1:8000/v1" onChange={set("base_url")} />
         </label>
         <label className="field">
-          <span>API key{existing ? " (leave empty to keep the saved one)" : ""}</span>
+          <span>{existing ? t("models.apiKeyKeep") : t("models.apiKey")}</span>
           <input type="password" value={value.api_key} autoComplete="off" onChange={set("api_key")} />
         </label>
         <div className="actions">
           <button type="button" onClick={onCancel}>
-            Cancel
+            {t("common.cancel")}
           </button>
           <button type="submit" className="primary">
-            Save
+            {t("common.save")}
           </button>
         </div>
       </form>
