@@ -19,7 +19,7 @@ const target = new URL("../src/api/schema.d.ts", import.meta.url);
 if (process.argv.includes("--check")) {
   const committed = readFileSync(target, "utf8");
   if (committed !== generated) {
-    console.error("src/api/schema.d.ts is out of date: run `make ui-api-types`");
+    console.error("src/api/schema.d.ts is out of date: run `NEXENT_BIN=<target>/debug/nexent node scripts/api-types.mjs` in ui/");
     process.exit(1);
   }
   console.log("api types match the server's OpenAPI document");
