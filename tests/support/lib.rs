@@ -598,7 +598,11 @@ const NUMBER_WORDS: [&str; 28] = [
 /// Word-level edit distance between two texts (after [`normalized_words`]) and the reference's length.
 pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
     let reference = normalized_words(reference);
-    let hypothesis = normalized_words(hypothesis);
+    (edit_distance(&reference, &normalized_words(hypothesis)), reference.len())
+}
+
+/// Insertions, deletions and substitutions that turn `reference` into `hypothesis` (Levenshtein).
+fn edit_distance<T: PartialEq>(reference: &[T], hypothesis: &[T]) -> usize {
     let mut previous: Vec<usize> = (0..=hypothesis.len()).collect();
     for (row, expected) in reference.iter().enumerate() {
         let mut current = vec![row + 1; hypothesis.len() + 1];
@@ -608,7 +612,7 @@ pub fn word_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
         }
         previous = current;
     }
-    (previous[hypothesis.len()], reference.len())
+    previous[hypothesis.len()]
 }
 
 /// Character errors (edits) of `hypothesis` against `reference` and the reference's length, counting
@@ -617,17 +621,8 @@ pub fn character_errors(reference: &str, hypothesis: &str) -> (usize, usize) {
     let characters = |text: &str| -> Vec<char> {
         text.chars().filter(|c| c.is_alphanumeric()).flat_map(char::to_lowercase).collect()
     };
-    let (reference, hypothesis) = (characters(reference), characters(hypothesis));
-    let mut previous: Vec<usize> = (0..=hypothesis.len()).collect();
-    for (row, expected) in reference.iter().enumerate() {
-        let mut current = vec![row + 1; hypothesis.len() + 1];
-        for (column, heard) in hypothesis.iter().enumerate() {
-            let substitution = previous[column] + usize::from(expected != heard);
-            current[column + 1] = substitution.min(previous[column + 1] + 1).min(current[column] + 1);
-        }
-        previous = current;
-    }
-    (previous[hypothesis.len()], reference.len())
+    let reference = characters(reference);
+    (edit_distance(&reference, &characters(hypothesis)), reference.len())
 }
 
 /// 16 kHz mono 16-bit samples of a WAV file's data chunk (the test audio is in that format).
