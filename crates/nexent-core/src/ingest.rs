@@ -534,8 +534,11 @@ impl IngestQueue {
         let now = now_iso();
         let knowledge = &self.inner.knowledge;
         // Creating is idempotent; the index may have been deleted since the task was submitted.
-        knowledge.create_index(&task.index_name, None, None).await.map_err(|error| error.to_string())?;
-        let model = knowledge.meta(&task.index_name).await.map_err(|error| error.to_string())?.embedding_model;
+        let model = knowledge
+            .create_index(&task.index_name, None, None)
+            .await
+            .map_err(|error| error.to_string())?
+            .embedding_model;
         let chunks: Vec<Chunk> = pieces
             .iter()
             .enumerate()

@@ -129,10 +129,22 @@ pub struct SearchOutcome {
     pub embedding_time_ms: f64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What creating a base found or made: the base's model and dimension (an existing base's own).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreateOutcome {
+    pub embedding_model: String,
     pub embedding_dim: usize,
     pub created: bool,
+}
+
+impl CreateOutcome {
+    pub fn existing(meta: &IndexMeta) -> Self {
+        Self { embedding_model: meta.embedding_model.clone(), embedding_dim: meta.embedding_dim, created: false }
+    }
+
+    pub fn created(embedding_model: &str, embedding_dim: usize) -> Self {
+        Self { embedding_model: embedding_model.to_owned(), embedding_dim, created: true }
+    }
 }
 
 pub struct KnowledgeBase {
@@ -220,11 +232,6 @@ impl KnowledgeBase {
             Some(invalid) => return Err(KnowledgeError::InvalidDimension(invalid)),
         };
         self.store.create(name, embedder.model_name(), dimension).await
-    }
-
-    /// The base's description as its store keeps it (model, dimension).
-    pub async fn meta(&self, name: &str) -> Result<IndexMeta, KnowledgeError> {
-        self.meta_of(name).await
     }
 
     pub async fn delete_index(&self, name: &str) -> Result<(), KnowledgeError> {

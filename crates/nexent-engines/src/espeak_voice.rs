@@ -60,7 +60,8 @@ impl EspeakVoice {
     }
 }
 
-async fn speak(config: EspeakVoiceConfig, text: String) -> Result<Vec<f32>, VoiceError> {
+/// The sentence as espeak-ng speaks it: samples and their rate.
+async fn speak(config: EspeakVoiceConfig, text: String) -> Result<(Vec<f32>, u32), VoiceError> {
     let mut child = tokio::process::Command::new(&config.espeak)
         .args(["-v", &config.voice, "--stdout", "--stdin"])
         .stdin(Stdio::piped())
@@ -94,21 +95,12 @@ async fn speak(config: EspeakVoiceConfig, text: String) -> Result<Vec<f32>, Voic
     if !status.success() {
         return Err(VoiceError::Failed(format!("espeak-ng failed ({status})")));
     }
+    // The rate the file says, which finishing resamples from once (the constant is what the voice reports).
     let (samples, rate) = parse_wav_mono16(&wav).map_err(VoiceError::Failed)?;
-    if rate != ESPEAK_SAMPLE_RATE {
-        // Resampled below from the rate the file says; the constant is only what the voice reports.
-        tracing::debug!(rate, "espeak-ng spoke at an unexpected rate");
+    if rate == 0 {
+        return Err(VoiceError::Failed("espeak-ng wrote audio at 0 Hz".into()));
     }
-    Ok(samples_at(samples, rate))
-}
-
-/// Audio at [`ESPEAK_SAMPLE_RATE`], whatever rate espeak-ng used.
-fn samples_at(samples: Vec<f32>, rate: u32) -> Vec<f32> {
-    if rate == ESPEAK_SAMPLE_RATE || rate == 0 {
-        samples
-    } else {
-        crate::audio::resample(&samples, rate, ESPEAK_SAMPLE_RATE)
-    }
+    Ok((samples, rate))
 }
 
 impl Synthesizer for EspeakVoice {
@@ -132,11 +124,11 @@ impl Synthesizer for EspeakVoice {
                 return Ok(Vec::new());
             }
             let lame = config.lame.clone();
-            let audio = speak(config, text).await?;
+            let (audio, rate) = speak(config, text).await?;
             if audio.is_empty() {
                 return Ok(Vec::new());
             }
-            finish_sentence(audio, ESPEAK_SAMPLE_RATE, sample_rate, encoding, &lame).await
+            finish_sentence(audio, rate, sample_rate, encoding, &lame).await
         })
     }
 }

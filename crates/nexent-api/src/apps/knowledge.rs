@@ -78,7 +78,6 @@ pub async fn create_index(
     let model = query.embedding_model.or_else(|| preferred_embedding_model(&state, &body));
     let knowledge = &state.services.knowledge;
     let outcome = knowledge.create_index(&index_name, query.embedding_dim, model.as_deref()).await?;
-    let embedding_model = knowledge.meta(&index_name).await?.embedding_model;
     let message = if outcome.created {
         format!("Index {index_name} created successfully")
     } else {
@@ -89,7 +88,7 @@ pub async fn create_index(
         "success": true,
         "message": message,
         "embedding_dim": outcome.embedding_dim,
-        "embedding_model": embedding_model,
+        "embedding_model": outcome.embedding_model,
         "created": outcome.created,
     })))
 }
@@ -317,10 +316,7 @@ pub async fn index_documents(
         .into());
     }
     let task_id = request.task_id.unwrap_or_else(nexent_core::ingest::new_task_id);
-    let model_name = match query.embedding_model_name {
-        Some(name) => name,
-        None => knowledge.meta(&index_name).await?.embedding_model,
-    };
+    let model_name = query.embedding_model_name.unwrap_or(created.embedding_model);
     let now = now_iso();
     let chunks: Vec<Chunk> = request
         .results

@@ -104,17 +104,6 @@ impl Embedders {
     pub fn all(&self) -> impl Iterator<Item = &SharedEmbedder> {
         std::iter::once(&self.default).chain(&self.others)
     }
-
-    /// A copy whose default is `model_name` (when loaded; else unchanged).
-    pub fn with_default(&self, model_name: &str) -> Self {
-        match self.get(model_name) {
-            Some(chosen) => {
-                let others = self.all().filter(|embedder| embedder.model_name() != model_name).cloned().collect();
-                Self { default: chosen.clone(), others }
-            }
-            None => self.clone(),
-        }
-    }
 }
 
 /// Scales `vector` to unit length (a zero vector stays zero).
@@ -238,10 +227,6 @@ mod tests {
         assert_eq!(names, ["a", "b"]);
         assert_eq!(embedders.get("b").map(|embedder| embedder.dimension()), Some(3));
         assert!(embedders.get("c").is_none());
-        let switched = embedders.with_default("b");
-        assert_eq!(switched.default_embedder().model_name(), "b");
-        assert_eq!(switched.all().count(), 2);
-        assert_eq!(embedders.with_default("c").default_embedder().model_name(), "a", "unknown: unchanged");
     }
 
     #[tokio::test]

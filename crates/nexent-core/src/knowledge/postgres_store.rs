@@ -344,7 +344,7 @@ impl KnowledgeStore for PostgresStore {
         let Some(row) = inserted else {
             transaction.rollback().await?;
             let existing = self.meta(name).await?.ok_or_else(|| KnowledgeError::IndexNotFound(name.to_owned()))?;
-            return Ok(CreateOutcome { embedding_dim: existing.embedding_dim, created: false });
+            return Ok(CreateOutcome::existing(&existing));
         };
         let id: i64 = row.get("id");
         let (chunks, postings) = (chunks_table(id), postings_table(id));
@@ -375,7 +375,7 @@ impl KnowledgeStore for PostgresStore {
             statement(&sql).execute(&mut *transaction).await?;
         }
         transaction.commit().await?;
-        Ok(CreateOutcome { embedding_dim, created: true })
+        Ok(CreateOutcome::created(embedding_model, embedding_dim))
     }
 
     async fn delete(&self, name: &str) -> Result<(), KnowledgeError> {

@@ -86,7 +86,7 @@ impl KnowledgeStore for TantivyStore {
     ) -> Result<CreateOutcome, KnowledgeError> {
         let _creating = self.lifecycle.lock().await;
         if let Ok(existing) = self.index(name) {
-            return Ok(CreateOutcome { embedding_dim: existing.meta().embedding_dim, created: false });
+            return Ok(CreateOutcome::existing(&existing.meta()));
         }
         let dir = self.root.join(name);
         let model = embedding_model.to_owned();
@@ -101,10 +101,10 @@ impl KnowledgeStore for TantivyStore {
         let mut indices = write(&self.indices);
         // Two concurrent creations: the first one wins, the second sees it and changes nothing.
         if let Some(existing) = indices.get(name) {
-            return Ok(CreateOutcome { embedding_dim: existing.meta().embedding_dim, created: false });
+            return Ok(CreateOutcome::existing(&existing.meta()));
         }
         indices.insert(name.to_owned(), Arc::new(index));
-        Ok(CreateOutcome { embedding_dim, created: true })
+        Ok(CreateOutcome::created(embedding_model, embedding_dim))
     }
 
     async fn delete(&self, name: &str) -> Result<(), KnowledgeError> {
