@@ -7,7 +7,7 @@
 //! ever read as an option) and a WAV comes out on stdout, which is normalised, resampled and encoded
 //! like Piper's audio.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use futures::future::BoxFuture;
@@ -60,10 +60,13 @@ impl EspeakVoice {
     }
 }
 
-/// The sentence as espeak-ng speaks it: samples and their rate.
-async fn speak(config: EspeakVoiceConfig, text: String) -> Result<(Vec<f32>, u32), VoiceError> {
-    let mut child = tokio::process::Command::new(&config.espeak)
-        .args(["-v", &config.voice, "--stdout", "--stdin"])
+/// Runs the `espeak-ng` program on one sentence (on stdin, so no text is ever read as an option) and
+/// returns what it printed, at most [`MAX_WAV_BYTES`]. Piper's phonemes and this voice's audio both come
+/// through here.
+pub(crate) async fn run_espeak(espeak: &Path, args: &[&str], text: &str) -> Result<Vec<u8>, VoiceError> {
+    let mut child = tokio::process::Command::new(espeak)
+        .args(args)
+        .arg("--stdin")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -72,7 +75,7 @@ async fn speak(config: EspeakVoiceConfig, text: String) -> Result<(Vec<f32>, u32
         .map_err(|error| {
             VoiceError::Unavailable(format!(
                 "cannot start {} (install Debian's espeak-ng package): {error}",
-                config.espeak.display()
+                espeak.display()
             ))
         })?;
     let (Some(mut stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
@@ -85,16 +88,22 @@ async fn speak(config: EspeakVoiceConfig, text: String) -> Result<(Vec<f32>, u32
         stdin.write_all(b"\n").await?;
         stdin.shutdown().await
     };
-    let mut wav = Vec::new();
+    let mut output = Vec::new();
     let mut limited = stdout.take(MAX_WAV_BYTES);
-    let reading = limited.read_to_end(&mut wav);
+    let reading = limited.read_to_end(&mut output);
     let (written, read) = tokio::join!(writing, reading);
     written.map_err(|error| VoiceError::Failed(format!("writing to espeak-ng: {error}")))?;
-    read.map_err(|error| VoiceError::Failed(format!("reading espeak-ng's audio: {error}")))?;
+    read.map_err(|error| VoiceError::Failed(format!("reading espeak-ng's output: {error}")))?;
     let status = child.wait().await.map_err(|error| VoiceError::Failed(error.to_string()))?;
     if !status.success() {
         return Err(VoiceError::Failed(format!("espeak-ng failed ({status})")));
     }
+    Ok(output)
+}
+
+/// The sentence as espeak-ng speaks it: samples and their rate.
+async fn speak(config: EspeakVoiceConfig, text: String) -> Result<(Vec<f32>, u32), VoiceError> {
+    let wav = run_espeak(&config.espeak, &["-v", &config.voice, "--stdout"], &text).await?;
     // The rate the file says, which finishing resamples from once (the constant is what the voice reports).
     let (samples, rate) = parse_wav_mono16(&wav).map_err(VoiceError::Failed)?;
     if rate == 0 {

@@ -12,7 +12,6 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError, sync_channel};
 
@@ -20,7 +19,6 @@ use futures::future::BoxFuture;
 use nexent_core::voice::{AudioEncoding, Synthesizer, VoiceError};
 use ort::session::Session;
 use ort::value::Tensor;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::audio::finish_sentence;
 
@@ -232,35 +230,9 @@ impl Inner {
 
     /// IPA phonemes of `text` with its clause punctuation put back (`həlˈoʊ, wˈɜːld!`).
     async fn phonemize(&self, text: &str) -> Result<String, VoiceError> {
-        let mut child = tokio::process::Command::new(&self.espeak)
-            .args(["-q", "--ipa", "-v", &self.espeak_voice, "--stdin"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|error| {
-                VoiceError::Unavailable(format!(
-                    "cannot start {} (install Debian's espeak-ng package): {error}",
-                    self.espeak.display()
-                ))
-            })?;
-        let (Some(mut stdin), Some(mut stdout)) = (child.stdin.take(), child.stdout.take()) else {
-            return Err(VoiceError::Failed("espeak-ng's pipes are missing".into()));
-        };
-        // One line: espeak-ng reads its input line by line, and a sentence must stay one utterance.
-        let line = format!("{}\n", text.replace(['\n', '\r'], " "));
-        let writer = tokio::spawn(async move { stdin.write_all(line.as_bytes()).await });
-        let mut output = String::new();
-        stdout
-            .read_to_string(&mut output)
-            .await
-            .map_err(|error| VoiceError::Failed(format!("reading espeak-ng's output: {error}")))?;
-        let _ = writer.await;
-        let status = child.wait().await.map_err(|error| VoiceError::Failed(error.to_string()))?;
-        if !status.success() {
-            return Err(VoiceError::Failed(format!("espeak-ng failed ({status})")));
-        }
+        let output =
+            crate::espeak_voice::run_espeak(&self.espeak, &["-q", "--ipa", "-v", &self.espeak_voice], text).await?;
+        let output = String::from_utf8_lossy(&output);
         Ok(with_punctuation(text, &output))
     }
 
