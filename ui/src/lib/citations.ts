@@ -1,10 +1,18 @@
 // Citations in an answer: the agent writes `[[a0]]` (tool sign + cite index; nexent-api.md §2.3). The chat
-// screen shows each as a numbered link to its source in the sources panel; a mark whose source is unknown
-// is kept as plain text rather than dropped, so nothing the model wrote disappears.
+// screen shows each as a numbered link to its source in the sources panel (lib/markdown.ts renders them
+// inside the answer's Markdown); a mark whose source is unknown is kept as plain text rather than dropped,
+// so nothing the model wrote disappears. Copies and exports write the same numbers.
 
 import type { Source } from "./agentStream";
 
 export type AnswerPart = { kind: "text"; text: string } | { kind: "citation"; key: string; number: number; source: Source };
+
+/** A cited source and the number the answer shows for it. */
+export interface Citation {
+  key: string;
+  number: number;
+  source: Source;
+}
 
 const CITATION = /\[\[([a-z]+)(\d+)\]\]/g;
 
@@ -34,4 +42,33 @@ export function linkCitations(answer: string, sources: Source[]): AnswerPart[] {
   }
   if (last < answer.length) parts.push({ kind: "text", text: answer.slice(last) });
   return parts;
+}
+
+/**
+ * The answer's citations by mark (`a0`), numbered in the order the answer first cites them (a source cited
+ * again keeps its number), in the order of their numbers. Marks of unknown sources are left out (they stay
+ * text where the answer is shown). Text appended to the answer (streaming) never renumbers what came before.
+ */
+export function numberCitations(answer: string, sources: Source[]): Map<string, Citation> {
+  const byKey = new Map(sources.map((source) => [sourceKey(source), source]));
+  const citations = new Map<string, Citation>();
+  for (const match of answer.matchAll(CITATION)) {
+    const key = `${match[1]}${match[2]}`;
+    const source = byKey.get(key);
+    if (source && !citations.has(key)) citations.set(key, { key, number: citations.size + 1, source });
+  }
+  return citations;
+}
+
+/** The marks (`a0`) a piece of text cites, in order, each once. */
+export function citedKeys(text: string): string[] {
+  return [...new Set([...text.matchAll(CITATION)].map((match) => `${match[1]}${match[2]}`))];
+}
+
+/** The answer as portable text: each known mark becomes its number (`[1]`), unknown marks stay as written. */
+export function numberedAnswer(answer: string, citations: Map<string, Citation>): string {
+  return answer.replace(CITATION, (whole, sign: string, index: string) => {
+    const citation = citations.get(`${sign}${index}`);
+    return citation ? `[${citation.number}]` : whole;
+  });
 }
