@@ -47,3 +47,25 @@ export const SpeakerIcon = () => (
     <path d="M19 5a10 10 0 0 1 0 14" />
   </svg>
 );
+
+export const CopyIcon = () => (
+  <svg {...common}>
+    <rect x="9" y="9" width="12" height="12" rx="2" />
+    <path d="M5 15H4a1 1 0 0 1-1-1V4a1 1 0 0 1 1-1h10a1 1 0 0 1 1 1v1" />
+  </svg>
+);
+
+export const RegenerateIcon = () => (
+  <svg {...common}>
+    <path d="M21 12a9 9 0 1 1-3-6.7" />
+    <path d="M21 3v6h-6" />
+  </svg>
+);
+
+export const DownloadIcon = () => (
+  <svg {...common}>
+    <path d="M12 3v12" />
+    <path d="m7 10 5 5 5-5" />
+    <path d="M5 21h14" />
+  </svg>
+);

@@ -5,8 +5,6 @@
 
 import type { Source } from "./agentStream";
 
-export type AnswerPart = { kind: "text"; text: string } | { kind: "citation"; key: string; number: number; source: Source };
-
 /** A cited source and the number the answer shows for it. */
 export interface Citation {
   key: string;
@@ -18,30 +16,6 @@ const CITATION = /\[\[([a-z]+)(\d+)\]\]/g;
 
 export function sourceKey(source: Pick<Source, "tool_sign" | "cite_index">): string {
   return `${source.tool_sign}${source.cite_index}`;
-}
-
-/** The answer split into text and citations; sources are numbered in the order the answer first cites them. */
-export function linkCitations(answer: string, sources: Source[]): AnswerPart[] {
-  const byKey = new Map(sources.map((source) => [sourceKey(source), source]));
-  const numbers = new Map<string, number>();
-  const parts: AnswerPart[] = [];
-  let last = 0;
-  for (const match of answer.matchAll(CITATION)) {
-    const start = match.index ?? 0;
-    const key = `${match[1]}${match[2]}`;
-    const source = byKey.get(key);
-    if (!source) continue;
-    if (start > last) parts.push({ kind: "text", text: answer.slice(last, start) });
-    let number = numbers.get(key);
-    if (number === undefined) {
-      number = numbers.size + 1;
-      numbers.set(key, number);
-    }
-    parts.push({ kind: "citation", key, number, source });
-    last = start + match[0].length;
-  }
-  if (last < answer.length) parts.push({ kind: "text", text: answer.slice(last) });
-  return parts;
 }
 
 /**

@@ -1,8 +1,8 @@
 // Chat: the conversation list (new, rename, delete, search by title), a conversation's messages with the
-// agent's steps streaming in, the answer with citations linked to the sources panel, like/dislike, stop and
-// a regenerated title.
+// agent's steps streaming in, the answer as Markdown with citations linked to the sources panel,
+// like/dislike, copy, regenerate, stop, a regenerated title, export (Markdown, JSON) and keyboard shortcuts.
 
-import { useCallback, useEffect, useMemo, useRef, useState } from "react";
+import { memo, useCallback, useEffect, useMemo, useRef, useState } from "react";
 import {
   ApiError,
   api,
@@ -14,9 +14,31 @@ import {
   type Conversation,
   type HistoryMessage,
 } from "../api/client";
-import { AgentStreamParser, applyMessage, emptyRun, runFromHistory, type AgentRun, type Source } from "../lib/agentStream";
-import { linkCitations, sourceKey } from "../lib/citations";
-import { MicIcon, PencilIcon, SpeakerIcon, ThumbDownIcon, ThumbUpIcon, TrashIcon } from "../icons";
+import {
+  AgentStreamParser,
+  applyMessage,
+  emptyRun,
+  runFromHistory,
+  type AgentMessage,
+  type AgentRun,
+  type Source,
+} from "../lib/agentStream";
+import { numberCitations, sourceKey } from "../lib/citations";
+import { copyText, downloadFile } from "../lib/clipboard";
+import { answerMarkdown, conversationToJson, conversationToMarkdown, exportFileName, type ExportedConversation } from "../lib/conversationExport";
+import { Markdown } from "../components/Markdown";
+import { markdownToPlainText } from "../lib/markdown";
+import {
+  CopyIcon,
+  DownloadIcon,
+  MicIcon,
+  PencilIcon,
+  RegenerateIcon,
+  SpeakerIcon,
+  ThumbDownIcon,
+  ThumbUpIcon,
+  TrashIcon,
+} from "../icons";
 import { readAloud, startDictation, type Dictation } from "../lib/voice";
 import { displayTitle, useLanguage, useT, type PlainKey, type Translate } from "../lib/i18n";
 
@@ -76,6 +98,8 @@ export function ChatScreen() {
   const [recording, setRecording] = useState(false);
   const [speaking, setSpeaking] = useState<number | null>(null);
   const [attachments, setAttachments] = useState<Attachment[]>([]);
+  const [copied, setCopied] = useState<{ index: number; ok: boolean } | null>(null);
+  const questionBox = useRef<HTMLTextAreaElement>(null);
 
   const refreshList = useCallback(async () => {
     try {
@@ -136,9 +160,33 @@ export function ChatScreen() {
   };
   const sources = useMemo(() => turns.flatMap((turn) => turn.run.sources), [turns]);
 
-  const send = async () => {
+  const send = () => {
     const query = question.trim();
     if (!query || running) return;
+    const minioFiles = attachments
+      .filter((item) => item.status === "ready" && item.object_name)
+      .map((item) => ({ object_name: item.object_name, name: item.name, type: item.type, size: item.size, url: item.url, description: item.description }));
+    // The question box and the attachments are cleared once the question is on its way (kept if the
+    // conversation cannot be created).
+    void ask(query, historyOf(turns), minioFiles, () => {
+      setQuestion("");
+      setAttachments([]);
+    });
+  };
+
+  /** Asks the last turn's question again: a new turn, the model seeing the conversation before that turn. */
+  const regenerate = () => {
+    const last = turns[turns.length - 1];
+    if (!last || running) return;
+    void ask(last.question, historyOf(turns.slice(0, -1)), []);
+  };
+
+  const ask = async (
+    query: string,
+    history: { role: string; content: string }[],
+    minioFiles: Record<string, unknown>[],
+    started?: () => void,
+  ) => {
     setError(null);
     let conversationId = selected;
     try {
@@ -152,17 +200,23 @@ export function ChatScreen() {
       setError((failure as Error).message);
       return;
     }
-    setQuestion("");
-    const minioFiles = attachments
-      .filter((item) => item.status === "ready" && item.object_name)
-      .map((item) => ({ object_name: item.object_name, name: item.name, type: item.type, size: item.size, url: item.url, description: item.description }));
-    setAttachments([]);
-    const history = historyOf(turns);
+    started?.();
     setTurns((previous) => [...previous, { question: query, run: emptyRun(), running: true }]);
     const update = (change: (turn: Turn) => Turn) =>
       setTurns((previous) => previous.map((turn, index) => (index === previous.length - 1 ? change(turn) : turn)));
     const controller = new AbortController();
     abort.current = controller;
+    // Messages come a token at a time; the screen takes them at most once a frame (and all at the end),
+    // so a long answer does not re-render the page for every token.
+    let pending: AgentMessage[] = [];
+    let frame = 0;
+    const flush = () => {
+      frame = 0;
+      if (pending.length === 0) return;
+      const batch = pending;
+      pending = [];
+      update((turn) => ({ ...turn, run: batch.reduce(applyMessage, turn.run) }));
+    };
     try {
       const headers: Record<string, string> = { "content-type": "application/json" };
       const token = apiToken();
@@ -195,11 +249,16 @@ export function ChatScreen() {
         const { done, value } = await reader.read();
         if (done) break;
         const messages = parser.feed(value);
-        if (messages.length > 0) update((turn) => ({ ...turn, run: messages.reduce(applyMessage, turn.run) }));
+        if (messages.length > 0) {
+          pending.push(...messages);
+          frame ||= requestAnimationFrame(flush);
+        }
       }
     } catch (failure) {
       if ((failure as Error).name !== "AbortError") setError((failure as Error).message);
     } finally {
+      cancelAnimationFrame(frame);
+      flush();
       update((turn) => ({ ...turn, running: false }));
       abort.current = null;
       // The saved message carries the id that like/dislike needs.
@@ -217,7 +276,10 @@ export function ChatScreen() {
   };
 
   const stop = async () => {
-    if (selected === null) return;
+    if (selected === null) {
+      abort.current?.abort();
+      return;
+    }
     try {
       await api(`/api/agent/stop/${selected}`);
     } catch {
@@ -282,16 +344,91 @@ export function ChatScreen() {
     }
   };
 
-  const showSource = (key: string) => {
+  const showSource = useCallback((key: string) => {
     setHighlighted(key);
     document.getElementById(`source-${key}`)?.scrollIntoView({ block: "nearest" });
     document.getElementById(`source-${key}`)?.focus();
-  };
+  }, []);
+
+  const newChat = useCallback(() => {
+    abort.current?.abort();
+    setSelected(null);
+    setTurns([]);
+    setHighlighted(null);
+    questionBox.current?.focus();
+  }, []);
 
   // Titles as shown (the default one in the screen's language); the search matches what is shown.
   const titleOf = (item: Conversation) => displayTitle(item.conversation_title, language);
   const visible = list.filter((item) => titleOf(item).toLowerCase().includes(filter.trim().toLowerCase()));
   const current = list.find((item) => item.conversation_id === selected);
+
+  /** The answer as Markdown (citations as numbers, then its sources) on the clipboard. */
+  const copyAnswer = async (index: number) => {
+    const turn = turns[index];
+    if (!turn) return;
+    let ok = true;
+    try {
+      await copyText(answerMarkdown(turn.run.answer, turn.run.sources, t("chat.sources")));
+    } catch {
+      ok = false;
+    }
+    setCopied({ index, ok });
+    window.setTimeout(() => setCopied((shown) => (shown?.index === index ? null : shown)), 2000);
+  };
+
+  const exportConversation = (format: "md" | "json") => {
+    const title = current ? titleOf(current) : t("chat.newChat");
+    const conversation: ExportedConversation = {
+      conversationId: selected,
+      title,
+      exportedAt: new Date(),
+      turns: turns.map((turn) => ({
+        question: turn.question,
+        answer: turn.run.answer,
+        sources: turn.run.sources,
+        messageId: turn.messageId,
+        opinion: turn.opinion,
+      })),
+    };
+    if (format === "md") {
+      const labels = {
+        user: t("chat.export.user"),
+        assistant: t("chat.export.assistant"),
+        sources: t("chat.sources"),
+        exported: (date: string) => t("chat.export.exported", { date }),
+      };
+      downloadFile(exportFileName(title, "md"), conversationToMarkdown(conversation, labels), "text/markdown;charset=utf-8");
+    } else {
+      downloadFile(exportFileName(title, "json"), conversationToJson(conversation), "application/json");
+    }
+  };
+
+  // Keyboard shortcuts: Ctrl/⌘+Shift+O a new chat, `/` the question box (when not typing elsewhere), Esc
+  // stops an answer. The handler reads the latest state through a ref, so it is added once.
+  const shortcutActions = useRef({ newChat, stop, running });
+  shortcutActions.current = { newChat, stop, running };
+  useEffect(() => {
+    const onKeyDown = (event: KeyboardEvent) => {
+      if (event.defaultPrevented || event.isComposing) return;
+      const actions = shortcutActions.current;
+      const target = event.target as HTMLElement | null;
+      const typing = !!target && (target.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(target.tagName));
+      if ((event.ctrlKey || event.metaKey) && event.shiftKey && !event.altKey && event.key.toLowerCase() === "o") {
+        event.preventDefault();
+        actions.newChat();
+      } else if (event.key === "/" && !typing && !event.ctrlKey && !event.metaKey && !event.altKey) {
+        event.preventDefault();
+        questionBox.current?.focus();
+      } else if (event.key === "Escape" && actions.running && !document.querySelector("dialog[open]")) {
+        event.preventDefault();
+        void actions.stop();
+      }
+    };
+    window.addEventListener("keydown", onKeyDown);
+    return () => window.removeEventListener("keydown", onKeyDown);
+  }, []);
+  const mac = typeof navigator !== "undefined" && /Mac|iPhone|iPad/.test(navigator.platform || navigator.userAgent);
 
   return (
     <div className="chat">
@@ -299,12 +436,9 @@ export function ChatScreen() {
         <button
           type="button"
           className="primary"
-          onClick={() => {
-            abort.current?.abort();
-            setSelected(null);
-            setTurns([]);
-            setHighlighted(null);
-          }}
+          aria-keyshortcuts={mac ? "Meta+Shift+O" : "Control+Shift+O"}
+          title={mac ? "⌘⇧O" : "Ctrl+Shift+O"}
+          onClick={newChat}
         >
           {t("chat.newChat")}
         </button>
@@ -351,15 +485,40 @@ export function ChatScreen() {
             ))}
           </ul>
         )}
+        <details className="shortcuts">
+          <summary>{t("chat.shortcuts")}</summary>
+          <dl>
+            <dt>
+              {mac ? <kbd>⌘</kbd> : <kbd>Ctrl</kbd>}+<kbd>Shift</kbd>+<kbd>O</kbd>
+            </dt>
+            <dd>{t("chat.newChat")}</dd>
+            <dt>
+              <kbd>/</kbd>
+            </dt>
+            <dd>{t("chat.shortcut.focusQuestion")}</dd>
+            <dt>
+              <kbd>Esc</kbd>
+            </dt>
+            <dd>{t("chat.shortcut.stop")}</dd>
+          </dl>
+        </details>
       </aside>
 
       <section className="conversation" aria-label={t("chat.messages")}>
         <div className="conversation-head">
           <h1>{current ? titleOf(current) : t("chat.newChat")}</h1>
           {selected !== null && turns.length > 0 && !running && (
-            <button type="button" onClick={() => void regenerateTitle()}>
-              {t("chat.regenerateTitle")}
-            </button>
+            <>
+              <button type="button" onClick={() => void regenerateTitle()}>
+                {t("chat.regenerateTitle")}
+              </button>
+              <button type="button" onClick={() => exportConversation("md")}>
+                <DownloadIcon /> {t("chat.exportMarkdown")}
+              </button>
+              <button type="button" onClick={() => exportConversation("json")}>
+                <DownloadIcon /> {t("chat.exportJson")}
+              </button>
+            </>
           )}
         </div>
         <ErrorAlert message={error} />
@@ -371,17 +530,34 @@ export function ChatScreen() {
             <li key={index} className="turn">
               <p className="question">{turn.question}</p>
               <RunView run={turn.run} running={turn.running} onCite={showSource} t={t} />
-              {!turn.running && turn.messageId !== undefined && (
-                <div className="opinion" role="group" aria-label={t("chat.rateAnswer")}>
-                  <button type="button" aria-pressed={turn.opinion === "Y"} onClick={() => void setOpinion(index, "Y")}>
-                    <ThumbUpIcon /> {t("chat.like")}
-                  </button>
-                  <button type="button" aria-pressed={turn.opinion === "N"} onClick={() => void setOpinion(index, "N")}>
-                    <ThumbDownIcon /> {t("chat.dislike")}
-                  </button>
-                  <button type="button" disabled={speaking !== null} onClick={() => void speak(index, turn.run.answer)}>
-                    <SpeakerIcon /> {speaking === index ? t("chat.speaking") : t("chat.readAloud")}
-                  </button>
+              {!turn.running && (turn.messageId !== undefined || turn.run.answer) && (
+                <div className="answer-actions">
+                  {turn.messageId !== undefined && (
+                    <div className="opinion" role="group" aria-label={t("chat.rateAnswer")}>
+                      <button type="button" aria-pressed={turn.opinion === "Y"} onClick={() => void setOpinion(index, "Y")}>
+                        <ThumbUpIcon /> {t("chat.like")}
+                      </button>
+                      <button type="button" aria-pressed={turn.opinion === "N"} onClick={() => void setOpinion(index, "N")}>
+                        <ThumbDownIcon /> {t("chat.dislike")}
+                      </button>
+                    </div>
+                  )}
+                  {turn.run.answer && (
+                    <>
+                      <button type="button" disabled={speaking !== null} onClick={() => void speak(index, markdownToPlainText(turn.run.answer))}>
+                        <SpeakerIcon /> {speaking === index ? t("chat.speaking") : t("chat.readAloud")}
+                      </button>
+                      <button type="button" onClick={() => void copyAnswer(index)}>
+                        <CopyIcon />{" "}
+                        {copied?.index === index ? (copied.ok ? t("chat.copied") : t("chat.copyFailed")) : t("chat.copy")}
+                      </button>
+                    </>
+                  )}
+                  {index === turns.length - 1 && !running && (
+                    <button type="button" onClick={regenerate}>
+                      <RegenerateIcon /> {t("chat.regenerate")}
+                    </button>
+                  )}
                 </div>
               )}
             </li>
@@ -412,19 +588,21 @@ export function ChatScreen() {
           className="ask"
           onSubmit={(event) => {
             event.preventDefault();
-            void send();
+            send();
           }}
         >
           <label className="field grow">
             <span>{t("chat.yourQuestion")}</span>
             <textarea
+              ref={questionBox}
               value={question}
               rows={2}
+              aria-keyshortcuts="/"
               onChange={(event) => setQuestion(event.target.value)}
               onKeyDown={(event) => {
-                if (event.key === "Enter" && !event.shiftKey) {
+                if (event.key === "Enter" && !event.shiftKey && !event.nativeEvent.isComposing) {
                   event.preventDefault();
-                  void send();
+                  send();
                 }
               }}
             />
@@ -452,7 +630,7 @@ export function ChatScreen() {
             <MicIcon />
           </button>
           {running ? (
-            <button type="button" className="danger" onClick={() => void stop()}>
+            <button type="button" className="danger" aria-keyshortcuts="Escape" title="Esc" onClick={() => void stop()}>
               {t("chat.stop")}
             </button>
           ) : (
@@ -507,19 +685,30 @@ function formatDuration(duration: string, t: Translate): string {
   return seconds ? t("chat.seconds", { seconds }) : duration;
 }
 
-function RunView({ run, running, onCite, t }: { run: AgentRun; running: boolean; onCite: (key: string) => void; t: Translate }) {
-  const parts = linkCitations(run.answer, run.sources);
+const RunView = memo(function RunView({
+  run,
+  running,
+  onCite,
+  t,
+}: {
+  run: AgentRun;
+  running: boolean;
+  onCite: (key: string) => void;
+  t: Translate;
+}) {
+  const citations = useMemo(() => numberCitations(run.answer, run.sources), [run.answer, run.sources]);
+  const lastStep = run.steps[run.steps.length - 1];
   return (
     <div className="run" aria-live="polite" aria-busy={running}>
       {run.steps.map((step) => (
-        <details key={step.number} className="step" open={running && step === run.steps[run.steps.length - 1]}>
+        <details key={step.number} className="step" open={running && step === lastStep}>
           <summary>
             {t("chat.step", { number: step.number })}
             {step.calls.length > 0 && <span className="tag">{t("chat.toolCalls", { count: step.calls.length })}</span>}
             {step.errors.length > 0 && <span className="tag bad">{t("chat.stepError")}</span>}
             {step.duration && <span className="muted"> · {formatDuration(step.duration, t)}</span>}
           </summary>
-          {step.thinking && <p className="thinking">{step.thinking}</p>}
+          {step.thinking && <Markdown className="thinking" text={step.thinking} streaming={running && step === lastStep} />}
           {step.code && <pre className="code">{step.code}</pre>}
           {step.calls.map((call, index) => (
             <p key={`call-${index}`} className="call">
@@ -539,29 +728,11 @@ function RunView({ run, running, onCite, t }: { run: AgentRun; running: boolean;
         </details>
       ))}
       {running && !run.answer && <p className="muted">{t("chat.thinking")}</p>}
-      {run.answer && (
-        <div className="answer">
-          {parts.map((part, index) =>
-            part.kind === "text" ? (
-              <span key={index}>{part.text}</span>
-            ) : (
-              <button
-                key={index}
-                type="button"
-                className="citation"
-                aria-label={t("chat.citation", { number: part.number, title: part.source.title })}
-                onClick={() => onCite(part.key)}
-              >
-                [{part.number}]
-              </button>
-            ),
-          )}
-        </div>
-      )}
+      {run.answer && <Markdown className="answer" text={run.answer} citations={citations} streaming={running} onCite={onCite} />}
       {!running && !run.answer && run.errors.length > 0 && <p className="error">{run.errors[run.errors.length - 1]}</p>}
     </div>
   );
-}
+});
 
 function SourceCard({ source, highlighted, t }: { source: Source; highlighted: boolean; t: Translate }) {
   const accurate = source.score_details?.accurate ?? source.score_details?.accuracy;
