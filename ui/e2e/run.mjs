@@ -6,9 +6,13 @@
 // It walks what a person does: create a knowledge base, upload two documents, watch them reach
 // COMPLETED, ask a question in chat, see the steps stream and an answer whose citation opens the right
 // source, like it, dictate a question (the fake microphone plays MICROPHONE_WAV) and hear an answer read
-// aloud, rename and delete the conversation; attach a file to a question; add a remote model and check it; change a setting. Every screen is screenshotted and checked with axe
-// (no serious or critical violation). Then the language is switched to Chinese in Settings and the main
-// screens are shown again (screenshots `zh-*.png`, the same axe check, no English text of the UI left).
+// aloud, rename and delete the conversation; attach a file to a question; get answers the model writes in
+// Markdown (a list holding a citation; a table, lists and a fenced code block) rendered as such, copy an
+// answer and a code block, export the conversation as Markdown and JSON, regenerate an answer, use the
+// keyboard shortcuts, see the dark theme; add a remote model and check it; change a setting. Every screen is
+// screenshotted and checked with axe (no serious or critical violation). Then the language is switched to
+// Chinese in Settings and the main screens are shown again (screenshots `zh-*.png`, the same axe check, no
+// English text of the UI left).
 // Any failed expectation throws: the exit status is the verdict.
 
 import { readFileSync, mkdirSync } from "node:fs";
@@ -54,6 +58,15 @@ async function noEnglish(page, name, phrases) {
   expect(found.length === 0, `${name} is in Chinese, yet shows: ${found.join(" | ")}`);
 }
 
+/** Waits until `check` (run in the page, may be async) is true, asking four times a second. */
+async function until(page, check, limit = 30_000) {
+  const started = Date.now();
+  while (!(await page.evaluate(check))) {
+    if (Date.now() - started > limit) throw new Error(`expectation failed: timed out waiting for ${check}`);
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
 /** Whether a conversation still has Nexent's default title ("新对话", kept as is on the server). */
 async function hasDefaultTitle(page) {
   return page.evaluate(async () =>
@@ -73,7 +86,12 @@ const browser = await chromium.launch({
 });
 try {
   // An English browser: the UI follows the browser's language until one is chosen in Settings.
-  const page = await browser.newPage({ viewport: { width: 1400, height: 900 }, locale: "en-US" });
+  // Copy buttons write to the clipboard, which the test reads back.
+  const page = await browser.newPage({
+    viewport: { width: 1400, height: 900 },
+    locale: "en-US",
+    permissions: ["clipboard-read", "clipboard-write"],
+  });
   page.setDefaultTimeout(timeout);
   page.on("pageerror", (error) => console.error("page error:", error.message));
   const policyViolations = [];
@@ -246,6 +264,149 @@ try {
     expect(!shown.includes("新对话"), "the English screen shows the default title in English");
   }
 
+  // Markdown (issue 20). The answers are the local model's own: at temperature 0 it writes the same text for
+  // the same question, and these two questions get a list with a citation and a table, lists and code.
+  // Ctrl+Shift+O starts a new chat with the cursor in the question box.
+  await page.keyboard.press("Control+Shift+O");
+  await page.getByText("Ask a question about your documents").waitFor();
+  expect(await page.evaluate(() => document.activeElement?.tagName === "TEXTAREA"), "Ctrl+Shift+O focuses the question box");
+  // `/` goes to the question box from anywhere else (and is not typed into it).
+  await page.evaluate(() => (document.activeElement instanceof HTMLElement ? document.activeElement.blur() : undefined));
+  await page.keyboard.press("/");
+  expect(await page.evaluate(() => document.activeElement?.tagName === "TEXTAREA"), "/ focuses the question box");
+  expect((await page.getByLabel("Your question").inputValue()) === "", "/ is not typed into the question box");
+
+  // With the garden base searched, the answer is a Markdown list whose last item carries the citation.
+  await page.keyboard.type("Make a Markdown table of the Larkspur orchard (columns: Trees, Planted by, Year), a bullet list, and a python code block.");
+  await page.keyboard.press("Enter");
+  await page.getByRole("button", { name: /Like/ }).waitFor({ timeout });
+  const listAnswer = page.locator(".answer").last();
+  console.log(`list answer: ${await listAnswer.innerText()}`);
+  expect((await listAnswer.locator("ul > li").count()) >= 2, `the answer's list is a <ul>: ${await listAnswer.innerHTML()}`);
+  const citedItem = listAnswer.locator("li .citation, td .citation").first();
+  await citedItem.waitFor();
+  await citedItem.click();
+  const citedSource = await page.locator(".source.highlighted").innerText();
+  expect(/Larkspur/.test(citedSource), `the citation inside the list opens the orchard document: ${citedSource}`);
+  await screenshot(page, "chat-markdown-citation");
+  expect((await listAnswer.innerText()).includes("[[") === false, "no citation mark is left as text");
+  // Copy: the answer as Markdown, its citation as a number and the source after it.
+  await page.getByRole("button", { name: "Copy", exact: true }).click();
+  await page.getByRole("button", { name: "Copied", exact: true }).waitFor();
+  const copiedAnswer = await page.evaluate(() => navigator.clipboard.readText());
+  console.log(`copied: ${JSON.stringify(copiedAnswer)}`);
+  expect(/^- .*\[1\]$/m.test(copiedAnswer) && /Sources:\n\n1\. larkspur-orchard/.test(copiedAnswer) && !copiedAnswer.includes("[[a"),
+    `the copied answer is Markdown with its citation numbered and its source listed: ${copiedAnswer}`);
+
+  // Without a base, the model writes a table, an ordered and a bulleted list and a fenced code block.
+  await page.getByRole("link", { name: "Knowledge bases" }).click();
+  await page.locator(".bases button.title", { hasText: "garden" }).click();
+  await page.getByLabel("Search it in chat").uncheck();
+  await until(page, async () => (await (await fetch("/api/config/load_config")).json()).config.data.selectedKbNames.length === 0);
+  await page.getByRole("link", { name: "Chat" }).click();
+  await page.getByRole("button", { name: "New chat" }).click();
+  const markdownQuestion =
+    "Give three things in Markdown: 1) a table of pears (42) and apples (7) with columns Fruit and Count, 2) a bulleted " +
+    "list naming both fruits, 3) Python code in a fenced block that prints the total.";
+  await page.getByLabel("Your question").fill(markdownQuestion);
+  // While the step's text streams in, finished Markdown blocks keep their DOM: only the block a token lands
+  // in is written. A MutationObserver counts every rewrite of a block and whether it was the last block then.
+  await page.evaluate(() => {
+    const writes = (window.blockWrites = { last: 0, finished: 0 });
+    window.blockObserver = new MutationObserver((mutations) => {
+      for (const mutation of mutations) {
+        const block = mutation.target;
+        if (!(block instanceof Element) || !block.matches(".step .markdown-block")) continue;
+        if (block.nextElementSibling) writes.finished += 1;
+        else writes.last += 1;
+      }
+    });
+    window.blockObserver.observe(document.querySelector(".turns"), { childList: true, subtree: true });
+  });
+  const runResponse = page.waitForResponse((response) => response.url().endsWith("/api/agent/run"));
+  await page.getByLabel("Your question").press("Enter");
+  await page.getByRole("button", { name: /Like/ }).waitFor({ timeout });
+  const streamed = ((await (await runResponse).text()).match(/"type":"model_output_thinking"/g) ?? []).length;
+  const blockWrites = await page.evaluate(() => {
+    window.blockObserver.disconnect();
+    return { ...window.blockWrites, blocks: document.querySelectorAll(".turn:last-child .step .markdown-block").length };
+  });
+  console.log(`streaming: ${streamed} text messages into ${blockWrites.blocks} blocks; the last block rewritten ` +
+    `${blockWrites.last} times, finished blocks ${blockWrites.finished} times`);
+  expect(streamed > 20 && blockWrites.blocks >= 5, "the step's text streamed into several blocks");
+  expect(blockWrites.finished <= blockWrites.blocks, "finished blocks are not rewritten while the text streams");
+  const markdownAnswer = page.locator(".answer").last();
+  console.log(`markdown answer: ${await markdownAnswer.innerText()}`);
+  const rendered = await markdownAnswer.evaluate((answer) => ({
+    headers: [...answer.querySelectorAll("table th")].map((cell) => cell.textContent?.trim()),
+    cells: [...answer.querySelectorAll("table td")].map((cell) => cell.textContent?.trim()),
+    bullets: [...answer.querySelectorAll("ul > li")].map((item) => item.textContent?.trim()),
+    numbered: answer.querySelectorAll("ol > li").length,
+    code: answer.querySelector("pre > code.language-python")?.textContent ?? null,
+    rawMarks: /\|\s*-{3,}|```|^\s*- /m.test(answer.textContent ?? ""),
+  }));
+  console.log(`rendered: ${JSON.stringify(rendered)}`);
+  expect(rendered.headers.join() === "Fruit,Count", `a <table> with the header row: ${JSON.stringify(rendered)}`);
+  expect(rendered.cells.includes("Pears") && rendered.cells.includes("42"), "the table's cells");
+  expect(rendered.bullets.join() === "Pears,Apples", "a <ul> of the two fruits");
+  expect(rendered.numbered >= 1, "an <ol> for the numbered parts");
+  expect(/print\(/.test(rendered.code ?? ""), "a <pre><code> block of Python");
+  expect(!rendered.rawMarks, "no Markdown syntax is left as text");
+  // The highlighter arrives (its own chunk) and marks the code up.
+  await markdownAnswer.locator("pre code .hljs-built_in, pre code .hljs-number").first().waitFor();
+  // A code block's copy button copies exactly its code.
+  await markdownAnswer.getByRole("button", { name: "Copy code" }).click();
+  await markdownAnswer.getByRole("button", { name: "Copied" }).waitFor();
+  const copiedCode = await page.evaluate(() => navigator.clipboard.readText());
+  expect(copiedCode === rendered.code, `the code block's text was copied: ${JSON.stringify(copiedCode)}`);
+  await markdownAnswer.locator("table").scrollIntoViewIfNeeded();
+  await screenshot(page, "chat-markdown");
+  await accessibility(page, "chat (markdown)");
+
+  // Export: the conversation as Markdown and as JSON, downloaded.
+  const exported = async (name) => {
+    const [download] = await Promise.all([page.waitForEvent("download"), page.getByRole("button", { name }).click()]);
+    return { name: download.suggestedFilename(), text: readFileSync(await download.path(), "utf8") };
+  };
+  const markdownFile = await exported("Export Markdown");
+  console.log(`exported ${markdownFile.name}:\n${markdownFile.text}`);
+  expect(markdownFile.name.endsWith(".md"), `a .md file: ${markdownFile.name}`);
+  expect(markdownFile.text.includes(`## You\n\n${markdownQuestion}`) && markdownFile.text.includes("## Assistant") &&
+    /\| Pears +\| 42 +\|/.test(markdownFile.text) && markdownFile.text.includes("```python\n") && markdownFile.text.includes("print(total)"),
+    "the Markdown export holds the question and the answer's Markdown");
+  const jsonFile = await exported("Export JSON");
+  expect(jsonFile.name.endsWith(".json"), `a .json file: ${jsonFile.name}`);
+  const exportedJson = JSON.parse(jsonFile.text);
+  expect(exportedJson.format === "nexent-local.conversation" && exportedJson.messages.length === 2, `the JSON export: ${jsonFile.text}`);
+  expect(exportedJson.messages[0].role === "user" && exportedJson.messages[0].content === markdownQuestion, "the JSON export's question");
+  expect(exportedJson.messages[1].role === "assistant" && exportedJson.messages[1].content.includes("| Fruit | Count |") &&
+    typeof exportedJson.messages[1].message_id === "number", "the JSON export's answer, as the model wrote it");
+
+  // Regenerate asks the same question again in a new turn; Esc stops it.
+  await page.getByRole("button", { name: "Regenerate", exact: true }).click();
+  await page.getByRole("button", { name: "Stop" }).waitFor();
+  expect((await page.locator(".turn .question").allInnerTexts()).every((text) => text === markdownQuestion), "the question is asked again");
+  expect((await page.locator(".turn").count()) === 2, "regenerating adds a turn");
+  const stopRequest = page.waitForRequest((request) => request.url().includes("/api/agent/stop/"));
+  await page.keyboard.press("Escape");
+  await stopRequest;
+  await page.getByRole("button", { name: "Send" }).waitFor({ timeout });
+
+  // The dark theme follows the system's: the same conversation, dark, still readable (axe checks contrast).
+  await page.emulateMedia({ colorScheme: "dark" });
+  await markdownAnswer.locator("table").scrollIntoViewIfNeeded();
+  const background = await page.evaluate(() => getComputedStyle(document.querySelector(".conversation")).backgroundColor);
+  expect(background === "rgb(23, 29, 38)", `the dark theme's panel colour: ${background}`);
+  await screenshot(page, "dark-chat");
+  await accessibility(page, "chat (dark)");
+  await page.getByRole("link", { name: "Knowledge bases" }).click();
+  await page.locator(".bases button.title", { hasText: "garden" }).click();
+  await page.getByLabel("Search it in chat").check();
+  await until(page, async () => (await (await fetch("/api/config/load_config")).json()).config.data.selectedKbNames.includes("garden"));
+  await screenshot(page, "dark-knowledge");
+  await accessibility(page, "knowledge (dark)");
+  await page.emulateMedia({ colorScheme: "light" });
+
   // Models: add a remote model that is down, check it (red), check the local embedder (green).
   await page.getByRole("link", { name: "Models" }).click();
   await page.getByRole("heading", { name: "Models" }).waitFor();
@@ -291,13 +452,13 @@ try {
   await page.getByRole("link", { name: "对话", exact: true }).click();
   await page.getByLabel("你的问题").waitFor();
   await page.locator(".conversations button.title").first().click();
-  await page.locator(".answer").waitFor();
-  await page.getByRole("button", { name: "点赞" }).waitFor();
+  await page.locator(".answer").first().waitFor();
+  await page.getByRole("button", { name: "点赞" }).first().waitFor();
   if (await hasDefaultTitle(page)) {
-    await page.getByRole("button", { name: "新对话", exact: true }).waitFor();
+    await page.getByRole("button", { name: "新对话", exact: true }).first().waitFor();
   }
   await noEnglish(page, "chat (zh)", ["New chat", "Search conversations", "Your question", "Read aloud", "Regenerate title",
-    "New conversation", "tool call", "Passages the assistant finds"]);
+    "New conversation", "tool call", "Passages the assistant finds", "Copy", "Regenerate", "Export", "Keyboard shortcuts"]);
   await screenshot(page, "zh-chat");
   await accessibility(page, "chat (zh)");
 
