@@ -17,9 +17,10 @@ fi
 # The browser tests: Debian's Chromium (driven by playwright-core from the UI's npm dependencies; no browser
 # is downloaded by a test tool) and a font with Chinese glyphs, since Nexent's default titles are Chinese.
 # The desktop test: a window manager (openbox) and xdotool, to minimise the window and see a second start
-# bring it back. curl: the security tests call the server as another local account would.
+# bring it back. curl: the security tests call the server as another local account would. tmux: the
+# command line's progress bar is read from a real terminal.
 missing=()
-for package in chromium fonts-wqy-zenhei openbox xdotool curl; do
+for package in chromium fonts-wqy-zenhei openbox xdotool curl tmux; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ "${#missing[@]}" -gt 0 ]; then

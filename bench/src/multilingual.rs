@@ -21,6 +21,9 @@ use nexent_engines::e5_embedder::{E5Embedder, E5EmbedderConfig};
 
 /// The server's default hybrid search (Nexent's weighted fusion, keyword weight 0.3).
 const HYBRID: SearchMode = SearchMode::Hybrid { weight_accurate: 0.3, fusion: Fusion::WeightedMax };
+/// Keyword weights tried for each model's hybrid search beside the default, to see whether a model whose
+/// similarities rank well alone (E5 on Chinese) wants less of BM25.
+const SWEPT_WEIGHTS: [f32; 4] = [0.1, 0.2, 0.3, 0.5];
 /// Reciprocal-rank fusion's constant for the three-list fusion.
 const RRF_K: f64 = 60.0;
 
@@ -113,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
          nDCG@10 with linear gains, recall@100.\n\n"
     ));
     let mut summary: Vec<String> = Vec::new();
+    let mut sweep_rows: Vec<String> = Vec::new();
     let mut throughput_rows: Vec<String> = Vec::new();
     for name in names.split(',') {
         let collection = load_collection(&collection_root(&roots, name)?, name)?;
@@ -155,7 +159,12 @@ async fn main() -> anyhow::Result<()> {
         let mut both = Scores::default();
         let mut by_language: HashMap<(&str, &str), Scores> = HashMap::new();
         let mut query_embedding_ms: Vec<Vec<f64>> = vec![Vec::new(); embedders.len()];
-        for (query_id, text) in &collection.queries {
+        let mut swept: Vec<Vec<Scores>> =
+            embedders.iter().map(|_| SWEPT_WEIGHTS.iter().map(|_| Scores::default()).collect()).collect();
+        for (done, (query_id, text)) in collection.queries.iter().enumerate() {
+            if done % 50 == 0 {
+                eprintln!("  query {done}/{}", collection.queries.len());
+            }
             let relevant = &collection.judgments[query_id];
             let language = if text.chars().any(is_cjk) { "Chinese" } else { "English" };
             let (keyword, _) =
@@ -171,6 +180,10 @@ async fn main() -> anyhow::Result<()> {
                 per_model[position].1.add(&hybrid, relevant);
                 by_language.entry((language, label(embedder))).or_default().add(&hybrid, relevant);
                 semantic_lists.push(semantic);
+                for (weight, scores) in SWEPT_WEIGHTS.iter().zip(&mut swept[position]) {
+                    let mode = SearchMode::Hybrid { weight_accurate: *weight, fusion: Fusion::WeightedMax };
+                    scores.add(&ranked(&knowledge, &index, text, mode).await?.0, relevant);
+                }
             }
             let fused = rrf(&[&keyword, &semantic_lists[0], &semantic_lists[1]]);
             both.add(&fused, relevant);
@@ -227,6 +240,10 @@ async fn main() -> anyhow::Result<()> {
             ));
         }
         report.push('\n');
+        for (embedder, scores) in embedders.iter().zip(&swept) {
+            let cells: Vec<String> = scores.iter().map(|scores| format!("{:.4}", scores.ndcg())).collect();
+            sweep_rows.push(format!("| {name} | {} | {} |", label(embedder), cells.join(" | ")));
+        }
         summary.push(format!(
             "| {name} | {:.4} | {:.4} | {:+.4} | {:.4} |",
             per_model[0].1.ndcg(),
@@ -241,6 +258,13 @@ async fn main() -> anyhow::Result<()> {
         "\n\nGoals (issue 19): on the Chinese collection, E5's hybrid at least 0.2 above MiniLM's; on the English \
          collections, E5's hybrid within 0.02 of MiniLM's.\n\n",
     );
+    let weights: Vec<String> = SWEPT_WEIGHTS.iter().map(|weight| format!("keyword {weight}")).collect();
+    report.push_str(&format!(
+        "## Hybrid nDCG@10 by keyword weight (weighted max fusion)\n\n| collection | model | {} |\n|---|---|{}\n{}\n\n",
+        weights.join(" | "),
+        "---|".repeat(SWEPT_WEIGHTS.len()),
+        sweep_rows.join("\n")
+    ));
     report.push_str(&format!(
         "## Embedding throughput ({threads} threads each, every text of the collection as a passage, one call)\n\n\
          | collection | texts | mean characters | MiniLM texts/s | E5 texts/s | E5 / MiniLM |\n|---|---|---|---|---|---|\n{}\n",

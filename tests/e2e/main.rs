@@ -3,6 +3,7 @@
 
 mod agent;
 mod base;
+mod cli;
 mod config_sync;
 mod conversation;
 mod cpu_kernels;

@@ -120,7 +120,8 @@ impl From<nexent_core::agent::AgentError> for ApiError {
             AgentError::EmptyQuery => ApiError::validation("query", error.to_string()),
             AgentError::Busy(_) => ApiError::ServiceUnavailable(error.to_string()),
             AgentError::Conversation(cause) => cause.into(),
-            AgentError::Database(_) => ApiError::ServiceUnavailable(error.to_string()),
+            AgentError::Database(_) | AgentError::Knowledge(_) => ApiError::ServiceUnavailable(error.to_string()),
+            AgentError::UnknownKnowledgeBase(_) => ApiError::NotFound(error.to_string()),
         }
     }
 }

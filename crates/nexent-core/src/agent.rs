@@ -65,6 +65,10 @@ pub enum AgentError {
     Conversation(#[from] ConversationError),
     #[error("cannot reach the other nodes' agent runs: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("no knowledge base is named {0:?}")]
+    UnknownKnowledgeBase(String),
+    #[error("cannot list the knowledge bases: {0}")]
+    Knowledge(String),
 }
 
 /// One question to the agent (the body of `POST /api/agent/run`).
@@ -77,6 +81,9 @@ pub struct RunRequest {
     /// by the run.
     pub minio_files: Option<Value>,
     pub language: Option<Language>,
+    /// The knowledge bases this run searches, instead of Config Sync's selection (the command line's
+    /// `nexent ask --kb`); each must exist.
+    pub knowledge_bases: Option<Vec<String>>,
 }
 
 /// A started run: its messages as they come. The run goes on (and is saved) if this is dropped.
@@ -115,6 +122,18 @@ impl Agent {
         if query.is_empty() {
             return Err(AgentError::EmptyQuery);
         }
+        // Asked-for bases are checked before anything is saved: a misspelt name is the caller's mistake.
+        let existing = match self.knowledge.list_indices("*").await {
+            Ok(names) => names,
+            Err(error) if request.knowledge_bases.is_some() => return Err(AgentError::Knowledge(error.to_string())),
+            Err(error) => {
+                tracing::warn!(%error, "cannot list the knowledge bases; none is searched");
+                Vec::new()
+            }
+        };
+        if let Some(unknown) = request.knowledge_bases.iter().flatten().find(|name| !existing.contains(name)) {
+            return Err(AgentError::UnknownKnowledgeBase(unknown.clone()));
+        }
         // Admission before anything is saved: a run over capacity is refused whole.
         let permit = self.runs.admit()?;
         let conversation_id = match request.conversation_id {
@@ -130,7 +149,7 @@ impl Agent {
             return Err(error.into());
         }
 
-        let tools = self.tools_for(request.minio_files.as_ref()).await;
+        let tools = self.tools_for(request.minio_files.as_ref(), request.knowledge_bases, existing).await;
         let language = request
             .language
             .or_else(|| self.config_sync.get(LANGUAGE_KEY).map(|value| Language::parse(&value)))
@@ -183,31 +202,34 @@ impl Agent {
         Ok(RunHandle { conversation_id, messages, finished })
     }
 
-    async fn tools_for(&self, minio_files: Option<&Value>) -> ToolBox {
+    /// The run's tools: a search of `asked` bases (all of which exist) or else of Config Sync's selection,
+    /// the attached files, and the MCP servers' tools.
+    async fn tools_for(
+        &self,
+        minio_files: Option<&Value>,
+        asked: Option<Vec<String>>,
+        existing: Vec<String>,
+    ) -> ToolBox {
         let mut tools = ToolBox::default();
-        let existing = match self.knowledge.list_indices("*").await {
-            Ok(names) => names,
-            Err(error) => {
-                tracing::warn!(%error, "cannot list the knowledge bases; none is searched");
-                Vec::new()
+        let index_names = match asked {
+            Some(names) => names,
+            None => {
+                let selected: Vec<String> = self
+                    .config_sync
+                    .selected_knowledge_bases()
+                    .into_iter()
+                    .filter(|name| {
+                        let exists = existing.contains(name);
+                        if !exists {
+                            tracing::warn!(index = %name, "a selected knowledge base does not exist; not searched");
+                        }
+                        exists
+                    })
+                    .collect();
+                let search_all = self.config_sync.get(SEARCH_ALL_KEY).is_some_and(|value| is_true(&value));
+                if selected.is_empty() && search_all { existing } else { selected }
             }
         };
-        let mut index_names: Vec<String> = self
-            .config_sync
-            .selected_knowledge_bases()
-            .into_iter()
-            .filter(|name| {
-                let exists = existing.contains(name);
-                if !exists {
-                    tracing::warn!(index = %name, "a selected knowledge base does not exist; not searched");
-                }
-                exists
-            })
-            .collect();
-        let search_all = self.config_sync.get(SEARCH_ALL_KEY).is_some_and(|value| is_true(&value));
-        if index_names.is_empty() && search_all {
-            index_names = existing;
-        }
         if !index_names.is_empty() {
             tools.push(Arc::new(KnowledgeSearchTool { knowledge: self.knowledge.clone(), index_names, top_k: 5 }));
         }

@@ -449,11 +449,19 @@ fn folder_from_row(row: &sqlx::any::AnyRow) -> WatchedFolder {
 
 /// Hidden entries below the folder's root and anything inside the data dir are never ingested.
 pub(crate) fn skipped(root: &Path, path: &Path, data_dir: &Path) -> bool {
-    path.starts_with(data_dir)
+    // Every path starts with the empty path: an empty data dir means none is known (a remote server's).
+    (!data_dir.as_os_str().is_empty() && path.starts_with(data_dir))
         || path
             .strip_prefix(root)
             .map(|relative| relative.components().any(|part| part.as_os_str().to_string_lossy().starts_with('.')))
             .unwrap_or(true)
+}
+
+/// The files a watched folder at `root` would ingest: regular files below it, hidden entries and the data
+/// dir skipped (none when it is empty), symbolic links not followed. The command line's `nexent ingest
+/// FOLDER` takes the same.
+pub fn files_of_folder(root: &Path, data_dir: &Path) -> BTreeSet<PathBuf> {
+    list_files(root, root, data_dir)
 }
 
 /// Regular files at or below `below` (inside `root`), without following symbolic links.

@@ -2,6 +2,8 @@
 //! chosen at start-up, and [`serve`]. The `nexent` binary (`main.rs`) and the desktop shell (`src-tauri`)
 //! run the same server through it.
 
+pub mod cli;
+pub mod discovery;
 pub mod engines;
 pub mod logging;
 pub mod settings;
@@ -92,6 +94,18 @@ pub async fn serve(
     };
     let state = AppState::new(services, security).with_own_url(&url);
     tracing::info!(%url, data_dir = %settings.data_dir.display(), "nexent local is listening");
+    // Commands run beside this server find it here (and must not open the indices it writes).
+    let _announcement = if settings.advertise {
+        match discovery::announce(&settings.data_dir, &url) {
+            Ok(announcement) => Some(announcement),
+            Err(error) => {
+                tracing::warn!(%error, "cannot write server.json; commands will not find this server");
+                None
+            }
+        }
+    } else {
+        None
+    };
     on_listening(&url);
     let knowledge = state.services.knowledge.clone();
     let chat = state.services.chat.clone();

@@ -31,3 +31,14 @@ pub fn init(settings: &Settings) -> anyhow::Result<WorkerGuard> {
         .context("cannot install the logger")?;
     Ok(guard)
 }
+
+/// For the commands other than `serve`: only warnings and errors reach the terminal (stderr), where the
+/// command's own output is; `NEXENT_LOG` overrides. A server a command starts logs through this too.
+pub fn init_for_command() {
+    let filter = std::env::var("NEXENT_LOG").unwrap_or_else(|_| "warn,llama-cpp-2=error,llama_cpp_2::log=off".into());
+    let filter = EnvFilter::try_new(&filter).unwrap_or_else(|_| EnvFilter::new("warn"));
+    let _ = tracing_subscriber::registry()
+        .with(filter)
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .try_init();
+}

@@ -1,11 +1,13 @@
-//! The `nexent` binary: `nexent serve` runs the whole product on one loopback port; `nexent openapi`
-//! prints the API description (used to check the UI's generated types against the server).
+//! The `nexent` binary: `nexent serve` runs the whole product on one loopback port; the other commands
+//! (`ingest`, `search`, `ask`, `chat`, `kb`, `models`, `status`) use it from a terminal or a script
+//! (`nexent_server::cli`); `nexent openapi` prints the API description (used to check the UI's generated
+//! types against the server); `nexent completions SHELL` prints a shell completion script.
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
-use nexent_server::{ServeArgs, logging, serve, settings_from};
+use nexent_server::{ServeArgs, cli, logging, serve, settings_from};
 
 #[derive(Debug, Parser)]
 #[command(name = "nexent", version, about = "Nexent Local: a private, local-first knowledge assistant")]
@@ -18,15 +20,27 @@ struct Cli {
 enum Command {
     /// Start the server (the default command).
     Serve(Box<ServeArgs>),
+    #[command(flatten)]
+    Verb(cli::Verb),
     /// Print the OpenAPI document as JSON.
     Openapi,
+    /// Print a completion script for a shell (e.g. `nexent completions bash > ~/.local/share/bash-completion/completions/nexent`).
+    Completions { shell: clap_complete::Shell },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command.unwrap_or_else(|| Command::Serve(Box::default())) {
         Command::Serve(args) => run_serve(*args),
+        Command::Verb(verb) => {
+            logging::init_for_command();
+            return cli::run(verb);
+        }
         Command::Openapi => print_openapi(),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "nexent", &mut std::io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -344,6 +344,9 @@ pub struct Settings {
     pub mcp_servers: Vec<McpServerConfig>,
     pub storage: StorageBackend,
     pub log_filter: Option<String>,
+    /// Whether the server names itself in the data dir's `server.json` (not when a command runs a
+    /// private server for itself).
+    pub advertise: bool,
 }
 
 /// `nexent-stt` beside the running executable (where cargo and the desktop bundle put it).
@@ -463,6 +466,7 @@ impl Settings {
                 .unwrap_or_default()
                 .backend()?,
             log_filter: file.log,
+            advertise: true,
         })
     }
 }

@@ -33,12 +33,16 @@ pub struct AgentRequest {
     /// Step labels: `en` (default) or `zh`.
     #[serde(default)]
     pub language: Option<String>,
+    /// Ours, not Nexent's: the knowledge bases to search instead of Config Sync's selection (each must
+    /// exist, else 404).
+    #[serde(default)]
+    pub knowledge_bases: Option<Vec<String>>,
 }
 
 #[utoipa::path(post, path = "/api/agent/run", tag = "agent", request_body = AgentRequest,
     responses((status = 200, content_type = "text/event-stream",
                description = r#"`data: {"type": ..., "content": "..."}` per message (§2.2), until the run ends"#),
-              (status = 404, description = "unknown conversation"),
+              (status = 404, description = "unknown conversation or knowledge base"),
               (status = 422, description = "empty query"),
               (status = 503, description = "the agent is at its limit of runs")))]
 pub async fn run_agent(
@@ -67,6 +71,7 @@ pub async fn run_agent(
             history,
             minio_files: request.minio_files.map(Value::Array),
             language: request.language.as_deref().map(Language::parse),
+            knowledge_bases: request.knowledge_bases,
         })
         .await?;
     let mut response = event_stream(run.messages).into_response();
