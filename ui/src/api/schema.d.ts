@@ -861,6 +861,11 @@ export interface components {
             history?: unknown[] | null;
             /** @description Unused, as in Nexent. */
             is_set?: boolean;
+            /**
+             * @description Ours, not Nexent's: the knowledge bases to search instead of Config Sync's selection (each must
+             *     exist, else 404).
+             */
+            knowledge_bases?: string[] | null;
             /** @description Step labels: `en` (default) or `zh`. */
             language?: string | null;
             /** @description Attachments `{object_name, name, type, size, url?, description?}`. */
@@ -1118,7 +1123,7 @@ export interface operations {
                     "text/event-stream": unknown;
                 };
             };
-            /** @description unknown conversation */
+            /** @description unknown conversation or knowledge base */
             404: {
                 headers: {
                     [name: string]: unknown;
