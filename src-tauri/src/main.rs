@@ -1,7 +1,8 @@
 //! `nexent-desktop`: the desktop window. A thin shell (DESIGN.md): it runs the same server as `nexent serve`
 //! in this process on loopback, opens a window on its web UI, and adds what only a desktop app has: a
 //! tray icon with Open and Quit, one instance per data dir whose second start brings the first window to
-//! the front, files dropped on the window going to the page, a native folder chooser, and the models an
+//! the front, files dropped on the window going to the page, a native folder chooser, the microphone for
+//! dictation (WebKitGTK's media stream, allowed to our own page only; `media.rs`), and the models an
 //! installed package carries. No domain logic lives here; the page talks to `/api` as it does in a browser.
 //!
 //! Flags are `nexent serve`'s (`--port`, `--data-dir`, `--models-dir`, ...). With an API token set, the
@@ -24,6 +25,7 @@ use tauri::{Manager, RunEvent, WebviewUrl, WebviewWindowBuilder};
 use nexent_server::{ServeArgs, logging, serve, settings_from};
 
 mod bundled_models;
+mod media;
 mod single_instance;
 
 #[derive(Debug, Parser)]
@@ -118,13 +120,16 @@ fn run(args: DesktopArgs) -> anyhow::Result<()> {
         .plugin(tauri_plugin_dialog::init())
         .setup(move |app| {
             app.add_capability(dialog_capability)?;
-            WebviewWindowBuilder::new(app, MAIN_WINDOW, WebviewUrl::External(page))
+            // The window starts blank: the page is loaded once the microphone policy is in place.
+            let blank: tauri::Url = "about:blank".parse()?;
+            let window = WebviewWindowBuilder::new(app, MAIN_WINDOW, WebviewUrl::External(blank))
                 .title("Nexent Local")
                 .inner_size(1280.0, 820.0)
                 .min_inner_size(720.0, 480.0)
                 // Files dropped on the window reach the page (the knowledge base's drop zone), not Tauri.
                 .disable_drag_drop_handler()
                 .build()?;
+            media::enable_and_open(&window, page)?;
             if let Err(error) = tray(app) {
                 // A desktop without a tray area still has the window.
                 tracing::warn!(%error, "no tray icon");
