@@ -18,9 +18,12 @@ fi
 # is downloaded by a test tool) and a font with Chinese glyphs, since Nexent's default titles are Chinese.
 # The desktop test: a window manager (openbox) and xdotool, to minimise the window and see a second start
 # bring it back. curl: the security tests call the server as another local account would. tmux: the
-# command line's progress bar is read from a real terminal.
+# command line's progress bar is read from a real terminal. The desktop voice test: a PulseAudio server of
+# its own with pactl/paplay/parec (pulseaudio, pulseaudio-utils), GStreamer's pulse elements through which
+# WebKitGTK records and plays (gstreamer1.0-pulseaudio), and xclip to read the question box's copied text.
 missing=()
-for package in chromium fonts-wqy-zenhei openbox xdotool curl tmux; do
+for package in chromium fonts-wqy-zenhei openbox xdotool curl tmux \
+  pulseaudio pulseaudio-utils gstreamer1.0-pulseaudio xclip; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
 done
 if [ "${#missing[@]}" -gt 0 ]; then
