@@ -1,5 +1,7 @@
 //! What the benchmark binaries share: flag parsing, percentiles, the local embedding model.
 
+pub mod soak;
+
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;

@@ -134,6 +134,37 @@ async fn without_a_server_the_command_line_ingests_a_folder_searches_and_answers
         "{streamed}"
     );
 
+    // A conversation in the terminal: a question per line, the second one following up on the first.
+    let mut chat = Command::new(nexent_binary()?)
+        .args(["chat", "--kb", "docs", "--data-dir"])
+        .arg(&data_dir)
+        .arg("--models-dir")
+        .arg(models_dir())
+        .env_remove("NEXENT_SERVER")
+        .env_remove("NEXENT_API_TOKEN")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    {
+        use std::io::Write;
+        let mut input = chat.stdin.take().expect("piped stdin");
+        input
+            .write_all(b"How much does the Zorblax X2 kettle cost?\nWhat is the name of the Velmora Island ferry?\n")?;
+    }
+    let chatted = chat.wait_with_output()?;
+    ensure_success(&chatted, "chat")?;
+    let transcript = text(&chatted.stdout);
+    assert!(transcript.contains("412") && transcript.matches("Sources:").count() == 2, "{transcript}");
+    assert!(text(&chatted.stderr).contains("The conversation is saved"), "{}", text(&chatted.stderr));
+
+    let models = nexent(&data_dir, &["models", "list", "--json"])?;
+    ensure_success(&models, "models list")?;
+    let models = stdout_json(&models)?;
+    let names: Vec<&str> =
+        models.as_array().into_iter().flatten().filter_map(|model| model["model_name"].as_str()).collect();
+    assert!(names.iter().any(|name| name.contains("Qwen2.5")), "{models:#}");
+
     let listed = nexent(&data_dir, &["kb", "list", "--json"])?;
     ensure_success(&listed, "kb list")?;
     let listed = stdout_json(&listed)?;

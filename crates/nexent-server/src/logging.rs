@@ -22,7 +22,14 @@ pub fn init(settings: &Settings) -> anyhow::Result<WorkerGuard> {
     let filter = EnvFilter::try_new(&filter).with_context(|| format!("invalid log filter {filter:?}"))?;
     let log_dir = settings.data_dir.join("logs");
     std::fs::create_dir_all(&log_dir).with_context(|| format!("cannot create {}", log_dir.display()))?;
-    let (file_writer, guard) = tracing_appender::non_blocking(tracing_appender::rolling::never(&log_dir, "nexent.log"));
+    // The builder reports a log file it cannot create (a read-only or full data dir) instead of panicking,
+    // as `rolling::never` does.
+    let appender = tracing_appender::rolling::RollingFileAppender::builder()
+        .rotation(tracing_appender::rolling::Rotation::NEVER)
+        .filename_prefix("nexent.log")
+        .build(&log_dir)
+        .with_context(|| format!("cannot write the log file in {}: the data dir must be writable", log_dir.display()))?;
+    let (file_writer, guard) = tracing_appender::non_blocking(appender);
     tracing_subscriber::registry()
         .with(filter)
         .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
