@@ -8,7 +8,7 @@ NEXENT_BIN := $(CARGO_TARGET_DIR)/release/nexent
 # llama.cpp's build script watches GGML_* variables, and its own flags must not change under it.
 GGML_FLAGS := GGML_NATIVE=OFF GGML_AVX=ON GGML_AVX2=ON GGML_FMA=ON GGML_F16C=ON GGML_BMI2=ON
 
-.PHONY: test-shared run test setup build bundle check-deb lint bench-server bench-retrieval bench-multilingual bench-scale bench-scale-out bench-ingest bench-llm bench-agent bench-voice bench-embedders fuzz
+.PHONY: test-shared run test setup build bundle check-deb lint bench-server bench-retrieval bench-multilingual bench-scale bench-scale-out bench-ingest bench-llm bench-agent bench-voice bench-embedders bench-soak fuzz
 
 setup:
 	@bash scripts/setup.sh
@@ -42,6 +42,15 @@ bundle: build
 	strip --strip-debug $(CARGO_TARGET_DIR)/release/nexent-desktop
 	cd src-tauri && ../ui/node_modules/.bin/tauri bundle --bundles deb --config tauri.bundle.conf.json
 	@ls $(CARGO_TARGET_DIR)/release/bundle/deb/*.deb
+
+## bench-soak: the release binary under open-loop load of every kind of request while faults are injected
+## (SIGKILLs, a full disk, a read-only data dir, the speech helper killed); writes bench/results/soak.md.
+## Needs root (the data dir is a size-limited tmpfs). SOAK_SECONDS, SOAK_RATE, SOAK_KILLS tune it.
+SOAK_SECONDS ?= 1200
+SOAK_RATE ?= 60
+SOAK_KILLS ?= 20
+bench-soak: build
+	NEXENT_BIN=$(CARGO_TARGET_DIR)/release/nexent cargo run --release -p nexent-bench --bin bench-soak -- --seconds $(SOAK_SECONDS) --rate $(SOAK_RATE) --kills $(SOAK_KILLS) --out bench/results/soak.md
 
 ## fuzz: the hostile-input harness of every document parser (mutated fixtures, output and allocation caps),
 ## FUZZ_SECONDS per parser (the normal test run gives each 2 s); two parsers run at a time.
