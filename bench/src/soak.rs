@@ -173,6 +173,8 @@ pub struct SoakReport {
     pub read_only_episodes: usize,
     pub helper_kills: usize,
     pub skipped_faults: Vec<String>,
+    /// Writes tried on purpose while the disk was full, by how they ended.
+    pub disk_full_endings: BTreeMap<String, usize>,
     /// What each start on a read-only data dir did.
     pub read_only_outcomes: Vec<String>,
     pub invariant_checks: usize,
@@ -262,6 +264,11 @@ impl SoakReport {
                 format!(" Skipped: {}.", self.skipped_faults.join("; "))
             }
         ));
+        if !self.disk_full_endings.is_empty() {
+            let endings: Vec<String> =
+                self.disk_full_endings.iter().map(|(ending, count)| format!("{count} × {ending}")).collect();
+            out.push_str(&format!("Writes tried while the disk was full: {}.\n\n", endings.join(", ")));
+        }
         for outcome in &self.read_only_outcomes {
             out.push_str(&format!("On a read-only data dir the server {outcome}.\n\n"));
         }
@@ -1010,7 +1017,19 @@ async fn inject(
             let dir = soak.node.data_dir.clone();
             let filler = tokio::task::spawn_blocking(move || fill_disk(&dir)).await??;
             report.disk_full_episodes += 1;
-            tokio::time::sleep(Duration::from_secs(8)).await;
+            // While the disk is full, writes of each kind are tried on purpose: each must succeed (room
+            // left in a file already allocated) or be refused clearly (507, 503), never a 500.
+            for round in 0..4 {
+                let kind = [Kind::CreateConversation, Kind::Upload][round % 2];
+                let started = Instant::now();
+                let ending = match soak.perform(kind, &mut Random::new(round as u64 + 11)).await {
+                    Ok(status) => Ending::Status(status),
+                    Err(ending) => ending,
+                };
+                *report.disk_full_endings.entry(format!("{kind:?} {ending:?}")).or_default() += 1;
+                soak.record(kind, ending, started);
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
             std::fs::remove_file(&filler)?;
             // Once there is room again, a write must succeed.
             let mut wrote = false;

@@ -132,8 +132,23 @@ impl From<ConversationError> for ApiError {
             ConversationError::ConversationNotFound(_) | ConversationError::MessageNotFound(_) => {
                 ApiError::NotFound(error.to_string())
             }
-            ConversationError::Database(cause) => ApiError::Internal(cause.into()),
+            ConversationError::Database(cause) => storage_error(cause),
         }
+    }
+}
+
+/// Any failure below a route: the disk's fault (full, read-only) is said as such, with what to do;
+/// anything else is ours (500).
+pub fn storage_error<E: std::error::Error + Send + Sync + 'static>(cause: E) -> ApiError {
+    use nexent_core::db::{StorageCondition, storage_condition_in};
+    match storage_condition_in(&cause) {
+        Some(StorageCondition::Full) => ApiError::InsufficientStorage(
+            "The disk holding the data is full: nothing was saved; free some space and try again".into(),
+        ),
+        Some(StorageCondition::ReadOnly) => ApiError::ServiceUnavailable(
+            "The data dir is read-only: nothing was saved; make it writable and try again".into(),
+        ),
+        None => ApiError::Internal(cause.into()),
     }
 }
 

@@ -134,6 +134,65 @@ async fn connect(options: AnyConnectOptions, dialect: Dialect, location: String)
 }
 
 /// The URL as it may be shown: its password replaced by `***`.
+/// What a failed database operation says about the storage beneath it, when it is the disk's fault and
+/// not the request's or ours: the API answers these as 507 (full) and 503 (read-only), with what to do,
+/// instead of a 500.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StorageCondition {
+    Full,
+    ReadOnly,
+}
+
+/// SQLite's SQLITE_FULL and SQLITE_READONLY (primary codes, under any extended code), PostgreSQL's
+/// disk_full and read_only_sql_transaction, and the operating system's ENOSPC and EROFS.
+pub fn storage_condition(error: &sqlx::Error) -> Option<StorageCondition> {
+    const ENOSPC: i32 = 28;
+    const EROFS: i32 = 30;
+    match error {
+        sqlx::Error::Io(io) => match io.raw_os_error() {
+            Some(ENOSPC) => Some(StorageCondition::Full),
+            Some(EROFS) => Some(StorageCondition::ReadOnly),
+            _ => None,
+        },
+        sqlx::Error::Database(database) => {
+            let code = database.code()?;
+            match code.as_ref() {
+                "53100" => return Some(StorageCondition::Full),
+                "25006" => return Some(StorageCondition::ReadOnly),
+                _ => {}
+            }
+            match code.parse::<i64>().ok()? & 0xff {
+                13 => Some(StorageCondition::Full),
+                8 => Some(StorageCondition::ReadOnly),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// [`storage_condition`] for any error, looking through its causes for an I/O or database error (object
+/// stores wrap the file system's errors).
+pub fn storage_condition_in(error: &(dyn std::error::Error + 'static)) -> Option<StorageCondition> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = current {
+        if let Some(database) = error.downcast_ref::<sqlx::Error>()
+            && let Some(condition) = storage_condition(database)
+        {
+            return Some(condition);
+        }
+        if let Some(io) = error.downcast_ref::<std::io::Error>() {
+            match io.raw_os_error() {
+                Some(28) => return Some(StorageCondition::Full),
+                Some(30) => return Some(StorageCondition::ReadOnly),
+                _ => {}
+            }
+        }
+        current = error.source();
+    }
+    None
+}
+
 pub fn redact_password(url: &str) -> String {
     match url::Url::parse(url) {
         Ok(mut parsed) if parsed.password().is_some() => {
@@ -148,6 +207,26 @@ pub fn redact_password(url: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_write_to_a_read_only_database_is_a_storage_condition_not_a_bug() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(DATABASE_FILE_NAME);
+        open_database(&path).await.expect("create").close().await;
+        let options = SqliteConnectOptions::new().filename(&path).read_only(true);
+        let mut connection = options.connect().await.expect("open read-only");
+        let error = sqlx::query("CREATE TABLE t (x INTEGER)").execute(&mut connection).await.expect_err("read-only");
+        assert_eq!(storage_condition(&error), Some(StorageCondition::ReadOnly), "{error:?}");
+        let full = sqlx::Error::Io(std::io::Error::from_raw_os_error(28));
+        assert_eq!(storage_condition(&full), Some(StorageCondition::Full));
+        assert_eq!(storage_condition(&sqlx::Error::RowNotFound), None);
+        #[derive(Debug, thiserror::Error)]
+        #[error("wrapped")]
+        struct Wrapped(#[source] std::io::Error);
+        let wrapped = Wrapped(std::io::Error::from_raw_os_error(30));
+        assert_eq!(storage_condition_in(&wrapped), Some(StorageCondition::ReadOnly));
+        assert_eq!(storage_condition_in(&Wrapped(std::io::Error::other("x"))), None);
+    }
 
     #[tokio::test]
     async fn opens_in_wal_mode_and_migrates_twice_without_error() {

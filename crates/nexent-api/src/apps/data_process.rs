@@ -18,7 +18,7 @@ impl From<IngestError> for ApiError {
         match error {
             IngestError::InvalidRequest(_) => ApiError::BadRequest(error.to_string()),
             IngestError::NotFound(_) => ApiError::NotFound(error.to_string()),
-            IngestError::Database(cause) => ApiError::internal(cause),
+            IngestError::Database(cause) => crate::error::storage_error(cause),
         }
     }
 }

@@ -80,7 +80,7 @@ impl From<StorageError> for ApiError {
             StorageError::TooLarge { .. } => ApiError::PayloadTooLarge(error.to_string()),
             StorageError::QuotaExceeded { .. } => ApiError::InsufficientStorage(error.to_string()),
             StorageError::BadSignature => ApiError::Forbidden(error.to_string()),
-            other => ApiError::internal(other),
+            other => crate::error::storage_error(other),
         }
     }
 }
@@ -434,6 +434,10 @@ pub async fn upload_to_knowledge_base(
                     }
                     match storage.upload("knowledge", &file_name, body).await {
                         Ok(object) => stored.push(object),
+                        // A full or read-only disk is no fault of this file: the whole request is refused.
+                        Err(error) if nexent_core::db::storage_condition_in(&error).is_some() => {
+                            return Err(error.into());
+                        }
                         Err(error @ (StorageError::TooLarge { .. } | StorageError::Io(_))) => {
                             errors.push(error.to_string())
                         }

@@ -36,6 +36,7 @@ impl From<KnowledgeError> for ApiError {
             | KnowledgeError::EmptyDocument { .. } => ApiError::BadRequest(error.to_string()),
             KnowledgeError::Embedding(EmbedError::Unavailable(_) | EmbedError::Busy)
             | KnowledgeError::EmbeddingModelNotLoaded { .. } => ApiError::ServiceUnavailable(error.to_string()),
+            KnowledgeError::Database(cause) => crate::error::storage_error(cause),
             other => ApiError::internal(other),
         }
     }

@@ -27,7 +27,7 @@ fn model_failure(error: ModelError, data: Value) -> Result<Json<Value>, ApiError
         ModelError::DisplayNameTaken(_) => Ok(envelope(409, error.to_string(), data)),
         ModelError::NotFound(_) => Ok(envelope(404, error.to_string(), data)),
         ModelError::Invalid(_) => Ok(envelope(400, error.to_string(), data)),
-        ModelError::Database(cause) => Err(ApiError::internal(cause)),
+        ModelError::Database(cause) => Err(crate::error::storage_error(cause)),
     }
 }
 

@@ -20,7 +20,7 @@ impl From<WatchError> for ApiError {
             WatchError::Invalid(_) => ApiError::BadRequest(error.to_string()),
             WatchError::NotFound(_) => ApiError::NotFound(error.to_string()),
             WatchError::Notify(cause) => ApiError::internal(cause),
-            WatchError::Database(cause) => ApiError::internal(cause),
+            WatchError::Database(cause) => crate::error::storage_error(cause),
         }
     }
 }
