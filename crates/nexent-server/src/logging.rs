@@ -28,7 +28,9 @@ pub fn init(settings: &Settings) -> anyhow::Result<WorkerGuard> {
         .rotation(tracing_appender::rolling::Rotation::NEVER)
         .filename_prefix("nexent.log")
         .build(&log_dir)
-        .with_context(|| format!("cannot write the log file in {}: the data dir must be writable", log_dir.display()))?;
+        .with_context(|| {
+            format!("cannot write the log file in {}: the data dir must be writable", log_dir.display())
+        })?;
     let (file_writer, guard) = tracing_appender::non_blocking(appender);
     tracing_subscriber::registry()
         .with(filter)
