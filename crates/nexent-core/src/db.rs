@@ -182,11 +182,22 @@ pub fn storage_condition_in(error: &(dyn std::error::Error + 'static)) -> Option
             return Some(condition);
         }
         if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            match io.raw_os_error() {
-                Some(28) => return Some(StorageCondition::Full),
-                Some(30) => return Some(StorageCondition::ReadOnly),
+            match (io.raw_os_error(), io.kind()) {
+                (Some(28), _) | (_, std::io::ErrorKind::StorageFull) => return Some(StorageCondition::Full),
+                (Some(30), _) | (_, std::io::ErrorKind::ReadOnlyFilesystem) => {
+                    return Some(StorageCondition::ReadOnly);
+                }
                 _ => {}
             }
+        }
+        // Some libraries (Tantivy) keep the I/O error where `source()` does not reach it (behind an `Arc`,
+        // or only in their message); the standard library's message for it ends in "(os error N)".
+        let message = error.to_string();
+        if message.contains("(os error 28)") {
+            return Some(StorageCondition::Full);
+        }
+        if message.contains("(os error 30)") {
+            return Some(StorageCondition::ReadOnly);
         }
         current = error.source();
     }
@@ -226,6 +237,9 @@ mod tests {
         let wrapped = Wrapped(std::io::Error::from_raw_os_error(30));
         assert_eq!(storage_condition_in(&wrapped), Some(StorageCondition::ReadOnly));
         assert_eq!(storage_condition_in(&Wrapped(std::io::Error::other("x"))), None);
+        let only_in_the_message =
+            std::io::Error::other("Failed to open file for write: No space left on device (os error 28)");
+        assert_eq!(storage_condition_in(&only_in_the_message), Some(StorageCondition::Full));
     }
 
     #[tokio::test]

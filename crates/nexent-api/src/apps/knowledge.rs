@@ -36,8 +36,8 @@ impl From<KnowledgeError> for ApiError {
             | KnowledgeError::EmptyDocument { .. } => ApiError::BadRequest(error.to_string()),
             KnowledgeError::Embedding(EmbedError::Unavailable(_) | EmbedError::Busy)
             | KnowledgeError::EmbeddingModelNotLoaded { .. } => ApiError::ServiceUnavailable(error.to_string()),
-            KnowledgeError::Database(cause) => crate::error::storage_error(cause),
-            other => ApiError::internal(other),
+            // A full or read-only disk under the index or the database is said as such; the rest is ours.
+            other => crate::error::storage_error(other),
         }
     }
 }
