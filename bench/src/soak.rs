@@ -13,7 +13,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
@@ -304,7 +304,6 @@ impl SoakReport {
 struct Node {
     server: Mutex<NexentServer>,
     base: RwLock<String>,
-    up: AtomicBool,
     data_dir: PathBuf,
 }
 
@@ -319,19 +318,16 @@ impl Node {
 
     /// SIGKILL, then start again on the same data dir.
     fn kill_and_restart(&self) -> anyhow::Result<()> {
-        self.up.store(false, Ordering::SeqCst);
         let mut server = lock(&self.server);
         server.kill()?;
         server.restart()?;
         *self.base.write().unwrap_or_else(std::sync::PoisonError::into_inner) = server.base_url.clone();
-        self.up.store(true, Ordering::SeqCst);
         Ok(())
     }
 
     /// SIGKILL, then a start on the data dir made read-only (a tmpfs cannot be remounted read-only while
     /// a process writes to it), then read-write again and a normal start. What the read-only start did.
     fn restart_read_only(&self, limited: &LimitedDir) -> anyhow::Result<String> {
-        self.up.store(false, Ordering::SeqCst);
         let mut server = lock(&self.server);
         server.kill()?;
         limited.remount("ro")?;
@@ -346,7 +342,6 @@ impl Node {
         limited.remount("rw")?;
         server.restart()?;
         *self.base.write().unwrap_or_else(std::sync::PoisonError::into_inner) = server.base_url.clone();
-        self.up.store(true, Ordering::SeqCst);
         Ok(outcome)
     }
 }
@@ -421,7 +416,7 @@ fn fill_disk(dir: &Path) -> anyhow::Result<PathBuf> {
         match file.write(&block) {
             Ok(0) => break,
             Ok(_) => {}
-            Err(error) if error.raw_os_error() == Some(libc_enospc()) => break,
+            Err(error) if error.kind() == std::io::ErrorKind::StorageFull => break,
             Err(error) => return Err(error.into()),
         }
     }
@@ -429,10 +424,6 @@ fn fill_disk(dir: &Path) -> anyhow::Result<PathBuf> {
     let page = vec![0u8; 4096];
     while file.write(&page).is_ok_and(|written| written > 0) {}
     Ok(path)
-}
-
-const fn libc_enospc() -> i32 {
-    28
 }
 
 /// The shared state of one soak.
@@ -915,7 +906,7 @@ pub async fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
     let started = Instant::now();
     let third = config.duration / 3;
     let soak = Arc::new(Soak {
-        node: Node { server: Mutex::new(server), base: RwLock::new(base), up: AtomicBool::new(true), data_dir },
+        node: Node { server: Mutex::new(server), base: RwLock::new(base), data_dir },
         http: reqwest::Client::builder().timeout(Duration::from_secs(300)).no_proxy().build()?,
         fixtures,
         jfk_pcm: wav_pcm(&std::fs::read(models_dir().join("jfk.wav"))?)?,

@@ -146,14 +146,8 @@ pub enum StorageCondition {
 /// SQLite's SQLITE_FULL and SQLITE_READONLY (primary codes, under any extended code), PostgreSQL's
 /// disk_full and read_only_sql_transaction, and the operating system's ENOSPC and EROFS.
 pub fn storage_condition(error: &sqlx::Error) -> Option<StorageCondition> {
-    const ENOSPC: i32 = 28;
-    const EROFS: i32 = 30;
     match error {
-        sqlx::Error::Io(io) => match io.raw_os_error() {
-            Some(ENOSPC) => Some(StorageCondition::Full),
-            Some(EROFS) => Some(StorageCondition::ReadOnly),
-            _ => None,
-        },
+        sqlx::Error::Io(io) => io_condition(io),
         sqlx::Error::Database(database) => {
             let code = database.code()?;
             match code.as_ref() {
@@ -171,6 +165,15 @@ pub fn storage_condition(error: &sqlx::Error) -> Option<StorageCondition> {
     }
 }
 
+/// ENOSPC and EROFS, by the kinds the standard library gives them.
+fn io_condition(io: &std::io::Error) -> Option<StorageCondition> {
+    match io.kind() {
+        std::io::ErrorKind::StorageFull => Some(StorageCondition::Full),
+        std::io::ErrorKind::ReadOnlyFilesystem => Some(StorageCondition::ReadOnly),
+        _ => None,
+    }
+}
+
 /// [`storage_condition`] for any error, looking through its causes for an I/O or database error (object
 /// stores wrap the file system's errors).
 pub fn storage_condition_in(error: &(dyn std::error::Error + 'static)) -> Option<StorageCondition> {
@@ -181,14 +184,8 @@ pub fn storage_condition_in(error: &(dyn std::error::Error + 'static)) -> Option
         {
             return Some(condition);
         }
-        if let Some(io) = error.downcast_ref::<std::io::Error>() {
-            match (io.raw_os_error(), io.kind()) {
-                (Some(28), _) | (_, std::io::ErrorKind::StorageFull) => return Some(StorageCondition::Full),
-                (Some(30), _) | (_, std::io::ErrorKind::ReadOnlyFilesystem) => {
-                    return Some(StorageCondition::ReadOnly);
-                }
-                _ => {}
-            }
+        if let Some(condition) = error.downcast_ref::<std::io::Error>().and_then(io_condition) {
+            return Some(condition);
         }
         // Some libraries (Tantivy) keep the I/O error where `source()` does not reach it (behind an `Arc`,
         // or only in their message); the standard library's message for it ends in "(os error N)".

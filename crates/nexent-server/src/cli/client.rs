@@ -94,21 +94,26 @@ pub fn command_settings(target: &Target) -> anyhow::Result<Settings> {
 impl Api {
     /// The server named by `--server`, else the data dir's running server, else a private one.
     pub async fn connect(target: &Target) -> anyhow::Result<Api> {
-        match Self::connect_existing(target).await? {
+        let settings = command_settings(target)?;
+        match Self::connect_existing(target, &settings).await? {
             Some(api) => Ok(api),
-            None => Self::start_private(command_settings(target)?).await,
+            None => Self::start_private(settings).await,
         }
     }
 
     /// The server named by `--server` (which must answer), else the data dir's running server if it
     /// answers; None when no server runs on the data dir.
-    pub async fn connect_existing(target: &Target) -> anyhow::Result<Option<Api>> {
-        let settings = command_settings(target)?;
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
+    pub async fn connect_existing(target: &Target, settings: &Settings) -> anyhow::Result<Option<Api>> {
+        let http = http_client()?;
         if let Some(url) = &target.server {
             let base = url.trim_end_matches('/').to_owned();
-            let api =
-                Api { http, base: base.clone(), token: settings.api_token, reach: Reach::Named(base), private: None };
+            let api = Api {
+                http,
+                base: base.clone(),
+                token: settings.api_token.clone(),
+                reach: Reach::Named(base),
+                private: None,
+            };
             api.get("/api/health").await.with_context(|| format!("no Nexent Local server answers at {url}"))?;
             return Ok(Some(api));
         }
@@ -132,7 +137,7 @@ impl Api {
 
     /// Starts the data dir's server in this process, for this command only.
     async fn start_private(mut settings: Settings) -> anyhow::Result<Api> {
-        let http = reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?;
+        let http = http_client()?;
         settings.advertise = false;
         settings.watch.clear();
         let token = uuid::Uuid::new_v4().simple().to_string();
@@ -224,6 +229,10 @@ impl Api {
     fn unreachable(&self) -> String {
         format!("cannot reach the server at {}", self.base)
     }
+}
+
+fn http_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder().connect_timeout(Duration::from_secs(5)).build()?)
 }
 
 /// The body of a successful response, or the API's message as an [`ApiFailure`].

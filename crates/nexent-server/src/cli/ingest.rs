@@ -130,16 +130,20 @@ async fn ingest(api: &Api, args: &IngestArgs) -> anyhow::Result<Outcome> {
     }
 
     let started = Instant::now();
-    let total_bytes: u64 =
-        selection.files.iter().filter_map(|file| std::fs::metadata(file).ok()).map(|metadata| metadata.len()).sum();
+    // Each file's size, read once: for the summary and for the throughput as files finish.
+    let sized: Vec<(PathBuf, u64)> = selection
+        .files
+        .iter()
+        .map(|file| (file.clone(), std::fs::metadata(file).map(|metadata| metadata.len()).unwrap_or(0)))
+        .collect();
+    let total_bytes: u64 = sized.iter().map(|(_, size)| size).sum();
     let progress = progress_bar(selection.files.len() as u64, args.json);
     let chunks = Arc::new(AtomicU64::new(0));
     let bytes_done = Arc::new(AtomicU64::new(0));
-    let mut results: Vec<FileResult> = futures::stream::iter(selection.files.iter().cloned())
-        .map(|path| {
+    let mut results: Vec<FileResult> = futures::stream::iter(sized)
+        .map(|(path, size)| {
             let (progress, chunks, bytes_done) = (progress.clone(), chunks.clone(), bytes_done.clone());
             async move {
-                let size = std::fs::metadata(&path).map(|metadata| metadata.len()).unwrap_or(0);
                 let result = match ingest_file(api, &args.kb, args.chunking, &path).await {
                     Ok(count) => FileResult { path, chunks: count, error: None },
                     Err(error) => FileResult { path, chunks: 0, error: Some(format!("{error:#}")) },

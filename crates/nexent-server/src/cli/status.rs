@@ -4,7 +4,6 @@ use serde_json::{Value, json};
 
 use super::client::{Api, Target, command_settings};
 use super::{Outcome, print_json};
-use crate::discovery;
 
 #[derive(Debug, clap::Args)]
 pub struct StatusArgs {
@@ -16,10 +15,6 @@ pub struct StatusArgs {
 
 pub async fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
     let settings = command_settings(&args.target)?;
-    let announced = match &args.target.server {
-        Some(url) => Some(url.clone()),
-        None => discovery::running_server(&settings.data_dir).map(|record| record.url),
-    };
     let mut status = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "data_dir": settings.data_dir.display().to_string(),
@@ -27,24 +22,22 @@ pub async fn run(args: StatusArgs) -> anyhow::Result<Outcome> {
         "model_files": model_files(&settings.models_dir),
         "server": Value::Null,
     });
-    if announced.is_some() {
-        // Only a server that answers counts; no server is started just to report.
-        if let Some(api) = Api::connect_existing(&args.target).await? {
-            let health = api.get("/api/health").await?;
-            let indices = api.get("/api/indices").await?;
-            let tasks = api.get("/api/tasks").await?;
-            let pending = tasks["tasks"].as_array().map_or(0, |tasks| {
-                tasks.iter().filter(|task| !matches!(task["status"].as_str(), Some("completed" | "failed"))).count()
-            });
-            status["server"] = json!({
-                "url": api.url(""),
-                "status": health["status"],
-                "version": health["version"],
-                "knowledge_bases": indices["indices"],
-                "tasks_in_progress": pending,
-            });
-            api.close().await?;
-        }
+    // Only a server that answers counts; no server is started just to report.
+    if let Some(api) = Api::connect_existing(&args.target, &settings).await? {
+        let health = api.get("/api/health").await?;
+        let indices = api.get("/api/indices").await?;
+        let tasks = api.get("/api/tasks").await?;
+        let pending = tasks["tasks"].as_array().map_or(0, |tasks| {
+            tasks.iter().filter(|task| !matches!(task["status"].as_str(), Some("completed" | "failed"))).count()
+        });
+        status["server"] = json!({
+            "url": api.url(""),
+            "status": health["status"],
+            "version": health["version"],
+            "knowledge_bases": indices["indices"],
+            "tasks_in_progress": pending,
+        });
+        api.close().await?;
     }
     if args.json {
         print_json(&status);
