@@ -8,7 +8,9 @@
 //! so overload shows as latency and 503s instead of being hidden by clients that wait their turn.
 //!
 //! Faults: SIGKILL and restart at random moments; the data dir on a size-limited tmpfs filled to the last
-//! byte and then freed; the data dir remounted read-only for a while; the speech helper killed mid-use.
+//! byte and then freed; the data dir remounted read-only for a while; the speech helper killed mid-use;
+//! the chat model's file truncated or removed under the running server, then restarts on it damaged and
+//! repaired; a segment file of one knowledge base's index corrupted while the server is down.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -38,6 +40,12 @@ pub struct SoakConfig {
     pub disk_full_episodes: usize,
     /// Read-only episodes of the data dir (same need).
     pub read_only_episodes: usize,
+    /// Episodes of the chat model's file damaged (truncated, then removed, in turn) under the server.
+    pub model_file_episodes: usize,
+    /// Episodes of a segment file of one base corrupted while the server is down.
+    pub index_corruptions: usize,
+    /// Most resident memory the server may use (sampled every two seconds), in MiB.
+    pub memory_limit_mib: u64,
     /// Size of the tmpfs holding the data dir.
     pub data_dir_megabytes: u64,
     pub seed: u64,
@@ -55,6 +63,9 @@ impl SoakConfig {
             kills: 3,
             disk_full_episodes: 1,
             read_only_episodes: 1,
+            model_file_episodes: 1,
+            index_corruptions: 1,
+            memory_limit_mib: 1536,
             data_dir_megabytes: 256,
             seed: 7,
             fixtures,
@@ -100,9 +111,13 @@ pub enum Kind {
     OpenAiEmbeddings,
     Speak,
     Transcribe,
+    /// Create a short-lived base with a document in it, or delete one.
+    BaseChurn,
+    /// Watch a folder, change or remove a file in one, or stop watching one.
+    WatchChurn,
 }
 
-const MIX: [(Kind, u32); 12] = [
+const MIX: [(Kind, u32); 14] = [
     (Kind::CreateConversation, 10),
     (Kind::ListConversations, 10),
     (Kind::RenameConversation, 4),
@@ -115,6 +130,8 @@ const MIX: [(Kind, u32); 12] = [
     (Kind::OpenAiEmbeddings, 8),
     (Kind::Speak, 3),
     (Kind::Transcribe, 2),
+    (Kind::BaseChurn, 2),
+    (Kind::WatchChurn, 3),
 ];
 
 fn pick(random: &mut Random) -> Kind {
@@ -131,6 +148,12 @@ fn pick(random: &mut Random) -> Kind {
 
 /// The knowledge bases clients upload into and search (never deleted, so a search never races a delete).
 const BASES: [&str; 3] = ["soak-a", "soak-b", "soak-c"];
+/// The base the watched folders feed.
+const WATCH_BASE: &str = "soak-watch";
+/// The base whose index is corrupted on purpose (nothing else writes to it).
+const FRAGILE_BASE: &str = "soak-fragile";
+/// The chat model's file name (the soak runs on a copy of its own, which it damages).
+const CHAT_MODEL_FILE: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// How one request ended.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -172,6 +195,12 @@ pub struct SoakReport {
     pub disk_full_episodes: usize,
     pub read_only_episodes: usize,
     pub helper_kills: usize,
+    pub model_file_episodes: usize,
+    pub index_corruptions: usize,
+    /// What the chat answered in each model-file episode (running, restarted damaged, repaired).
+    pub model_file_outcomes: Vec<String>,
+    /// What the server said about the corrupted base after each restart.
+    pub quarantine_outcomes: Vec<String>,
     pub skipped_faults: Vec<String>,
     /// Writes tried on purpose while the disk was full, by how they ended.
     pub disk_full_endings: BTreeMap<String, usize>,
@@ -182,6 +211,9 @@ pub struct SoakReport {
     pub lost: usize,
     pub duplicated: usize,
     pub peak_rss_kib: u64,
+    /// Resident memory sampled every two seconds: the largest sample, and the limit it is held to.
+    pub max_sampled_rss_kib: u64,
+    pub memory_limit_mib: u64,
     pub tasks_completed: usize,
     pub tasks_failed: usize,
     pub failure_reasons: BTreeMap<String, usize>,
@@ -198,8 +230,14 @@ impl SoakReport {
                     && !matches!(status, 503 | 507)
                     // Clients pick from what was acknowledged, so two may race for one conversation or file:
                     // the second delete (or a rename after a delete) rightly finds nothing.
-                    && !(matches!(kind, Kind::DeleteFile | Kind::DeleteConversation | Kind::RenameConversation)
-                        && *status == 404)
+                    && !(matches!(
+                        kind,
+                        Kind::DeleteFile
+                            | Kind::DeleteConversation
+                            | Kind::RenameConversation
+                            | Kind::BaseChurn
+                            | Kind::WatchChurn
+                    ) && *status == 404)
                 {
                     found.push(format!("{kind:?}: {count} × {status}"));
                 }
@@ -256,11 +294,13 @@ impl SoakReport {
             if total == 0 { 0.0 } else { 100.0 * refused as f64 / total as f64 }
         ));
         out.push_str(&format!(
-            "Faults: {} SIGKILLs with restart, {} disk-full episodes, {} read-only episodes, {} speech-helper kills.{}\n\n",
+            "Faults: {} SIGKILLs with restart, {} disk-full episodes, {} read-only episodes, {} speech-helper kills, {} chat-model file episodes, {} index corruptions.{}\n\n",
             self.kills,
             self.disk_full_episodes,
             self.read_only_episodes,
             self.helper_kills,
+            self.model_file_episodes,
+            self.index_corruptions,
             if self.skipped_faults.is_empty() {
                 String::new()
             } else {
@@ -275,6 +315,12 @@ impl SoakReport {
         for outcome in &self.read_only_outcomes {
             out.push_str(&format!("On a read-only data dir the server {outcome}.\n\n"));
         }
+        for outcome in &self.model_file_outcomes {
+            out.push_str(&format!("Chat model file {outcome}.\n\n"));
+        }
+        for outcome in &self.quarantine_outcomes {
+            out.push_str(&format!("Corrupted index: {outcome}.\n\n"));
+        }
         out.push_str(&format!(
             "Invariant checks: {} run; {} lost, {} duplicated; upload tasks: {} completed, {} failed.\n\n",
             self.invariant_checks, self.lost, self.duplicated, self.tasks_completed, self.tasks_failed
@@ -286,7 +332,12 @@ impl SoakReport {
             }
             out.push('\n');
         }
-        out.push_str(&format!("Peak RSS of the server: {:.0} MiB.\n\n", self.peak_rss_kib as f64 / 1024.0));
+        out.push_str(&format!(
+            "Peak RSS of the server: {:.0} MiB (VmHWM); largest sample every 2 s: {:.0} MiB, held to {} MiB.\n\n",
+            self.peak_rss_kib.max(self.max_sampled_rss_kib) as f64 / 1024.0,
+            self.max_sampled_rss_kib as f64 / 1024.0,
+            self.memory_limit_mib
+        ));
         let unexpected = self.unexpected_statuses();
         if self.violations.is_empty() && unexpected.is_empty() {
             out.push_str("Every invariant held.\n");
@@ -318,8 +369,14 @@ impl Node {
 
     /// SIGKILL, then start again on the same data dir.
     fn kill_and_restart(&self) -> anyhow::Result<()> {
+        self.kill_change_restart(|| Ok(()))
+    }
+
+    /// SIGKILL, `change` while the server is down, then start again on the same data dir.
+    fn kill_change_restart(&self, change: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
         let mut server = lock(&self.server);
         server.kill()?;
+        change()?;
         server.restart()?;
         *self.base.write().unwrap_or_else(std::sync::PoisonError::into_inner) = server.base_url.clone();
         Ok(())
@@ -437,6 +494,15 @@ struct Soak {
     in_flight: AtomicU64,
     peak_window: (Instant, Instant),
     uploads: AtomicU64,
+    /// Short-lived bases created by `BaseChurn` and not yet deleted.
+    churn_bases: Mutex<Vec<String>>,
+    churn_counter: AtomicU64,
+    /// Folders outside the data dir that `WatchChurn` watches: (watch id, folder).
+    watch_root: PathBuf,
+    watched: Mutex<Vec<(String, PathBuf)>>,
+    /// The chat model the server runs on (a copy the soak damages), and the intact copy to repair it from.
+    chat_model: PathBuf,
+    chat_model_intact: PathBuf,
 }
 
 impl Soak {
@@ -595,7 +661,154 @@ impl Soak {
             }
             Kind::Speak => self.speak().await,
             Kind::Transcribe => self.transcribe().await,
+            Kind::BaseChurn => self.base_churn(random).await,
+            Kind::WatchChurn => self.watch_churn(random).await,
         }
+    }
+
+    /// Creates a short-lived base and uploads a document into it, or deletes one (with whatever its
+    /// upload is doing).
+    async fn base_churn(&self, random: &mut Random) -> Result<u16, Ending> {
+        let existing: Vec<String> = lock(&self.churn_bases).clone();
+        if existing.len() >= 2 || (!existing.is_empty() && random.below(2) == 0) {
+            let name = existing[random.below(existing.len())].clone();
+            let (status, _) = self.send(self.http.delete(self.node.url(&format!("/api/indices/{name}")))).await?;
+            if status == 200 {
+                lock(&self.churn_bases).retain(|base| *base != name);
+            }
+            return Ok(status);
+        }
+        let name = format!("churn-{}", self.churn_counter.fetch_add(1, Ordering::Relaxed));
+        let (status, _) = self.send(self.http.post(self.node.url(&format!("/api/indices/{name}")))).await?;
+        if status != 200 {
+            return Ok(status);
+        }
+        lock(&self.churn_bases).push(name.clone());
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(b"The ferry crossing takes forty minutes in calm weather.".to_vec())
+                    .file_name(format!("{name}.txt")),
+            )
+            .text("index_name", name.clone());
+        let (status, body) = self.send(self.http.post(self.node.url("/api/file/upload")).multipart(form)).await?;
+        if status == 201
+            && let Some(task) = body["process_tasks"]["task_id"].as_str()
+        {
+            lock(&self.acknowledged).tasks.insert(task.to_owned(), name);
+        }
+        Ok(status)
+    }
+
+    /// Watches a new folder, writes or removes a file in a watched one (then asks for a sync), or stops
+    /// watching one.
+    async fn watch_churn(&self, random: &mut Random) -> Result<u16, Ending> {
+        let watched: Vec<(String, PathBuf)> = lock(&self.watched).clone();
+        let choice = if watched.is_empty() { 0 } else { random.below(if watched.len() >= 3 { 3 } else { 4 }) + 1 };
+        let number = random.next_u64() % 1_000_000;
+        match choice {
+            // A new folder with two files.
+            0 | 4 => {
+                let folder = self.watch_root.join(format!("folder-{number}"));
+                let written = std::fs::create_dir_all(&folder)
+                    .and_then(|()| std::fs::write(folder.join("tides.txt"), "High tide at the harbour is at noon."))
+                    .and_then(|()| std::fs::write(folder.join("bulbs.md"), "# Bulbs\n\nPlant garden bulbs in autumn."));
+                if written.is_err() {
+                    return Ok(0);
+                }
+                let (status, body) = self
+                    .send(
+                        self.http
+                            .post(self.node.url("/api/watched_folders"))
+                            .json(&json!({"path": folder.display().to_string(), "index_name": WATCH_BASE})),
+                    )
+                    .await?;
+                let id = body["id"].as_str().or_else(|| body["folder"]["id"].as_str()).map(str::to_owned);
+                if let (200..=299, Some(id)) = (status, id) {
+                    lock(&self.watched).push((id, folder));
+                }
+                Ok(status)
+            }
+            // A file written (new or changed) or removed, then the folder synced.
+            1 | 2 => {
+                let (id, folder) = &watched[random.below(watched.len())];
+                let file = folder.join(format!("note-{}.txt", number % 4));
+                let _ = if choice == 1 {
+                    std::fs::write(&file, format!("Inventory note {number}: the kettle shelf is restocked."))
+                } else {
+                    std::fs::remove_file(&file)
+                };
+                let (status, _) =
+                    self.send(self.http.post(self.node.url(&format!("/api/watched_folders/{id}/sync")))).await?;
+                Ok(status)
+            }
+            // Stop watching one.
+            _ => {
+                let (id, folder) = watched[random.below(watched.len())].clone();
+                let (status, _) =
+                    self.send(self.http.delete(self.node.url(&format!("/api/watched_folders/{id}")))).await?;
+                if status == 200 {
+                    lock(&self.watched).retain(|(known, _)| *known != id);
+                    let _ = std::fs::remove_dir_all(folder);
+                }
+                Ok(status)
+            }
+        }
+    }
+
+    /// One OpenAI chat request: its status and body.
+    async fn chat_once(&self) -> Result<(u16, Value), Ending> {
+        self.send(self.http.post(self.node.url("/v1/chat/completions")).json(&json!({
+            "model": "local",
+            "messages": [{"role": "user", "content": "Say hello."}],
+            "max_tokens": 4,
+        })))
+        .await
+    }
+
+    /// A chat that must answer: retried while the model is busy or loading (60 s at most).
+    async fn chat_until_answered(&self) -> String {
+        let mut last = String::new();
+        for _ in 0..60 {
+            match self.chat_once().await {
+                Ok((200, _)) => return "200".into(),
+                Ok((status, body)) => last = format!("{status} {}", body),
+                Err(ending) => last = format!("{ending:?}"),
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+        last
+    }
+
+    /// The fragile base with one document indexed (so its index has a segment to corrupt).
+    async fn fill_fragile_base(&self) -> anyhow::Result<()> {
+        self.http.post(self.node.url(&format!("/api/indices/{FRAGILE_BASE}"))).send().await?.error_for_status()?;
+        let form = reqwest::multipart::Form::new()
+            .part(
+                "file",
+                reqwest::multipart::Part::bytes(b"The lighthouse keeper logs the weather at dawn.".to_vec())
+                    .file_name("logbook.txt"),
+            )
+            .text("index_name", FRAGILE_BASE);
+        let body: Value = self
+            .http
+            .post(self.node.url("/api/file/upload"))
+            .multipart(form)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let task = body["process_tasks"]["task_id"].as_str().unwrap_or_default().to_owned();
+        for _ in 0..240 {
+            let state = get_json(&self.http, &self.node.url(&format!("/api/tasks/{task}"))).await?;
+            match state["status"].as_str() {
+                Some("completed") => return Ok(()),
+                Some("failed") => anyhow::bail!("the fragile base's document failed: {}", state["error"]),
+                _ => tokio::time::sleep(Duration::from_millis(500)).await,
+            }
+        }
+        anyhow::bail!("the fragile base's document was not indexed in two minutes")
     }
 
     fn some_conversation(&self, random: &mut Random) -> Option<i64> {
@@ -765,7 +978,7 @@ impl Soak {
         }
         // Documents: each completed upload once, with the chunks its task made; each base searches.
         let deleted: Vec<(String, String)> = lock(&self.acknowledged).deleted_files.clone();
-        for base in BASES {
+        for base in BASES.into_iter().chain([WATCH_BASE]) {
             report.invariant_checks += 1;
             let response = client
                 .post(self.node.url("/api/indices/search/hybrid"))
@@ -851,6 +1064,30 @@ fn rate_at(elapsed: Duration, duration: Duration, peak: f64) -> f64 {
     (peak * shape).max(peak * 0.05)
 }
 
+/// A process's resident memory now (VmRSS), in KiB.
+fn resident_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find_map(|line| line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
+}
+
+/// Flips bytes in the middle of the largest file of a base's Tantivy folder (a segment's store or
+/// postings), as a failing disk would; the file's name.
+fn corrupt_largest_segment_file(index_dir: &Path) -> anyhow::Result<String> {
+    let largest = std::fs::read_dir(index_dir.join("tantivy"))?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|extension| extension != "json" && extension != "lock"))
+        .max_by_key(|path| std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0))
+        .context("the base has no segment file")?;
+    let mut bytes = std::fs::read(&largest)?;
+    let (middle, end) = (bytes.len() / 2, bytes.len());
+    for byte in &mut bytes[middle.saturating_sub(8)..(middle + 8).min(end)] {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(&largest, bytes)?;
+    Ok(largest.file_name().unwrap_or_default().to_string_lossy().into_owned())
+}
+
 /// The speech helper processes (`nexent-stt`) under the server's process.
 fn helper_pids(server_pid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
@@ -884,12 +1121,20 @@ pub async fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
             plain.path().to_path_buf()
         }
     };
-    let tiny_model = models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    // The chat model is a copy of the soak's own, which the model-file faults damage and repair.
+    let models_copy = tempfile::tempdir()?;
+    let chat_model_intact = models_dir().join(CHAT_MODEL_FILE);
+    let chat_model = models_copy.path().join(CHAT_MODEL_FILE);
+    std::fs::copy(&chat_model_intact, &chat_model)?;
+    let watch_root = tempfile::tempdir()?;
     let options = ServerOptions::default()
         .arg("--chat-model")
-        .arg(tiny_model.display().to_string())
+        .arg(chat_model.display().to_string())
         .arg("--llm-threads")
-        .arg("1");
+        .arg("1")
+        // A reserve to scale with the small filesystem: the disk-full episodes fill past it to the last byte.
+        .arg("--disk-reserve-bytes")
+        .arg((16u64 << 20).to_string());
     let server = NexentServer::start_in(&data_dir, options)?;
     let base = server.base_url.clone();
     let mut fixtures = Vec::new();
@@ -915,10 +1160,31 @@ pub async fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
         in_flight: AtomicU64::new(0),
         peak_window: (started + third, started + third * 2),
         uploads: AtomicU64::new(0),
+        churn_bases: Mutex::new(Vec::new()),
+        churn_counter: AtomicU64::new(0),
+        watch_root: watch_root.path().to_path_buf(),
+        watched: Mutex::new(Vec::new()),
+        chat_model,
+        chat_model_intact,
     });
     for base in BASES {
         soak.http.post(soak.node.url(&format!("/api/indices/{base}"))).send().await?.error_for_status()?;
     }
+    soak.fill_fragile_base().await?;
+    // Resident memory, sampled every two seconds whatever the server's restarts.
+    let sampling = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let max_sampled = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let (soak, sampling, max_sampled) = (soak.clone(), sampling.clone(), max_sampled.clone());
+        tokio::spawn(async move {
+            while sampling.load(Ordering::Relaxed) {
+                if let Some(rss) = soak.node.pid().and_then(resident_kib) {
+                    max_sampled.fetch_max(rss, Ordering::Relaxed);
+                }
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+        })
+    };
 
     // Fault schedule: the moments (fractions of the run) of each fault.
     let mut random = Random::new(config.seed);
@@ -936,6 +1202,12 @@ pub async fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
         }
     }
     faults.push((at(&mut random), "helper"));
+    for episode in 0..config.model_file_episodes {
+        faults.push((at(&mut random), if episode % 2 == 0 { "model-truncate" } else { "model-remove" }));
+    }
+    for _ in 0..config.index_corruptions {
+        faults.push((at(&mut random), "index"));
+    }
     faults.sort();
 
     let mut clients = tokio::task::JoinSet::new();
@@ -973,6 +1245,18 @@ pub async fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
     while clients.join_next().await.is_some() {}
     if let Some(pid) = soak.node.pid() {
         peak_rss = peak_rss.max(peak_rss_kib(pid).unwrap_or(0));
+    }
+    sampling.store(false, Ordering::Relaxed);
+    let _ = sampler.await;
+    report.max_sampled_rss_kib = max_sampled.load(Ordering::Relaxed);
+    report.memory_limit_mib = config.memory_limit_mib;
+    report.invariant_checks += 1;
+    if peak_rss.max(report.max_sampled_rss_kib) > config.memory_limit_mib * 1024 {
+        report.violations.push(format!(
+            "the server's resident memory reached {} MiB, over the limit of {} MiB",
+            peak_rss.max(report.max_sampled_rss_kib) / 1024,
+            config.memory_limit_mib
+        ));
     }
     soak.check(true, &mut report).await?;
     report.by_kind = std::mem::take(&mut *lock(&soak.stats));
@@ -1067,6 +1351,112 @@ async fn inject(
             }
             report.read_only_outcomes.push(outcome);
             soak.check(false, report).await?;
+        }
+        "model-truncate" | "model-remove" => {
+            let truncate = fault == "model-truncate";
+            let what = if truncate { "truncated to half" } else { "removed" };
+            // Damaged under the running server: the model it loaded keeps answering (it was read into
+            // memory; a mapped file cut short would have killed the process with SIGBUS).
+            if truncate {
+                let file = std::fs::OpenOptions::new().write(true).open(&soak.chat_model)?;
+                file.set_len(file.metadata()?.len() / 2)?;
+            } else {
+                std::fs::remove_file(&soak.chat_model)?;
+            }
+            let running = soak.chat_until_answered().await;
+            report.invariant_checks += 1;
+            if running != "200" {
+                report.violations.push(format!("with its model file {what}, the running chat answered {running}"));
+            }
+            // Restarted on the damaged file: a 503 that names the file, not a crash or a hang.
+            let node = soak.clone();
+            tokio::task::spawn_blocking(move || node.node.kill_and_restart()).await??;
+            let damaged = match soak.chat_once().await {
+                Ok((status, body)) => (status, body.to_string()),
+                Err(ending) => (0, format!("{ending:?}")),
+            };
+            report.invariant_checks += 1;
+            if damaged.0 != 503 || !damaged.1.contains(CHAT_MODEL_FILE) {
+                report.violations.push(format!(
+                    "restarted with the chat model file {what}, the chat answered {} {}",
+                    damaged.0, damaged.1
+                ));
+            }
+            // Repaired and restarted: it answers again.
+            std::fs::copy(&soak.chat_model_intact, &soak.chat_model)?;
+            let node = soak.clone();
+            tokio::task::spawn_blocking(move || node.node.kill_and_restart()).await??;
+            let repaired = soak.chat_until_answered().await;
+            report.invariant_checks += 1;
+            if repaired != "200" {
+                report.violations.push(format!("with the chat model file restored, the chat answered {repaired}"));
+            }
+            let message: String = damaged.1.chars().take(300).collect();
+            report.model_file_outcomes.push(format!(
+                "{what}: the running server answered {running}; restarted on it, {} {message}; restored, {repaired}",
+                damaged.0
+            ));
+            report.model_file_episodes += 1;
+            soak.check(false, report).await?;
+        }
+        "index" => {
+            let index_dir = soak.node.data_dir.join("indices").join(FRAGILE_BASE);
+            let node = soak.clone();
+            let corrupted = Arc::new(Mutex::new(String::new()));
+            let name = corrupted.clone();
+            tokio::task::spawn_blocking(move || {
+                node.node.kill_change_restart(|| {
+                    *lock(&name) = corrupt_largest_segment_file(&index_dir)?;
+                    Ok(())
+                })
+            })
+            .await??;
+            report.index_corruptions += 1;
+            // Reported as set aside, with a reason; searching it is a 503 that says so; the others work
+            // (the check below); deleting it frees the name.
+            let listed = get_json(&soak.http, &soak.node.url("/api/indices")).await?;
+            let record = listed["quarantined"]
+                .as_array()
+                .and_then(|records| records.iter().find(|record| record["name"] == FRAGILE_BASE))
+                .cloned();
+            report.invariant_checks += 1;
+            let reason = match &record {
+                Some(record) => record["reason"].as_str().unwrap_or_default().to_owned(),
+                None => {
+                    report.violations.push(format!("the corrupted base {FRAGILE_BASE} is not reported: {listed}"));
+                    String::new()
+                }
+            };
+            let searched = soak
+                .http
+                .post(soak.node.url("/api/indices/search/hybrid"))
+                .json(&json!({"index_names": [FRAGILE_BASE], "query": "lighthouse", "top_k": 3}))
+                .send()
+                .await?;
+            let searched_status = searched.status().as_u16();
+            let searched_body: Value = searched.json().await.unwrap_or_default();
+            report.invariant_checks += 1;
+            if searched_status != 503 {
+                report
+                    .violations
+                    .push(format!("searching the corrupted base answered {searched_status} {searched_body}"));
+            }
+            let deleted =
+                soak.http.delete(soak.node.url(&format!("/api/indices/{FRAGILE_BASE}"))).send().await?.status();
+            report.invariant_checks += 1;
+            if deleted != 200 {
+                report.violations.push(format!("deleting the corrupted base answered {deleted}"));
+            }
+            report.quarantine_outcomes.push(format!(
+                "{} changed; at the restart the base was set aside ({}); searching it answered {searched_status} \"{}\"; deleting it answered {}",
+                lock(&corrupted),
+                reason.chars().take(160).collect::<String>(),
+                searched_body["message"].as_str().unwrap_or_default().chars().take(200).collect::<String>(),
+                deleted.as_u16()
+            ));
+            soak.check(false, report).await?;
+            // Ready for the next episode.
+            soak.fill_fragile_base().await?;
         }
         "helper" => {
             // Start a transcription so the helper runs, then kill it under the server.

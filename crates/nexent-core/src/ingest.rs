@@ -52,9 +52,13 @@ const RECLAIM_EVERY: std::time::Duration = std::time::Duration::from_secs(15);
 pub const MAX_SOURCE_BYTES: u64 = 200 * 1024 * 1024;
 /// Chunks kept with a task for `GET /api/tasks/{id}/details`.
 const RESULT_PREVIEW_CHUNKS: usize = 50;
-/// Why a task found mid-parse at start-up is failed rather than retried.
-pub const PARSER_CRASH_REASON: &str =
-    "the parser stopped the server while reading this file; it is not retried (the file may be hostile or damaged)";
+/// Why a task found mid-parse at start-up a second time is failed rather than retried.
+pub const PARSER_CRASH_REASON: &str = "the parser stopped the server twice while reading this file; it is not tried \
+     again (the file may be hostile or damaged)";
+/// Attempts after which a task found mid-parse is failed. One interruption is not proof against the file:
+/// a power cut, a SIGKILL or the laptop's lid stops the parser too, so the file gets one more try; a file
+/// that stops the process again is failed, so a hostile one costs at most two restarts.
+const PARSER_CRASH_ATTEMPTS: i64 = 2;
 /// How long a worker waits for the folder watcher's rules before it reads a watched file.
 const WATCHER_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -331,14 +335,14 @@ impl IngestQueue {
     }
 
     /// Puts tasks whose run was interrupted back in the queue, failing those interrupted too often and those
-    /// whose parser was running (it may be what stopped the process). Which tasks were interrupted depends on
-    /// who else runs them: on SQLite one process owns the data dir, so at start-up every task left running
-    /// was this node's; on a shared database only tasks whose lease expired are, and a task whose parser was
-    /// running when its node died gets one more try on another node before it is failed.
+    /// whose parser was running at the second interruption (it may be what stopped the process). Which tasks
+    /// were interrupted depends on who else runs them: on SQLite one process owns the data dir, so at
+    /// start-up every task left running was this node's; on a shared database only tasks whose lease
+    /// expired are.
     async fn take_back_interrupted(&self) -> Result<(), IngestError> {
-        let (interrupted, parser_crash_attempts) = match self.inner.db.dialect() {
-            Dialect::Sqlite => ("status IN ('PROCESSING', 'FORWARDING')", 0),
-            Dialect::Postgres => ("status IN ('PROCESSING', 'FORWARDING') AND COALESCE(lease_until, 0) < $1", 2),
+        let interrupted = match self.inner.db.dialect() {
+            Dialect::Sqlite => "status IN ('PROCESSING', 'FORWARDING')",
+            Dialect::Postgres => "status IN ('PROCESSING', 'FORWARDING') AND COALESCE(lease_until, 0) < $1",
         };
         let now = now_millis();
         let pool = self.inner.db.pool();
@@ -349,7 +353,7 @@ impl IngestQueue {
         )))
         .bind(now)
         .bind(PARSER_CRASH_REASON)
-        .bind(parser_crash_attempts)
+        .bind(PARSER_CRASH_ATTEMPTS)
         .execute(pool)
         .await?;
         let exhausted = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -515,7 +519,7 @@ impl IngestQueue {
             .bind(&task.task_id)
             .execute(self.inner.db.pool())
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(failure_reason)?;
         let pieces = tokio::task::spawn_blocking(move || {
             parse::parse_document(&parse_name, &bytes).map(|elements| chunk_elements(&elements, strategy))
         })
@@ -529,16 +533,12 @@ impl IngestQueue {
         .bind(&task.task_id)
         .execute(self.inner.db.pool())
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(failure_reason)?;
 
         let now = now_iso();
         let knowledge = &self.inner.knowledge;
         // Creating is idempotent; the index may have been deleted since the task was submitted.
-        let model = knowledge
-            .create_index(&task.index_name, None, None)
-            .await
-            .map_err(|error| error.to_string())?
-            .embedding_model;
+        let model = knowledge.create_index(&task.index_name, None, None).await.map_err(failure_reason)?.embedding_model;
         let chunks: Vec<Chunk> = pieces
             .iter()
             .enumerate()
@@ -568,7 +568,7 @@ impl IngestQueue {
         let indexed = knowledge
             .replace_path_chunks(&task.index_name, task.path_or_url(), chunks)
             .await
-            .map_err(|error| error.to_string())?;
+            .map_err(failure_reason)?;
         Ok((indexed, Value::Array(preview)))
     }
 
@@ -621,6 +621,21 @@ impl IngestQueue {
 }
 
 /// A fresh task id (also used for documents indexed without one).
+/// A task's failure reason for a database or index error: a full or read-only disk is said as such
+/// (Tantivy's own text for it is an I/O error several wrappers deep), anything else as the error says.
+fn failure_reason<E: std::error::Error + 'static>(error: E) -> String {
+    match crate::db::storage_condition_in(&error) {
+        Some(crate::db::StorageCondition::Full) => {
+            "the disk holding the data is full: the document was not indexed; free some space and upload it again"
+                .to_owned()
+        }
+        Some(crate::db::StorageCondition::ReadOnly) => {
+            "the data dir is read-only: the document was not indexed; make it writable and upload it again".to_owned()
+        }
+        None => error.to_string(),
+    }
+}
+
 pub fn new_task_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }
@@ -676,5 +691,23 @@ fn task_from_row(row: &sqlx::any::AnyRow) -> Task {
         created_at_ms: row.get("created_at"),
         updated_at_ms: row.get("updated_at"),
         local_file: row.get::<i64, _>("local_file") != 0,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_or_read_only_disk_is_said_as_such_in_the_reason_and_other_errors_as_they_are() {
+        // As Tantivy reports it: the I/O error only in its message.
+        #[derive(Debug, thiserror::Error)]
+        #[error("Failed to open file for write: 'No space left on device (os error 28)'")]
+        struct Wrapped;
+        let full = failure_reason(Wrapped);
+        assert!(full.starts_with("the disk holding the data is full"), "{full}");
+        let read_only = failure_reason(std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem));
+        assert!(read_only.starts_with("the data dir is read-only"), "{read_only}");
+        assert_eq!(failure_reason(std::io::Error::other("bad zip")), "bad zip");
     }
 }

@@ -27,13 +27,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::disk::DiskReserve;
 pub use chunk::Chunk;
 pub use embedder::{EmbedError, Embedder, Embedders, SharedEmbedder, TextKind};
 pub use fusion::Fusion;
 use fusion::{FusedHit, ScoredKey};
 pub use index::{IndexError, IndexMeta, IndexSnapshot, IndexStats, IndexedFile, KnowledgeIndex};
 pub use names::{InvalidIndexName, validate_index_name};
-pub use store::KnowledgeStore;
+pub use store::{KnowledgeStore, QuarantinedIndex};
 use store::{ListHit, ListQuery, RankedHit, ResultLists};
 pub use tantivy_store::TantivyStore;
 
@@ -82,6 +83,20 @@ pub enum KnowledgeError {
     Store(String),
     #[error("knowledge store database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    LowDisk(#[from] crate::disk::LowDisk),
+    #[error(
+        "Knowledge base {name} could not be opened and was set aside ({reason}); its uploaded files are still \
+         stored. Delete the base to free its name, then upload its files again"
+    )]
+    Quarantined { name: String, reason: String },
+}
+
+/// About what indexing `chunks` writes: the text twice (stored and indexed) and the vectors, checked
+/// against the disk reserve before any embedding work is spent on them.
+fn written_bytes(meta: &IndexMeta, chunks: &[Chunk]) -> u64 {
+    let text: usize = chunks.iter().map(|chunk| chunk.content.len() + chunk.title.len()).sum();
+    (2 * text + chunks.len() * meta.embedding_dim * 4) as u64
 }
 
 /// Which ranking a search uses.
@@ -150,6 +165,8 @@ impl CreateOutcome {
 pub struct KnowledgeBase {
     store: Arc<dyn KnowledgeStore>,
     embedders: Embedders,
+    /// Free space kept on the disk the store writes to (none for a remote store).
+    reserve: DiskReserve,
 }
 
 impl KnowledgeBase {
@@ -159,7 +176,13 @@ impl KnowledgeBase {
     }
 
     pub fn new(store: Arc<dyn KnowledgeStore>, embedders: Embedders) -> Self {
-        Self { store, embedders }
+        Self { store, embedders, reserve: DiskReserve::none() }
+    }
+
+    /// Refuses new bases and new chunks (never deletions) that would eat into the disk's reserve.
+    pub fn with_reserve(mut self, reserve: DiskReserve) -> Self {
+        self.reserve = reserve;
+        self
     }
 
     /// The embedding model new bases get unless they name another.
@@ -206,7 +229,21 @@ impl KnowledgeBase {
 
     async fn meta_of(&self, name: &str) -> Result<IndexMeta, KnowledgeError> {
         validate_index_name(name)?;
-        self.store.meta(name).await?.ok_or_else(|| KnowledgeError::IndexNotFound(name.to_owned()))
+        match self.store.meta(name).await? {
+            Some(meta) => Ok(meta),
+            None => Err(self.not_found(name).await),
+        }
+    }
+
+    /// Bases set aside because they could not be opened.
+    pub async fn quarantined(&self) -> Vec<QuarantinedIndex> {
+        self.store.quarantined().await
+    }
+
+    /// The error for a quarantined base, None when `name` is not one.
+    async fn quarantine_error(&self, name: &str) -> Option<KnowledgeError> {
+        let record = self.store.quarantined().await.into_iter().find(|record| record.name == name)?;
+        Some(KnowledgeError::Quarantined { name: record.name, reason: record.reason })
     }
 
     /// Creates an index built with `embedding_model` (a loaded model's name; the default when None or
@@ -231,6 +268,14 @@ impl KnowledgeBase {
             Some(dimension) if (1..=8192).contains(&dimension) => dimension as usize,
             Some(invalid) => return Err(KnowledgeError::InvalidDimension(invalid)),
         };
+        if self.store.meta(name).await?.is_none() {
+            // A quarantined base keeps its name until it is deleted: an upload must not quietly start an
+            // empty base in its place.
+            if let Some(error) = self.quarantine_error(name).await {
+                return Err(error);
+            }
+            self.reserve.check(0)?;
+        }
         self.store.create(name, embedder.model_name(), dimension).await
     }
 
@@ -250,7 +295,15 @@ impl KnowledgeBase {
         chunks_per_file: usize,
     ) -> Result<(IndexStats, Vec<IndexedFile>), KnowledgeError> {
         validate_index_name(name)?;
-        self.store.stats_and_files(name, chunks_per_file).await
+        match self.store.stats_and_files(name, chunks_per_file).await {
+            Err(KnowledgeError::IndexNotFound(_)) => Err(self.not_found(name).await),
+            outcome => outcome,
+        }
+    }
+
+    /// Not found, or set aside as damaged.
+    async fn not_found(&self, name: &str) -> KnowledgeError {
+        self.quarantine_error(name).await.unwrap_or_else(|| KnowledgeError::IndexNotFound(name.to_owned()))
     }
 
     /// Embeds `chunks` and indexes them in one commit. Returns the number indexed.
@@ -259,6 +312,7 @@ impl KnowledgeBase {
         if chunks.is_empty() {
             return Ok(0);
         }
+        self.reserve.check(written_bytes(&meta, &chunks))?;
         let pairs = self.embed_chunks(name, &meta, chunks).await?;
         self.store.write(name, None, pairs).await
     }
@@ -271,6 +325,7 @@ impl KnowledgeBase {
         chunks: Vec<Chunk>,
     ) -> Result<usize, KnowledgeError> {
         let meta = self.meta_of(name).await?;
+        self.reserve.check(written_bytes(&meta, &chunks))?;
         let pairs = self.embed_chunks(name, &meta, chunks).await?;
         self.store.write(name, Some(path_or_url), pairs).await
     }
@@ -296,7 +351,10 @@ impl KnowledgeBase {
 
     pub async fn delete_path(&self, name: &str, path_or_url: &str) -> Result<usize, KnowledgeError> {
         validate_index_name(name)?;
-        self.store.delete_path(name, path_or_url).await
+        match self.store.delete_path(name, path_or_url).await {
+            Err(KnowledgeError::IndexNotFound(_)) => Err(self.not_found(name).await),
+            outcome => outcome,
+        }
     }
 
     pub async fn search(&self, request: SearchRequest) -> Result<SearchOutcome, KnowledgeError> {

@@ -4,6 +4,7 @@
 //! the binaries wire engines into the seams. Modules:
 //! - [`agent`]: the agent: a state machine, its driver, tools (knowledge search, attachments, MCP), runs.
 //! - [`chat`]: the chat-model seam (messages, tools, streamed events, stop sequences).
+//! - [`disk`]: the free-space reserve below which heavy writes (uploads, indexing) are refused.
 //! - [`db`]: the SQLite database file (WAL) and its append-only migrations.
 //! - [`conversation`]: Conversation Management: conversations, messages, ordered units, sources.
 //! - [`config_sync`]: Config Sync: Nexent's settings persisted as a dotenv file, environment overrides.
@@ -26,6 +27,7 @@ pub mod clock;
 pub mod config_sync;
 pub mod conversation;
 pub mod db;
+pub mod disk;
 pub mod fetch;
 pub mod image_proxy;
 pub mod ingest;

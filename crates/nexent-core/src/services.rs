@@ -9,6 +9,7 @@ use crate::chat::{SharedChatModel, UnavailableChat};
 use crate::config_sync::{CONFIG_FILE_NAME, ConfigSync, ConfigSyncError};
 use crate::conversation::ConversationStore;
 use crate::db::{DATABASE_FILE_NAME, DatabaseError, connect_database, open_database};
+use crate::disk::DiskReserve;
 use crate::fetch::{FetchError, FetchPolicy, SafeFetcher};
 use crate::image_proxy::ImageProxy;
 use crate::ingest::{IngestError, IngestQueue};
@@ -56,6 +57,9 @@ pub struct ServicesOptions {
     pub max_upload_bytes: u64,
     /// Most bytes all stored files may take together (`None`: no quota).
     pub storage_quota_bytes: Option<u64>,
+    /// Free space kept on the data dir's disk: uploads, new bases and indexing that would eat into it are
+    /// refused (0: no reserve).
+    pub disk_reserve_bytes: u64,
     /// Ingestion workers (tasks processed at once).
     pub ingest_workers: usize,
     /// Where stored files' bytes live.
@@ -109,6 +113,7 @@ impl Default for ServicesOptions {
             })),
             max_upload_bytes: DEFAULT_MAX_UPLOAD_BYTES,
             storage_quota_bytes: None,
+            disk_reserve_bytes: crate::disk::DEFAULT_RESERVE_BYTES,
             ingest_workers: 2,
             storage_backend: StorageBackend::Local,
             chat_model: std::sync::Arc::new(UnavailableChat {
@@ -178,9 +183,11 @@ impl Services {
             crate::db::Dialect::Postgres => UrlSigner::shared(&pool).await?,
             crate::db::Dialect::Sqlite => UrlSigner::open(data_dir)?,
         };
+        let reserve = DiskReserve::new(data_dir, options.disk_reserve_bytes);
         let storage = match &options.storage_backend {
             StorageBackend::Local => {
                 FileStorage::local(&data_dir.join(OBJECTS_DIR), pool.clone(), signer, options.max_upload_bytes)?
+                    .with_reserve(reserve.clone())
             }
             StorageBackend::S3(config) => FileStorage::s3(config, pool.clone(), signer, options.max_upload_bytes)?,
         }
@@ -211,7 +218,13 @@ impl Services {
             }
         };
         tracing::info!(store = store.engine(), "knowledge bases opened");
-        let knowledge = std::sync::Arc::new(KnowledgeBase::new(store, options.embedders));
+        // A PostgreSQL store's disk is the database server's, which keeps its own limits.
+        let knowledge_reserve = match store_kind {
+            KnowledgeStoreKind::Tantivy => reserve,
+            KnowledgeStoreKind::Postgres => DiskReserve::none(),
+        };
+        let knowledge =
+            std::sync::Arc::new(KnowledgeBase::new(store, options.embedders).with_reserve(knowledge_reserve));
         let ingest = IngestQueue::new(
             ingest_pool,
             knowledge.clone(),

@@ -20,6 +20,7 @@ use sha2::Sha256;
 use sqlx::Row;
 
 use crate::db::Database;
+use crate::disk::DiskReserve;
 
 use crate::clock::now_millis;
 
@@ -31,6 +32,8 @@ pub const DEFAULT_MAX_UPLOAD_BYTES: u64 = 100 * 1024 * 1024;
 pub const MAX_URL_LIFETIME_SECONDS: i64 = 7 * 24 * 3600;
 const MAX_OBJECT_NAME_BYTES: usize = 1024;
 const SECRET_FILE: &str = "storage.secret";
+/// How many bytes of an upload arrive between two looks at the disk reserve.
+const RESERVE_CHECK_EVERY: u64 = 4 * 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
@@ -46,6 +49,8 @@ pub enum StorageError {
         "Storage quota of {limit} bytes is used up ({used} bytes stored); delete files or raise storage_quota_bytes"
     )]
     QuotaExceeded { limit: u64, used: u64 },
+    #[error(transparent)]
+    LowDisk(#[from] crate::disk::LowDisk),
     #[error("storage error: {0}")]
     Store(#[from] object_store::Error),
     #[error("database error: {0}")]
@@ -265,6 +270,8 @@ pub struct FileStorage {
     pub max_upload_bytes: u64,
     /// Most bytes all stored objects may take together (`None`: only the disk limits them).
     pub quota_bytes: Option<u64>,
+    /// Free space kept on the disk the objects are written to (none for a remote store).
+    reserve: DiskReserve,
 }
 
 impl FileStorage {
@@ -292,7 +299,13 @@ impl FileStorage {
 
     /// Storage on any `object_store` backend.
     pub fn with_store(store: Arc<dyn ObjectStore>, db: Database, signer: UrlSigner, max_upload_bytes: u64) -> Self {
-        Self { store, db, signer, max_upload_bytes, quota_bytes: None }
+        Self { store, db, signer, max_upload_bytes, quota_bytes: None, reserve: DiskReserve::none() }
+    }
+
+    /// Refuses uploads that would leave less than the reserve free on the disk the objects go to.
+    pub fn with_reserve(mut self, reserve: DiskReserve) -> Self {
+        self.reserve = reserve;
+        self
     }
 
     /// Caps what all stored objects may take together.
@@ -335,14 +348,21 @@ impl FileStorage {
             }
             None => 0,
         };
+        self.reserve.check(0)?;
         let mut writer = WriteMultipart::new(self.store.put_multipart(&path).await?);
         let mut size: u64 = 0;
+        // The reserve is asked again every few MiB as the body arrives (a statvfs each time).
+        let mut next_reserve_check = RESERVE_CHECK_EVERY;
         let outcome: Result<(), StorageError> = async {
             while let Some(chunk) = body.next().await {
                 let chunk = chunk?;
                 size += chunk.len() as u64;
                 if size > self.max_upload_bytes {
                     return Err(StorageError::TooLarge { name: file_name.to_owned(), limit: self.max_upload_bytes });
+                }
+                if size >= next_reserve_check {
+                    self.reserve.check(chunk.len() as u64)?;
+                    next_reserve_check = size + RESERVE_CHECK_EVERY;
                 }
                 if let Some(limit) = self.quota_bytes
                     && used + size > limit

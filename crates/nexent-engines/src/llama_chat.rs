@@ -236,6 +236,14 @@ impl ChatModel for LlamaChat {
     }
 }
 
+/// How model files are loaded: read into memory, not mapped. A mapped file that is truncated or replaced in
+/// place while the server runs (a re-download, a full disk, a user's copy) makes the next token's read a
+/// SIGBUS that kills the whole process; read into memory, the running model is unaffected and the damage
+/// is found by the checks at the next load. The memory used is the same: every weight is read per token.
+pub(crate) fn model_params() -> LlamaModelParams {
+    LlamaModelParams::default().with_use_mmap(false)
+}
+
 fn run_engine(
     backend: &'static LlamaBackend,
     config: LlamaChatConfig,
@@ -244,10 +252,17 @@ fn run_engine(
     prompt_rate: Arc<PromptRate>,
 ) {
     let failed = |reason: String| LlamaChatError::Model { path: config.model_path.clone(), reason };
-    let model = match LlamaModel::load_from_file(backend, &config.model_path, &LlamaModelParams::default()) {
+    let model = match LlamaModel::load_from_file(backend, &config.model_path, &model_params()) {
         Ok(model) => Arc::new(model),
         Err(error) => {
-            let _ = ready.send(Err(failed(error.to_string())));
+            // llama.cpp logs its reason and returns null; say what it means for a file that passed our checks.
+            let reason = match error.to_string() {
+                text if text.contains("null result") => {
+                    "llama.cpp could not read it (a damaged, incomplete or unsupported GGUF file)".to_owned()
+                }
+                text => text,
+            };
+            let _ = ready.send(Err(failed(reason)));
             return;
         }
     };

@@ -54,12 +54,19 @@ pub fn load_chat_model(settings: &Settings) -> SharedChatModel {
         config.batch_threads = threads;
     }
     let name = config.model_name.clone();
-    Arc::new(DeferredChat::spawn(name.clone(), move || match LlamaChat::load(config) {
-        Ok(model) => Arc::new(model) as SharedChatModel,
-        Err(error) => {
-            let reason = error.to_string();
+    let models_dir = settings.models_dir.clone();
+    Arc::new(DeferredChat::spawn(name.clone(), move || {
+        if let Err(reason) = crate::model_files::check(&config.model_path, &models_dir) {
             tracing::warn!(%reason, "chat is unavailable");
-            Arc::new(UnavailableChat { model_name: name, reason })
+            return Arc::new(UnavailableChat { model_name: name, reason }) as SharedChatModel;
+        }
+        match LlamaChat::load(config) {
+            Ok(model) => Arc::new(model) as SharedChatModel,
+            Err(error) => {
+                let reason = error.to_string();
+                tracing::warn!(%reason, "chat is unavailable");
+                Arc::new(UnavailableChat { model_name: name, reason })
+            }
         }
     }))
 }

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod discovery;
 pub mod engines;
 pub mod logging;
+pub mod model_files;
 pub mod settings;
 
 use std::future::Future;
@@ -54,6 +55,7 @@ pub async fn serve(
             embedders,
             max_upload_bytes: settings.max_upload_bytes,
             storage_quota_bytes: settings.storage_quota_bytes,
+            disk_reserve_bytes: settings.disk_reserve_bytes,
             ingest_workers: settings.ingest_workers,
             storage_backend: settings.storage.clone(),
             chat_model,

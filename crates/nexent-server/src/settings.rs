@@ -72,6 +72,10 @@ pub struct ServeArgs {
     /// Most bytes all stored files may take together; uploads past it get 507 (default: no quota).
     #[arg(long, env = "NEXENT_STORAGE_QUOTA_BYTES")]
     pub storage_quota_bytes: Option<u64>,
+    /// Free space kept on the data dir's disk for the database and indices: uploads, new knowledge bases
+    /// and indexing that would eat into it get 507 (default 256 MiB; 0 turns it off).
+    #[arg(long, env = "NEXENT_DISK_RESERVE_BYTES")]
+    pub disk_reserve_bytes: Option<u64>,
     /// Ingestion tasks processed at once (default 2).
     #[arg(long, env = "NEXENT_INGEST_WORKERS")]
     pub ingest_workers: Option<usize>,
@@ -278,6 +282,7 @@ pub struct ConfigFile {
     pub embedding_model: Option<String>,
     pub max_upload_bytes: Option<u64>,
     pub storage_quota_bytes: Option<u64>,
+    pub disk_reserve_bytes: Option<u64>,
     pub database_url: Option<String>,
     pub knowledge_store: Option<String>,
     pub ingest_workers: Option<usize>,
@@ -327,6 +332,8 @@ pub struct Settings {
     pub embedding_model: String,
     pub max_upload_bytes: u64,
     pub storage_quota_bytes: Option<u64>,
+    /// Free space kept on the data dir's disk (0: none).
+    pub disk_reserve_bytes: u64,
     /// The shared database; `None`: SQLite in the data dir.
     pub database_url: Option<String>,
     /// Where knowledge bases live; `None`: chosen by the database.
@@ -420,6 +427,10 @@ impl Settings {
                 .or(file.max_upload_bytes)
                 .unwrap_or(nexent_core::storage::DEFAULT_MAX_UPLOAD_BYTES),
             storage_quota_bytes: args.storage_quota_bytes.or(file.storage_quota_bytes).filter(|quota| *quota > 0),
+            disk_reserve_bytes: args
+                .disk_reserve_bytes
+                .or(file.disk_reserve_bytes)
+                .unwrap_or(nexent_core::disk::DEFAULT_RESERVE_BYTES),
             database_url: args
                 .database_url
                 .or(file.database_url)

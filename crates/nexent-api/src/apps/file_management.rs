@@ -78,7 +78,9 @@ impl From<StorageError> for ApiError {
             StorageError::InvalidName { .. } => ApiError::BadRequest(error.to_string()),
             StorageError::NotFound(_) => ApiError::NotFound(error.to_string()),
             StorageError::TooLarge { .. } => ApiError::PayloadTooLarge(error.to_string()),
-            StorageError::QuotaExceeded { .. } => ApiError::InsufficientStorage(error.to_string()),
+            StorageError::QuotaExceeded { .. } | StorageError::LowDisk(_) => {
+                ApiError::InsufficientStorage(error.to_string())
+            }
             StorageError::BadSignature => ApiError::Forbidden(error.to_string()),
             other => crate::error::storage_error(other),
         }
@@ -435,7 +437,10 @@ pub async fn upload_to_knowledge_base(
                     match storage.upload("knowledge", &file_name, body).await {
                         Ok(object) => stored.push(object),
                         // A full or read-only disk is no fault of this file: the whole request is refused.
-                        Err(error) if nexent_core::db::storage_condition_in(&error).is_some() => {
+                        Err(error)
+                            if matches!(error, StorageError::LowDisk(_))
+                                || nexent_core::db::storage_condition_in(&error).is_some() =>
+                        {
                             return Err(error.into());
                         }
                         Err(error @ (StorageError::TooLarge { .. } | StorageError::Io(_))) => {

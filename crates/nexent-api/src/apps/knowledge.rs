@@ -35,7 +35,9 @@ impl From<KnowledgeError> for ApiError {
             | KnowledgeError::UnknownEmbeddingModel { .. }
             | KnowledgeError::EmptyDocument { .. } => ApiError::BadRequest(error.to_string()),
             KnowledgeError::Embedding(EmbedError::Unavailable(_) | EmbedError::Busy)
-            | KnowledgeError::EmbeddingModelNotLoaded { .. } => ApiError::ServiceUnavailable(error.to_string()),
+            | KnowledgeError::EmbeddingModelNotLoaded { .. }
+            | KnowledgeError::Quarantined { .. } => ApiError::ServiceUnavailable(error.to_string()),
+            KnowledgeError::LowDisk(_) => ApiError::InsufficientStorage(error.to_string()),
             // A full or read-only disk under the index or the database is said as such; the rest is ours.
             other => crate::error::storage_error(other),
         }
@@ -126,7 +128,18 @@ pub async fn list_indices(
 ) -> Result<Json<Value>, ApiError> {
     let knowledge = &state.services.knowledge;
     let names = knowledge.list_indices(&query.pattern).await?;
-    let mut body = json!({ "indices": names, "count": names.len() });
+    // Ours, beside Nexent's fields: bases set aside because they could not be opened.
+    let quarantined: Vec<Value> = knowledge
+        .quarantined()
+        .await
+        .into_iter()
+        .filter(|record| nexent_core::knowledge::names::matches_pattern(&record.name, &query.pattern))
+        .map(|record| {
+            json!({ "name": record.name, "reason": record.reason, "moved_to": record.moved_to,
+                    "quarantined_at": record.quarantined_ms })
+        })
+        .collect();
+    let mut body = json!({ "indices": names, "count": names.len(), "quarantined": quarantined });
     if query.include_stats {
         let mut infos = Vec::with_capacity(names.len());
         for name in &names {

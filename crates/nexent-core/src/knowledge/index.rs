@@ -232,6 +232,15 @@ impl KnowledgeIndex {
         Self::from_parts(dir, index, meta)
     }
 
+    /// The files of the index's live segments whose checksum (Tantivy's footer) does not match their
+    /// bytes: a damaged disk, a write torn outside Tantivy's commit protocol, a hand that edited them.
+    pub fn damaged_files(dir: &Path) -> Result<Vec<PathBuf>, IndexError> {
+        let index = Index::open_in_dir(dir.join(TANTIVY_DIR))?;
+        let mut damaged: Vec<PathBuf> = index.validate_checksum()?.into_iter().collect();
+        damaged.sort();
+        Ok(damaged)
+    }
+
     /// Whether `dir` holds a complete index (its metadata was written).
     pub fn exists(dir: &Path) -> bool {
         dir.join(META_FILE).is_file()

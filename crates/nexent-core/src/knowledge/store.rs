@@ -66,6 +66,18 @@ impl ListQuery {
     }
 }
 
+/// A base that could not be opened (a damaged file, a failed check) and was set aside, so the server
+/// starts and the other bases work. It stays reported, and its name taken, until the base is deleted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuarantinedIndex {
+    pub name: String,
+    /// Why it could not be opened.
+    pub reason: String,
+    /// Where its files were moved (kept for whoever wants to look at them).
+    pub moved_to: String,
+    pub quarantined_ms: i64,
+}
+
 /// Turns the two lists into the final ranking (best first).
 pub type Ranker = Box<dyn FnOnce(ResultLists) -> Vec<RankedHit> + Send>;
 
@@ -112,6 +124,11 @@ pub trait KnowledgeStore: Send + Sync {
 
     /// Computes the lists over `names` (all existing), ranks them with `rank`, and reads the kept chunks.
     async fn search(&self, names: &[String], query: ListQuery, rank: Ranker) -> Result<Vec<SearchHit>, KnowledgeError>;
+
+    /// Bases set aside because they could not be opened ([`QuarantinedIndex`]); deleting one forgets it.
+    async fn quarantined(&self) -> Vec<QuarantinedIndex> {
+        Vec::new()
+    }
 
     /// Blocks until no background index build is running (benchmarks and tests).
     fn wait_for_background_work(&self) {}

@@ -12,21 +12,31 @@ use tantivy::DocAddress;
 use super::chunk::Chunk;
 use super::index::{IndexError, IndexMeta, IndexStats, IndexedFile, KnowledgeIndex};
 use super::names::validate_index_name;
-use super::store::{KnowledgeStore, ListHit, ListQuery, Ranker, ResultLists};
+use super::store::{KnowledgeStore, ListHit, ListQuery, QuarantinedIndex, Ranker, ResultLists};
 use super::{CreateOutcome, KnowledgeError, SearchHit, blocking};
 use crate::sync::{read, write};
 
 pub struct TantivyStore {
     root: PathBuf,
     indices: RwLock<BTreeMap<String, Arc<KnowledgeIndex>>>,
+    /// Bases that could not be opened, by name; their files are under `quarantine_dir`.
+    quarantined: RwLock<BTreeMap<String, QuarantinedIndex>>,
+    /// Where bases that cannot be opened are moved: beside `root`, so a move is a rename.
+    quarantine_dir: PathBuf,
     /// Serialises creations and deletions, so two requests can never build one folder at once.
     lifecycle: tokio::sync::Mutex<()>,
 }
 
 impl TantivyStore {
     /// Opens every index under `root` (created if missing). Blocks: call it off the async runtime.
+    ///
+    /// An index that cannot be opened (a file whose checksum does not match, metadata that does not
+    /// parse, a reader that fails or panics) is moved to the quarantine folder beside `root` with a
+    /// `reason.txt`, and reported: the server starts, the other bases work, and nothing is deleted.
     pub fn open(root: &Path) -> Result<Self, KnowledgeError> {
         std::fs::create_dir_all(root).map_err(IndexError::from)?;
+        let quarantine_dir = root.with_file_name(QUARANTINE_DIR);
+        let mut quarantined = earlier_quarantines(&quarantine_dir);
         let mut indices = BTreeMap::new();
         for entry in std::fs::read_dir(root).map_err(IndexError::from)?.flatten() {
             let path = entry.path();
@@ -39,19 +49,141 @@ impl TantivyStore {
                 let _ = std::fs::remove_dir_all(&path);
                 continue;
             }
-            match KnowledgeIndex::open(&path) {
+            match open_verified(&path) {
                 Ok(index) => {
                     indices.insert(name, Arc::new(index));
                 }
-                Err(error) => tracing::error!(index = %name, %error, "cannot open index; leaving it untouched"),
+                // The disk, not the index: a read-only or full data dir, missing permissions, too many open
+                // files. Moving the index would not help, and it may open fine next time.
+                Err(OpenFailure::Environment(error)) => {
+                    tracing::error!(index = %name, %error, "cannot open index; leaving it untouched")
+                }
+                Err(OpenFailure::Damaged(reason)) => {
+                    let record = quarantine(&quarantine_dir, &name, &path, &reason);
+                    tracing::error!(index = %name, %reason, moved_to = %record.moved_to, "index is damaged; set aside");
+                    quarantined.insert(name, record);
+                }
             }
         }
-        Ok(Self { root: root.to_path_buf(), indices: RwLock::new(indices), lifecycle: tokio::sync::Mutex::new(()) })
+        Ok(Self {
+            root: root.to_path_buf(),
+            indices: RwLock::new(indices),
+            quarantined: RwLock::new(quarantined),
+            quarantine_dir,
+            lifecycle: tokio::sync::Mutex::new(()),
+        })
     }
 
     /// One open index (benchmarks and tests reach its knobs through it).
     pub fn index(&self, name: &str) -> Result<Arc<KnowledgeIndex>, KnowledgeError> {
         read(&self.indices).get(name).cloned().ok_or_else(|| KnowledgeError::IndexNotFound(name.to_owned()))
+    }
+}
+
+/// The folder beside the indices' folder that holds the bases that could not be opened.
+pub const QUARANTINE_DIR: &str = "quarantine";
+/// The file in a quarantined folder that says why it is there.
+const REASON_FILE: &str = "reason.txt";
+
+/// Why an index did not open.
+enum OpenFailure {
+    /// The index's own files are bad: it is set aside.
+    Damaged(String),
+    /// The disk or the process's limits: the index is left where it is.
+    Environment(String),
+}
+
+/// Opens an index after checking every live file against its checksum; a panic while reading is a
+/// failure like any other (Tantivy trusts its files, and a damaged one can make it index out of bounds).
+fn open_verified(dir: &Path) -> Result<KnowledgeIndex, OpenFailure> {
+    let classify = |error: IndexError| {
+        let environment = crate::db::storage_condition_in(&error).is_some()
+            || matches!(&error, IndexError::Io(io) if matches!(io.kind(), std::io::ErrorKind::PermissionDenied)
+                || io.raw_os_error() == Some(24));
+        if environment { OpenFailure::Environment(error.to_string()) } else { OpenFailure::Damaged(error.to_string()) }
+    };
+    let checked = std::panic::catch_unwind(|| KnowledgeIndex::damaged_files(dir))
+        .map_err(|panic| OpenFailure::Damaged(format!("checking its files panicked: {}", panic_text(&panic))))?
+        .map_err(classify)?;
+    if !checked.is_empty() {
+        let files: Vec<String> = checked.iter().map(|file| file.display().to_string()).collect();
+        return Err(OpenFailure::Damaged(format!("damaged files (checksum mismatch): {}", files.join(", "))));
+    }
+    std::panic::catch_unwind(|| KnowledgeIndex::open(dir))
+        .map_err(|panic| OpenFailure::Damaged(format!("opening it panicked: {}", panic_text(&panic))))?
+        .map_err(classify)
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "(no message)".to_owned())
+}
+
+/// Moves a damaged index to `<quarantine>/<name>-<ms>/` with its reason. If it cannot be moved (a
+/// read-only disk), it stays where it is and is still reported (and the next start tries again).
+fn quarantine(quarantine_dir: &Path, name: &str, dir: &Path, reason: &str) -> QuarantinedIndex {
+    let now = crate::clock::now_millis();
+    let target = quarantine_dir.join(format!("{name}-{now}"));
+    let moved = std::fs::create_dir_all(quarantine_dir)
+        .and_then(|()| std::fs::rename(dir, &target))
+        .and_then(|()| std::fs::write(target.join(REASON_FILE), reason));
+    let moved_to = match moved {
+        Ok(()) => target,
+        Err(error) => {
+            tracing::warn!(index = %name, %error, "cannot move the damaged index aside; it stays where it is");
+            dir.to_path_buf()
+        }
+    };
+    QuarantinedIndex {
+        name: name.to_owned(),
+        reason: reason.to_owned(),
+        moved_to: moved_to.display().to_string(),
+        quarantined_ms: now,
+    }
+}
+
+/// The bases set aside at earlier starts (`<name>-<ms>` folders with a reason), the latest per name.
+fn earlier_quarantines(quarantine_dir: &Path) -> BTreeMap<String, QuarantinedIndex> {
+    let mut found: BTreeMap<String, QuarantinedIndex> = BTreeMap::new();
+    for entry in std::fs::read_dir(quarantine_dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let Some(folder) = path.file_name().and_then(|name| name.to_str()) else { continue };
+        let Some((name, at)) = folder.rsplit_once('-') else { continue };
+        let (Ok(quarantined_ms), Ok(reason)) = (at.parse::<i64>(), std::fs::read_to_string(path.join(REASON_FILE)))
+        else {
+            continue;
+        };
+        if validate_index_name(name).is_err()
+            || found.get(name).is_some_and(|seen| seen.quarantined_ms > quarantined_ms)
+        {
+            continue;
+        }
+        let record =
+            QuarantinedIndex { name: name.to_owned(), reason, moved_to: path.display().to_string(), quarantined_ms };
+        found.insert(name.to_owned(), record);
+    }
+    found
+}
+
+/// Removes every set-aside copy of `name` (a user deleted the base).
+fn forget_quarantined(quarantine_dir: &Path, name: &str, record: &QuarantinedIndex) {
+    let prefix = format!("{name}-");
+    for entry in std::fs::read_dir(quarantine_dir).into_iter().flatten().flatten() {
+        let folder = entry.file_name().to_string_lossy().into_owned();
+        let copy_of_name = folder
+            .strip_prefix(&prefix)
+            .is_some_and(|at| !at.is_empty() && at.bytes().all(|byte| byte.is_ascii_digit()));
+        if copy_of_name && let Err(error) = std::fs::remove_dir_all(entry.path()) {
+            tracing::warn!(index = %name, %error, "cannot remove a quarantined copy");
+        }
+    }
+    // A damaged index that could not be moved aside is deleted where it is.
+    let left_in_place = Path::new(&record.moved_to);
+    if !left_in_place.starts_with(quarantine_dir) && left_in_place.is_dir() {
+        let _ = std::fs::remove_dir_all(left_in_place);
     }
 }
 
@@ -78,6 +210,10 @@ impl KnowledgeStore for TantivyStore {
         Ok(read(&self.indices).get(name).map(|index| index.meta()))
     }
 
+    async fn quarantined(&self) -> Vec<QuarantinedIndex> {
+        read(&self.quarantined).values().cloned().collect()
+    }
+
     async fn create(
         &self,
         name: &str,
@@ -85,6 +221,11 @@ impl KnowledgeStore for TantivyStore {
         embedding_dim: usize,
     ) -> Result<CreateOutcome, KnowledgeError> {
         let _creating = self.lifecycle.lock().await;
+        // Never over a damaged base that could not be moved aside (the folder below would be removed).
+        let set_aside = read(&self.quarantined).get(name).cloned();
+        if let Some(record) = set_aside {
+            return Err(KnowledgeError::Quarantined { name: record.name, reason: record.reason });
+        }
         if let Ok(existing) = self.index(name) {
             return Ok(CreateOutcome::existing(&existing.meta()));
         }
@@ -109,6 +250,17 @@ impl KnowledgeStore for TantivyStore {
 
     async fn delete(&self, name: &str) -> Result<(), KnowledgeError> {
         let _deleting = self.lifecycle.lock().await;
+        // Deleting a quarantined base is how a user lets it go: its set-aside files go too.
+        let forgotten = write(&self.quarantined).remove(name);
+        if let Some(record) = forgotten {
+            let quarantine_dir = self.quarantine_dir.clone();
+            let name = name.to_owned();
+            return blocking(move || {
+                forget_quarantined(&quarantine_dir, &name, &record);
+                Ok(())
+            })
+            .await;
+        }
         let removed =
             write(&self.indices).remove(name).ok_or_else(|| KnowledgeError::IndexNotFound(name.to_owned()))?;
         let dir = removed.dir().to_path_buf();
@@ -235,5 +387,81 @@ mod tests {
         for address in [DocAddress::new(0, 0), DocAddress::new(7, 123_456), DocAddress::new(u32::MAX, u32::MAX)] {
             assert_eq!(address_of(key_of(address)), address);
         }
+    }
+
+    fn filled(root: &Path, name: &str) {
+        let index = KnowledgeIndex::create(&root.join(name), name, "test-model", 2).unwrap();
+        let chunk = Chunk {
+            id: format!("{name}-1"),
+            path_or_url: "a.txt".into(),
+            content: "the heron sings at dusk".into(),
+            ..Chunk::default()
+        };
+        index.add_chunks(&[(chunk, vec![1.0, 0.0])]).unwrap();
+    }
+
+    /// The largest file of the index's Tantivy folder (a segment's store or postings).
+    fn largest_segment_file(dir: &Path) -> PathBuf {
+        std::fs::read_dir(dir.join("tantivy"))
+            .unwrap()
+            .flatten()
+            .map(|entry| entry.path())
+            .filter(|path| path.extension().is_some_and(|extension| extension != "json" && extension != "lock"))
+            .max_by_key(|path| std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0))
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_damaged_index_is_set_aside_with_its_reason_and_the_others_open() {
+        let data = tempfile::tempdir().unwrap();
+        let root = data.path().join("indices");
+        filled(&root, "good");
+        filled(&root, "bad");
+        // Bytes changed in the middle of a segment file, as a failing disk would.
+        let damaged = largest_segment_file(&root.join("bad"));
+        let mut bytes = std::fs::read(&damaged).unwrap();
+        let middle = bytes.len() / 2;
+        for byte in &mut bytes[middle.saturating_sub(8)..middle + 8] {
+            *byte ^= 0x5a;
+        }
+        std::fs::write(&damaged, bytes).unwrap();
+
+        let store = TantivyStore::open(&root).unwrap();
+        assert_eq!(store.names().await.unwrap(), ["good"]);
+        let quarantined = store.quarantined().await;
+        assert_eq!(quarantined.len(), 1);
+        assert_eq!(quarantined[0].name, "bad");
+        assert!(quarantined[0].reason.contains("checksum mismatch"), "{:?}", quarantined[0]);
+        assert!(Path::new(&quarantined[0].moved_to).join("reason.txt").is_file());
+        assert!(!root.join("bad").exists(), "moved out of the indices");
+        // Its name stays taken: nothing is created in its place.
+        let refused = store.create("bad", "test-model", 2).await.unwrap_err();
+        assert!(matches!(refused, KnowledgeError::Quarantined { .. }), "{refused}");
+        drop(store);
+
+        // Still reported after a restart, until deleted; then the name is free again.
+        let store = TantivyStore::open(&root).unwrap();
+        assert_eq!(store.quarantined().await.len(), 1);
+        store.delete("bad").await.unwrap();
+        assert!(store.quarantined().await.is_empty());
+        assert_eq!(std::fs::read_dir(data.path().join(QUARANTINE_DIR)).unwrap().count(), 0);
+        assert!(store.create("bad", "test-model", 2).await.unwrap().created);
+        assert!(matches!(store.delete("bad").await, Ok(())));
+        assert!(matches!(store.delete("bad").await, Err(KnowledgeError::IndexNotFound(_))));
+    }
+
+    #[tokio::test]
+    async fn a_missing_segment_file_or_unreadable_metadata_is_damage_too() {
+        let data = tempfile::tempdir().unwrap();
+        let root = data.path().join("indices");
+        filled(&root, "truncated");
+        filled(&root, "garbled");
+        let segment = largest_segment_file(&root.join("truncated"));
+        std::fs::remove_file(segment).unwrap();
+        std::fs::write(root.join("garbled").join("tantivy").join("meta.json"), b"{ not json").unwrap();
+        let store = TantivyStore::open(&root).unwrap();
+        assert!(store.names().await.unwrap().is_empty());
+        let names: Vec<String> = store.quarantined().await.into_iter().map(|record| record.name).collect();
+        assert_eq!(names, ["garbled", "truncated"]);
     }
 }

@@ -21,7 +21,6 @@ use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
-use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::token::LlamaToken;
 
 use super::{KvTokens, PROMPT_BATCH};
@@ -124,7 +123,7 @@ pub fn load_draft_model(backend: &LlamaBackend, path: &Path, target: &LlamaModel
     if !path.is_file() {
         return Err(format!("no draft model file {}", path.display()));
     }
-    let model = LlamaModel::load_from_file(backend, path, &LlamaModelParams::default())
+    let model = LlamaModel::load_from_file(backend, path, &super::model_params())
         .map_err(|error| format!("cannot load the draft model {}: {error}", path.display()))?;
     compatible(target, &model).map_err(|reason| format!("{} cannot draft for this model: {reason}", path.display()))?;
     Ok(model)
