@@ -8,6 +8,7 @@ mod config_sync;
 mod conversation;
 mod cpu_kernels;
 mod durability;
+mod faults;
 mod file_management;
 mod formats;
 mod hostile_engines;

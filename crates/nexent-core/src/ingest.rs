@@ -70,6 +70,9 @@ pub enum IngestError {
     NotFound(String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The task's knowledge base cannot take it (a bad name, a base set aside, the disk's reserve).
+    #[error(transparent)]
+    Knowledge(#[from] crate::knowledge::KnowledgeError),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -270,11 +273,7 @@ impl IngestQueue {
     async fn insert(&self, requests: Vec<TaskRequest>, local_file: bool) -> Result<Vec<String>, IngestError> {
         // The knowledge base exists from its first upload on, so failed files can be shown in it.
         for request in &requests {
-            self.inner
-                .knowledge
-                .create_index(&request.index_name, None, None)
-                .await
-                .map_err(|error| IngestError::InvalidRequest(error.to_string()))?;
+            self.inner.knowledge.create_index(&request.index_name, None, None).await?;
         }
         let now = now_millis();
         let mut transaction = self.inner.db.pool().begin().await?;

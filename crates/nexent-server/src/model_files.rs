@@ -37,10 +37,13 @@ pub fn check(path: &Path, models_dir: &Path) -> Result<(), String> {
     if !metadata.is_file() {
         return Err(format!("{} is not a file", path.display()));
     }
+    // By its place in the models folder, or (a file chosen with --chat-model elsewhere) by a name only the
+    // manifest's top-level files have.
     let known = path
         .strip_prefix(models_dir)
         .ok()
-        .and_then(|relative| manifest_sizes().get(relative.to_string_lossy().as_ref()));
+        .and_then(|relative| manifest_sizes().get(relative.to_string_lossy().as_ref()))
+        .or_else(|| manifest_sizes().get(path.file_name()?.to_string_lossy().as_ref()));
     if let Some((size, id)) = known
         && metadata.len() != *size
     {
@@ -90,6 +93,10 @@ mod tests {
         let html = models.path().join("mine.gguf");
         std::fs::write(&html, b"<html>not a model</html>").unwrap();
         assert!(check(&html, models.path()).unwrap_err().contains("not a GGUF file"));
+        let elsewhere = tempfile::tempdir().unwrap();
+        let copy = elsewhere.path().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+        std::fs::write(&copy, b"GGUF cut short").unwrap();
+        assert!(check(&copy, models.path()).unwrap_err().contains("incomplete or damaged"), "known by its name");
         let mine = models.path().join("other.gguf");
         std::fs::write(&mine, b"GGUF\x03\x00\x00\x00").unwrap();
         assert_eq!(check(&mine, models.path()), Ok(()), "unknown files are left to llama.cpp's own checks");

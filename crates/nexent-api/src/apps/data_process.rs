@@ -19,6 +19,7 @@ impl From<IngestError> for ApiError {
             IngestError::InvalidRequest(_) => ApiError::BadRequest(error.to_string()),
             IngestError::NotFound(_) => ApiError::NotFound(error.to_string()),
             IngestError::Database(cause) => crate::error::storage_error(cause),
+            IngestError::Knowledge(cause) => cause.into(),
         }
     }
 }
