@@ -1064,6 +1064,26 @@ fn rate_at(elapsed: Duration, duration: Duration, peak: f64) -> f64 {
     (peak * shape).max(peak * 0.05)
 }
 
+/// A task's failure reason with what differs between tasks of one kind (paths, the churned bases'
+/// numbers) taken out, cut to 120 characters: a line of the report per kind of failure.
+fn reason_kind(reason: &str) -> String {
+    let words: Vec<String> = reason
+        .split(' ')
+        .map(|word| {
+            if word.starts_with('/') {
+                "<path>".to_owned()
+            } else if let Some(number) = word.strip_prefix("churn-")
+                && number.bytes().all(|byte| byte.is_ascii_digit())
+            {
+                "churn-<n>".to_owned()
+            } else {
+                word.to_owned()
+            }
+        })
+        .collect();
+    words.join(" ").chars().take(120).collect()
+}
+
 /// A process's resident memory now (VmRSS), in KiB.
 fn resident_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -1266,8 +1286,7 @@ pub async fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
             Some("completed") => report.tasks_completed += 1,
             Some("failed") => {
                 report.tasks_failed += 1;
-                let reason: String = task["error"].as_str().unwrap_or("").chars().take(120).collect();
-                *report.failure_reasons.entry(reason).or_default() += 1;
+                *report.failure_reasons.entry(reason_kind(task["error"].as_str().unwrap_or(""))).or_default() += 1;
             }
             _ => {}
         }
@@ -1506,6 +1525,16 @@ mod tests {
         assert_eq!(rate_at(Duration::from_secs(45), duration, 10.0), 10.0);
         assert!((rate_at(Duration::from_secs(75), duration, 10.0) - 5.0).abs() < 1e-9);
         assert_eq!(rate_at(Duration::ZERO, duration, 10.0), 0.5, "never zero: arrivals go on");
+    }
+
+    #[test]
+    fn failure_reasons_are_grouped_by_kind() {
+        assert_eq!(
+            reason_kind("/tmp/x/folder-1/a.txt is not a file of a watched folder"),
+            "<path> is not a file of a watched folder"
+        );
+        assert_eq!(reason_kind("Index churn-161 not found"), "Index churn-<n> not found");
+        assert_eq!(reason_kind("the PDF is damaged"), "the PDF is damaged");
     }
 
     #[test]

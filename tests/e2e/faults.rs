@@ -139,3 +139,25 @@ async fn a_chat_model_file_cut_short_is_a_503_naming_it_and_what_to_fetch() -> a
     assert_eq!(status, 200);
     Ok(())
 }
+
+#[tokio::test]
+async fn a_base_deleted_while_its_files_wait_stays_deleted_and_their_tasks_say_why() -> anyhow::Result<()> {
+    // One worker, busy with a long document first, so the second base's file is still waiting.
+    let server = NexentServer::start_with(ServerOptions::default().arg("--ingest-workers").arg("1"))?;
+    let long: String =
+        (0..3000).map(|n| format!("Entry {n}: the tide table lists high water at the harbour. ")).collect();
+    let (status, busy) = upload_to_kb(&server, "archive", "tides.txt", long.as_bytes()).await?;
+    assert_eq!(status, 201, "{busy}");
+    let (status, queued) = upload_to_kb(&server, "scratch", "note.txt", b"A note that is no longer wanted.").await?;
+    assert_eq!(status, 201, "{queued}");
+    let (status, _) = server.send_json(Method::DELETE, "/api/indices/scratch", &json!({})).await?;
+    assert_eq!(status, 200);
+    let task = wait_for_task(&server, queued["process_tasks"]["task_id"].as_str().unwrap_or_default()).await?;
+    assert_eq!(task["status"], "failed", "{task}");
+    assert!(task["error"].as_str().unwrap_or("").contains("was deleted"), "{task}");
+    let busy = wait_for_task(&server, busy["process_tasks"]["task_id"].as_str().unwrap_or_default()).await?;
+    assert_eq!(busy["status"], "completed", "{busy}");
+    let (_, listed) = server.get_json("/api/indices").await?;
+    assert_eq!(listed["indices"], json!(["archive"]), "the deleted base does not come back: {listed}");
+    Ok(())
+}

@@ -499,6 +499,7 @@ impl IngestQueue {
 
     /// Runs one task to its chunks in the index; an error is the reason the task failed.
     async fn run(&self, task: &Task) -> Result<(usize, Value), String> {
+        self.target_model(task).await?;
         let bytes = self.read_source(task).await?;
         let file_size = bytes.len() as u64;
         let strategy = ChunkingStrategy::parse(task.chunking_strategy.as_deref())?;
@@ -536,8 +537,7 @@ impl IngestQueue {
 
         let now = now_iso();
         let knowledge = &self.inner.knowledge;
-        // Creating is idempotent; the index may have been deleted since the task was submitted.
-        let model = knowledge.create_index(&task.index_name, None, None).await.map_err(failure_reason)?.embedding_model;
+        let model = self.target_model(task).await?;
         let chunks: Vec<Chunk> = pieces
             .iter()
             .enumerate()
@@ -564,11 +564,43 @@ impl IngestQueue {
             .map(|chunk| json!({ "text": chunk.content, "metadata": { "filename": chunk.filename, "title": chunk.title }, "source": chunk.path_or_url, "source_type": chunk.source_type }))
             .collect();
         // Re-ingesting a file replaces what an earlier task indexed from it, in the same commit.
-        let indexed = knowledge
-            .replace_path_chunks(&task.index_name, task.path_or_url(), chunks)
-            .await
-            .map_err(failure_reason)?;
+        let indexed = match knowledge.replace_path_chunks(&task.index_name, task.path_or_url(), chunks).await {
+            Ok(indexed) => indexed,
+            // A base deleted while this document was written into it fails the write in whatever way the
+            // store notices (a file gone from under Tantivy); say what happened.
+            Err(error) => {
+                return Err(match knowledge.meta(&task.index_name).await {
+                    Err(crate::knowledge::KnowledgeError::IndexNotFound(_)) => format!(
+                        "the knowledge base {} was deleted while this document was being indexed",
+                        task.index_name
+                    ),
+                    _ => failure_reason(error),
+                });
+            }
+        };
         Ok((indexed, Value::Array(preview)))
+    }
+
+    /// The embedding model of the task's base. Submitting created the base, so a base that is gone was
+    /// deleted since: an upload's task fails rather than bring the base back (a user who deletes a base
+    /// while its files are queued wants it gone); a watched folder's task re-creates it, since the
+    /// folder is still watched into it.
+    async fn target_model(&self, task: &Task) -> Result<String, String> {
+        let knowledge = &self.inner.knowledge;
+        if task.local_file {
+            return Ok(knowledge
+                .create_index(&task.index_name, None, None)
+                .await
+                .map_err(failure_reason)?
+                .embedding_model);
+        }
+        match knowledge.meta(&task.index_name).await {
+            Ok(meta) => Ok(meta.embedding_model),
+            Err(crate::knowledge::KnowledgeError::IndexNotFound(_)) => {
+                Err(format!("the knowledge base {} was deleted before this document was indexed", task.index_name))
+            }
+            Err(error) => Err(failure_reason(error)),
+        }
     }
 
     async fn read_source(&self, task: &Task) -> Result<Vec<u8>, String> {

@@ -235,6 +235,12 @@ impl KnowledgeBase {
         }
     }
 
+    /// A base's metadata ([`KnowledgeError::IndexNotFound`] when there is none, `Quarantined` when it was
+    /// set aside).
+    pub async fn meta(&self, name: &str) -> Result<IndexMeta, KnowledgeError> {
+        self.meta_of(name).await
+    }
+
     /// Bases set aside because they could not be opened.
     pub async fn quarantined(&self) -> Vec<QuarantinedIndex> {
         self.store.quarantined().await

@@ -389,45 +389,47 @@ mod tests {
         }
     }
 
-    fn filled(root: &Path, name: &str) {
-        let index = KnowledgeIndex::create(&root.join(name), name, "test-model", 2).unwrap();
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+    fn filled(root: &Path, name: &str) -> TestResult {
+        let index = KnowledgeIndex::create(&root.join(name), name, "test-model", 2)?;
         let chunk = Chunk {
             id: format!("{name}-1"),
             path_or_url: "a.txt".into(),
             content: "the heron sings at dusk".into(),
             ..Chunk::default()
         };
-        index.add_chunks(&[(chunk, vec![1.0, 0.0])]).unwrap();
+        index.add_chunks(&[(chunk, vec![1.0, 0.0])])?;
+        Ok(())
     }
 
     /// The largest file of the index's Tantivy folder (a segment's store or postings).
-    fn largest_segment_file(dir: &Path) -> PathBuf {
-        std::fs::read_dir(dir.join("tantivy"))
-            .unwrap()
+    fn largest_segment_file(dir: &Path) -> Result<PathBuf, Box<dyn std::error::Error>> {
+        let largest = std::fs::read_dir(dir.join("tantivy"))?
             .flatten()
             .map(|entry| entry.path())
             .filter(|path| path.extension().is_some_and(|extension| extension != "json" && extension != "lock"))
-            .max_by_key(|path| std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0))
-            .unwrap()
+            .max_by_key(|path| std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0));
+        Ok(largest.ok_or("no segment file")?)
     }
 
     #[tokio::test]
-    async fn a_damaged_index_is_set_aside_with_its_reason_and_the_others_open() {
-        let data = tempfile::tempdir().unwrap();
+    async fn a_damaged_index_is_set_aside_with_its_reason_and_the_others_open() -> TestResult {
+        let data = tempfile::tempdir()?;
         let root = data.path().join("indices");
-        filled(&root, "good");
-        filled(&root, "bad");
+        filled(&root, "good")?;
+        filled(&root, "bad")?;
         // Bytes changed in the middle of a segment file, as a failing disk would.
-        let damaged = largest_segment_file(&root.join("bad"));
-        let mut bytes = std::fs::read(&damaged).unwrap();
+        let damaged = largest_segment_file(&root.join("bad"))?;
+        let mut bytes = std::fs::read(&damaged)?;
         let middle = bytes.len() / 2;
         for byte in &mut bytes[middle.saturating_sub(8)..middle + 8] {
             *byte ^= 0x5a;
         }
-        std::fs::write(&damaged, bytes).unwrap();
+        std::fs::write(&damaged, bytes)?;
 
-        let store = TantivyStore::open(&root).unwrap();
-        assert_eq!(store.names().await.unwrap(), ["good"]);
+        let store = TantivyStore::open(&root)?;
+        assert_eq!(store.names().await?, ["good"]);
         let quarantined = store.quarantined().await;
         assert_eq!(quarantined.len(), 1);
         assert_eq!(quarantined[0].name, "bad");
@@ -435,33 +437,34 @@ mod tests {
         assert!(Path::new(&quarantined[0].moved_to).join("reason.txt").is_file());
         assert!(!root.join("bad").exists(), "moved out of the indices");
         // Its name stays taken: nothing is created in its place.
-        let refused = store.create("bad", "test-model", 2).await.unwrap_err();
-        assert!(matches!(refused, KnowledgeError::Quarantined { .. }), "{refused}");
+        let refused = store.create("bad", "test-model", 2).await;
+        assert!(matches!(refused, Err(KnowledgeError::Quarantined { .. })));
         drop(store);
 
         // Still reported after a restart, until deleted; then the name is free again.
-        let store = TantivyStore::open(&root).unwrap();
+        let store = TantivyStore::open(&root)?;
         assert_eq!(store.quarantined().await.len(), 1);
-        store.delete("bad").await.unwrap();
+        store.delete("bad").await?;
         assert!(store.quarantined().await.is_empty());
-        assert_eq!(std::fs::read_dir(data.path().join(QUARANTINE_DIR)).unwrap().count(), 0);
-        assert!(store.create("bad", "test-model", 2).await.unwrap().created);
+        assert_eq!(std::fs::read_dir(data.path().join(QUARANTINE_DIR))?.count(), 0);
+        assert!(store.create("bad", "test-model", 2).await?.created);
         assert!(matches!(store.delete("bad").await, Ok(())));
         assert!(matches!(store.delete("bad").await, Err(KnowledgeError::IndexNotFound(_))));
+        Ok(())
     }
 
     #[tokio::test]
-    async fn a_missing_segment_file_or_unreadable_metadata_is_damage_too() {
-        let data = tempfile::tempdir().unwrap();
+    async fn a_missing_segment_file_or_unreadable_metadata_is_damage_too() -> TestResult {
+        let data = tempfile::tempdir()?;
         let root = data.path().join("indices");
-        filled(&root, "truncated");
-        filled(&root, "garbled");
-        let segment = largest_segment_file(&root.join("truncated"));
-        std::fs::remove_file(segment).unwrap();
-        std::fs::write(root.join("garbled").join("tantivy").join("meta.json"), b"{ not json").unwrap();
-        let store = TantivyStore::open(&root).unwrap();
-        assert!(store.names().await.unwrap().is_empty());
+        filled(&root, "truncated")?;
+        filled(&root, "garbled")?;
+        std::fs::remove_file(largest_segment_file(&root.join("truncated"))?)?;
+        std::fs::write(root.join("garbled").join("tantivy").join("meta.json"), b"{ not json")?;
+        let store = TantivyStore::open(&root)?;
+        assert!(store.names().await?.is_empty());
         let names: Vec<String> = store.quarantined().await.into_iter().map(|record| record.name).collect();
         assert_eq!(names, ["garbled", "truncated"]);
+        Ok(())
     }
 }
