@@ -126,8 +126,8 @@ async fn a_chat_model_file_cut_short_is_a_503_naming_it_and_what_to_fetch() -> a
     let copy = models.path().join("SmolLM2-135M-Instruct.Q4_1.gguf");
     let intact = std::fs::read(models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf"))?;
     std::fs::write(&copy, &intact[..intact.len() / 3])?;
-    let server =
-        NexentServer::start_with(ServerOptions::default().arg("--chat-model").arg(copy.display().to_string()))?;
+    // The models folder holds only the damaged file: it is the chat model the server picks.
+    let server = NexentServer::start_with(ServerOptions::default().with_models_dir(models.path()))?;
     let request = json!({"model": "local", "messages": [{"role": "user", "content": "Hello"}], "max_tokens": 4});
     let (status, refused) = server.post_json("/v1/chat/completions", &request).await?;
     assert_eq!(status, 503, "{refused}");

@@ -499,7 +499,11 @@ impl IngestQueue {
 
     /// Runs one task to its chunks in the index; an error is the reason the task failed.
     async fn run(&self, task: &Task) -> Result<(usize, Value), String> {
-        self.target_model(task).await?;
+        // Early, so a deleted base costs no reading or parsing; a watched file's base is created (if it
+        // was deleted) only once the file was read, so a folder no longer watched does not bring it back.
+        if !task.local_file {
+            self.target_model(task).await?;
+        }
         let bytes = self.read_source(task).await?;
         let file_size = bytes.len() as u64;
         let strategy = ChunkingStrategy::parse(task.chunking_strategy.as_deref())?;
@@ -651,7 +655,6 @@ impl IngestQueue {
     }
 }
 
-/// A fresh task id (also used for documents indexed without one).
 /// A task's failure reason for a database or index error: a full or read-only disk is said as such
 /// (Tantivy's own text for it is an I/O error several wrappers deep), anything else as the error says.
 fn failure_reason<E: std::error::Error + 'static>(error: E) -> String {
@@ -667,6 +670,7 @@ fn failure_reason<E: std::error::Error + 'static>(error: E) -> String {
     }
 }
 
+/// A fresh task id (also used for documents indexed without one).
 pub fn new_task_id() -> String {
     uuid::Uuid::new_v4().to_string()
 }

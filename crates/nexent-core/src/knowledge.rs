@@ -90,6 +90,11 @@ pub enum KnowledgeError {
          stored. Delete the base to free its name, then upload its files again"
     )]
     Quarantined { name: String, reason: String },
+    #[error(
+        "Knowledge base {0} exists on disk but could not be opened at start-up (see the log); restart the \
+         server once its data dir is readable"
+    )]
+    NotOpened(String),
 }
 
 /// About what indexing `chunks` writes: the text twice (stored and indexed) and the vectors, checked

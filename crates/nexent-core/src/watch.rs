@@ -48,6 +48,9 @@ pub enum WatchError {
     Notify(#[from] notify::Error),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The queue refused a file's task (its base set aside, the disk's reserve, ...).
+    #[error(transparent)]
+    Ingest(#[from] crate::ingest::IngestError),
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -387,8 +390,7 @@ impl FolderWatcher {
                 chunking_strategy: folder.chunking_strategy.clone(),
                 file_name: Some(file_name),
             })
-            .await
-            .map_err(|error| WatchError::Invalid(error.to_string()))?;
+            .await?;
         sqlx::query(
             "INSERT INTO watched_file (folder_id, path, size, modified_ms, sha256, task_id) VALUES ($1, $2, $3, $4, $5, $6)
              ON CONFLICT (folder_id, path) DO UPDATE SET size = excluded.size, modified_ms = excluded.modified_ms,

@@ -37,13 +37,12 @@ pub fn check(path: &Path, models_dir: &Path) -> Result<(), String> {
     if !metadata.is_file() {
         return Err(format!("{} is not a file", path.display()));
     }
-    // By its place in the models folder, or (a file chosen with --chat-model elsewhere) by a name only the
-    // manifest's top-level files have.
+    // Only files in the models folder are the manifest's: a file chosen elsewhere with --chat-model may be
+    // another revision under the same name, and `nexent models fetch` would not repair it there anyway.
     let known = path
         .strip_prefix(models_dir)
         .ok()
-        .and_then(|relative| manifest_sizes().get(relative.to_string_lossy().as_ref()))
-        .or_else(|| manifest_sizes().get(path.file_name()?.to_string_lossy().as_ref()));
+        .and_then(|relative| manifest_sizes().get(relative.to_string_lossy().as_ref()));
     if let Some((size, id)) = known
         && metadata.len() != *size
     {
@@ -97,9 +96,8 @@ mod tests {
         assert!(check(&html, models.path()).err().unwrap_or_default().contains("not a GGUF file"));
         let elsewhere = tempfile::tempdir()?;
         let copy = elsewhere.path().join("SmolLM2-135M-Instruct.Q4_1.gguf");
-        std::fs::write(&copy, b"GGUF cut short")?;
-        let reason = check(&copy, models.path()).err().unwrap_or_default();
-        assert!(reason.contains("incomplete or damaged"), "known by its name: {reason}");
+        std::fs::write(&copy, b"GGUF another revision")?;
+        assert_eq!(check(&copy, models.path()), Ok(()), "outside the models folder, a name is not the manifest's");
         let mine = models.path().join("other.gguf");
         std::fs::write(&mine, b"GGUF\x03\x00\x00\x00")?;
         assert_eq!(check(&mine, models.path()), Ok(()), "unknown files are left to llama.cpp's own checks");

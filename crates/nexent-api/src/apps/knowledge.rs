@@ -36,7 +36,8 @@ impl From<KnowledgeError> for ApiError {
             | KnowledgeError::EmptyDocument { .. } => ApiError::BadRequest(error.to_string()),
             KnowledgeError::Embedding(EmbedError::Unavailable(_) | EmbedError::Busy)
             | KnowledgeError::EmbeddingModelNotLoaded { .. }
-            | KnowledgeError::Quarantined { .. } => ApiError::ServiceUnavailable(error.to_string()),
+            | KnowledgeError::Quarantined { .. }
+            | KnowledgeError::NotOpened(_) => ApiError::ServiceUnavailable(error.to_string()),
             KnowledgeError::LowDisk(_) => ApiError::InsufficientStorage(error.to_string()),
             // A full or read-only disk under the index or the database is said as such; the rest is ours.
             other => crate::error::storage_error(other),

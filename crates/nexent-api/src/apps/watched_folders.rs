@@ -21,6 +21,7 @@ impl From<WatchError> for ApiError {
             WatchError::NotFound(_) => ApiError::NotFound(error.to_string()),
             WatchError::Notify(cause) => ApiError::internal(cause),
             WatchError::Database(cause) => crate::error::storage_error(cause),
+            WatchError::Ingest(cause) => cause.into(),
         }
     }
 }

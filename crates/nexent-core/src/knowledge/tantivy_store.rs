@@ -65,6 +65,9 @@ impl TantivyStore {
                 }
             }
         }
+        // A base re-created after an earlier one was set aside (and whose copy could not be removed) is the
+        // live one: the old record must not shadow it.
+        quarantined.retain(|name, _| !indices.contains_key(name));
         Ok(Self {
             root: root.to_path_buf(),
             indices: RwLock::new(indices),
@@ -97,10 +100,11 @@ enum OpenFailure {
 /// failure like any other (Tantivy trusts its files, and a damaged one can make it index out of bounds).
 fn open_verified(dir: &Path) -> Result<KnowledgeIndex, OpenFailure> {
     let classify = |error: IndexError| {
-        let environment = crate::db::storage_condition_in(&error).is_some()
-            || matches!(&error, IndexError::Io(io) if matches!(io.kind(), std::io::ErrorKind::PermissionDenied)
-                || io.raw_os_error() == Some(24));
-        if environment { OpenFailure::Environment(error.to_string()) } else { OpenFailure::Damaged(error.to_string()) }
+        if caused_by_environment(&error) {
+            OpenFailure::Environment(error.to_string())
+        } else {
+            OpenFailure::Damaged(error.to_string())
+        }
     };
     let checked = std::panic::catch_unwind(|| KnowledgeIndex::damaged_files(dir))
         .map_err(|panic| OpenFailure::Damaged(format!("checking its files panicked: {}", panic_text(&panic))))?
@@ -112,6 +116,32 @@ fn open_verified(dir: &Path) -> Result<KnowledgeIndex, OpenFailure> {
     std::panic::catch_unwind(|| KnowledgeIndex::open(dir))
         .map_err(|panic| OpenFailure::Damaged(format!("opening it panicked: {}", panic_text(&panic))))?
         .map_err(classify)
+}
+
+/// Whether an error opening an index comes from the machine rather than the index's files: a full or
+/// read-only disk, missing permissions, too many open files, no memory for a mapping. Tantivy wraps the
+/// I/O error (sometimes behind an `Arc`, sometimes only in its message), so the chain and the messages
+/// ("… (os error N)") are both read.
+fn caused_by_environment(error: &(dyn std::error::Error + 'static)) -> bool {
+    const ENVIRONMENT_ERRNOS: [i32; 4] = [12, 13, 23, 24]; // ENOMEM, EACCES, ENFILE, EMFILE
+    if crate::db::storage_condition_in(error).is_some() {
+        return true;
+    }
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(error) = current {
+        if let Some(io) = error.downcast_ref::<std::io::Error>()
+            && (io.kind() == std::io::ErrorKind::PermissionDenied
+                || io.raw_os_error().is_some_and(|errno| ENVIRONMENT_ERRNOS.contains(&errno)))
+        {
+            return true;
+        }
+        let message = error.to_string();
+        if ENVIRONMENT_ERRNOS.iter().any(|errno| message.contains(&format!("(os error {errno})"))) {
+            return true;
+        }
+        current = error.source();
+    }
+    false
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
@@ -127,11 +157,15 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 fn quarantine(quarantine_dir: &Path, name: &str, dir: &Path, reason: &str) -> QuarantinedIndex {
     let now = crate::clock::now_millis();
     let target = quarantine_dir.join(format!("{name}-{now}"));
-    let moved = std::fs::create_dir_all(quarantine_dir)
-        .and_then(|()| std::fs::rename(dir, &target))
-        .and_then(|()| std::fs::write(target.join(REASON_FILE), reason));
+    let moved = std::fs::create_dir_all(quarantine_dir).and_then(|()| std::fs::rename(dir, &target));
     let moved_to = match moved {
-        Ok(()) => target,
+        Ok(()) => {
+            // The reason is for people and the next start; a copy without it is still found by its name.
+            if let Err(error) = std::fs::write(target.join(REASON_FILE), reason) {
+                tracing::warn!(index = %name, %error, "cannot write why the index was set aside");
+            }
+            target
+        }
         Err(error) => {
             tracing::warn!(index = %name, %error, "cannot move the damaged index aside; it stays where it is");
             dir.to_path_buf()
@@ -152,10 +186,12 @@ fn earlier_quarantines(quarantine_dir: &Path) -> BTreeMap<String, QuarantinedInd
         let path = entry.path();
         let Some(folder) = path.file_name().and_then(|name| name.to_str()) else { continue };
         let Some((name, at)) = folder.rsplit_once('-') else { continue };
-        let (Ok(quarantined_ms), Ok(reason)) = (at.parse::<i64>(), std::fs::read_to_string(path.join(REASON_FILE)))
-        else {
+        let Ok(quarantined_ms) = at.parse::<i64>() else { continue };
+        if !path.is_dir() {
             continue;
-        };
+        }
+        let reason = std::fs::read_to_string(path.join(REASON_FILE))
+            .unwrap_or_else(|_| "it could not be opened (the reason was not recorded)".to_owned());
         if validate_index_name(name).is_err()
             || found.get(name).is_some_and(|seen| seen.quarantined_ms > quarantined_ms)
         {
@@ -221,18 +257,23 @@ impl KnowledgeStore for TantivyStore {
         embedding_dim: usize,
     ) -> Result<CreateOutcome, KnowledgeError> {
         let _creating = self.lifecycle.lock().await;
+        if let Ok(existing) = self.index(name) {
+            return Ok(CreateOutcome::existing(&existing.meta()));
+        }
         // Never over a damaged base that could not be moved aside (the folder below would be removed).
         let set_aside = read(&self.quarantined).get(name).cloned();
         if let Some(record) = set_aside {
             return Err(KnowledgeError::Quarantined { name: record.name, reason: record.reason });
         }
-        if let Ok(existing) = self.index(name) {
-            return Ok(CreateOutcome::existing(&existing.meta()));
-        }
         let dir = self.root.join(name);
         let model = embedding_model.to_owned();
         let index_name = name.to_owned();
         let index = blocking(move || {
+            // A complete index that is not open was left closed at start-up because of the machine (a
+            // permission, too many open files): it is the user's data, never replaced by an empty one.
+            if KnowledgeIndex::exists(&dir) {
+                return Err(KnowledgeError::NotOpened(index_name));
+            }
             if dir.exists() {
                 std::fs::remove_dir_all(&dir).map_err(IndexError::from)?;
             }
@@ -450,6 +491,30 @@ mod tests {
         assert!(store.create("bad", "test-model", 2).await?.created);
         assert!(matches!(store.delete("bad").await, Ok(())));
         assert!(matches!(store.delete("bad").await, Err(KnowledgeError::IndexNotFound(_))));
+        Ok(())
+    }
+
+    #[test]
+    fn the_machine_s_errors_are_told_from_the_index_s() {
+        let denied = IndexError::Io(std::io::Error::from(std::io::ErrorKind::PermissionDenied));
+        assert!(caused_by_environment(&denied));
+        let too_many = IndexError::Meta("Too many open files (os error 24)".into());
+        assert!(caused_by_environment(&too_many), "read from the message when the chain does not reach it");
+        assert!(!caused_by_environment(&IndexError::Meta("expected value at line 1".into())));
+    }
+
+    #[tokio::test]
+    async fn a_base_re_created_after_one_was_set_aside_is_not_shadowed_by_the_old_record() -> TestResult {
+        let data = tempfile::tempdir()?;
+        let root = data.path().join("indices");
+        filled(&root, "notes")?;
+        // An old set-aside copy whose removal failed, beside a live base of the same name.
+        let copy = data.path().join(QUARANTINE_DIR).join("notes-1");
+        std::fs::create_dir_all(&copy)?;
+        let store = TantivyStore::open(&root)?;
+        assert_eq!(store.names().await?, ["notes"]);
+        assert!(store.quarantined().await.is_empty());
+        assert!(!store.create("notes", "test-model", 2).await?.created, "the live one answers");
         Ok(())
     }
 
