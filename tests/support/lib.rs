@@ -274,7 +274,15 @@ impl NexentServer {
         let base_url = match receiver.recv_timeout(Duration::from_secs(60)) {
             Ok(url) => url,
             Err(_) => {
-                let status = child.try_wait().ok().flatten();
+                // Its output may end a moment before its exit status can be read.
+                let mut status = None;
+                for _ in 0..50 {
+                    status = child.try_wait().ok().flatten();
+                    if status.is_some() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
                 let _ = child.kill();
                 bail!("nexent did not report its address (exit status: {status:?})");
             }

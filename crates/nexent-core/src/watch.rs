@@ -403,7 +403,11 @@ impl FolderWatcher {
         .bind(&sha256)
         .bind(&task_id)
         .execute(self.inner.db.pool())
-        .await?;
+        .await
+        // The folder was unwatched meanwhile (a sync racing an unwatch): its row is gone.
+        .map_err(|error| {
+            if is_foreign_key_violation(&error) { WatchError::NotFound(folder.id.clone()) } else { error.into() }
+        })?;
         tracing::info!(file = %path_text, index = %folder.index_name, task = %task_id, "watched file submitted");
         Ok(())
     }
@@ -504,9 +508,34 @@ fn hash_file(path: &Path) -> std::io::Result<String> {
     Ok(hasher.finalize().iter().map(|byte| format!("{byte:02x}")).collect())
 }
 
+/// SQLite's SQLITE_CONSTRAINT_FOREIGNKEY (787) or PostgreSQL's foreign_key_violation (23503).
+fn is_foreign_key_violation(error: &sqlx::Error) -> bool {
+    matches!(error, sqlx::Error::Database(database) if matches!(database.code().as_deref(), Some("787" | "23503")))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_file_recorded_for_a_folder_that_is_gone_is_a_foreign_key_violation()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
+        let db = crate::db::open_database(&dir.path().join("nexent.db")).await?;
+        let inserted = sqlx::query(
+            "INSERT INTO watched_file (folder_id, path, size, modified_ms, sha256, task_id) VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind("no-such-folder")
+        .bind("/tmp/a.txt")
+        .bind(1i64)
+        .bind(1i64)
+        .bind("00")
+        .bind("task")
+        .execute(db.pool())
+        .await;
+        assert!(matches!(&inserted, Err(error) if is_foreign_key_violation(error)), "{inserted:?}");
+        Ok(())
+    }
 
     #[test]
     fn hidden_entries_and_the_data_dir_are_skipped() {
