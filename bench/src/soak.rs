@@ -21,7 +21,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use futures::{SinkExt, StreamExt};
-use nexent_e2e::{NexentServer, ServerOptions, models_dir, peak_rss_kib, wav_pcm};
+use nexent_e2e::{
+    NexentServer, ServerOptions, corrupt_largest_segment_file, models_dir, peak_rss_kib, rss_kib, wav_pcm,
+};
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -1084,30 +1086,6 @@ fn reason_kind(reason: &str) -> String {
     words.join(" ").chars().take(120).collect()
 }
 
-/// A process's resident memory now (VmRSS), in KiB.
-fn resident_kib(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    status.lines().find_map(|line| line.strip_prefix("VmRSS:")?.trim().strip_suffix("kB")?.trim().parse().ok())
-}
-
-/// Flips bytes in the middle of the largest file of a base's Tantivy folder (a segment's store or
-/// postings), as a failing disk would; the file's name.
-fn corrupt_largest_segment_file(index_dir: &Path) -> anyhow::Result<String> {
-    let largest = std::fs::read_dir(index_dir.join("tantivy"))?
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|extension| extension != "json" && extension != "lock"))
-        .max_by_key(|path| std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0))
-        .context("the base has no segment file")?;
-    let mut bytes = std::fs::read(&largest)?;
-    let (middle, end) = (bytes.len() / 2, bytes.len());
-    for byte in &mut bytes[middle.saturating_sub(8)..(middle + 8).min(end)] {
-        *byte ^= 0x5a;
-    }
-    std::fs::write(&largest, bytes)?;
-    Ok(largest.file_name().unwrap_or_default().to_string_lossy().into_owned())
-}
-
 /// The speech helper processes (`nexent-stt`) under the server's process.
 fn helper_pids(server_pid: u32) -> Vec<u32> {
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
@@ -1198,7 +1176,7 @@ pub async fn run(config: SoakConfig) -> anyhow::Result<SoakReport> {
         let (soak, sampling, max_sampled) = (soak.clone(), sampling.clone(), max_sampled.clone());
         tokio::spawn(async move {
             while sampling.load(Ordering::Relaxed) {
-                if let Some(rss) = soak.node.pid().and_then(resident_kib) {
+                if let Some(rss) = soak.node.pid().and_then(rss_kib) {
                     max_sampled.fetch_max(rss, Ordering::Relaxed);
                 }
                 tokio::time::sleep(Duration::from_secs(2)).await;
@@ -1425,7 +1403,8 @@ async fn inject(
             let name = corrupted.clone();
             tokio::task::spawn_blocking(move || {
                 node.node.kill_change_restart(|| {
-                    *lock(&name) = corrupt_largest_segment_file(&index_dir)?;
+                    let changed = corrupt_largest_segment_file(&index_dir)?;
+                    *lock(&name) = changed.file_name().unwrap_or_default().to_string_lossy().into_owned();
                     Ok(())
                 })
             })

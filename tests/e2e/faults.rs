@@ -4,26 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use nexent_e2e::{NexentServer, ServerOptions, models_dir, upload_to_kb, wait_for_task};
+use nexent_e2e::{NexentServer, ServerOptions, corrupt_largest_segment_file, models_dir, upload_to_kb, wait_for_task};
 use reqwest::Method;
 use serde_json::json;
-
-/// Flips bytes in the middle of the largest file of a base's Tantivy folder, as a failing disk would.
-fn corrupt_largest_segment_file(index_dir: &Path) -> anyhow::Result<PathBuf> {
-    let largest = std::fs::read_dir(index_dir.join("tantivy"))?
-        .flatten()
-        .map(|entry| entry.path())
-        .filter(|path| path.extension().is_some_and(|extension| extension != "json" && extension != "lock"))
-        .max_by_key(|path| std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0))
-        .ok_or_else(|| anyhow::anyhow!("no segment file"))?;
-    let mut bytes = std::fs::read(&largest)?;
-    let (middle, end) = (bytes.len() / 2, bytes.len());
-    for byte in &mut bytes[middle.saturating_sub(8)..(middle + 8).min(end)] {
-        *byte ^= 0x5a;
-    }
-    std::fs::write(&largest, bytes)?;
-    Ok(largest)
-}
 
 /// Every file under `dir`.
 fn walk(dir: &Path) -> Vec<PathBuf> {

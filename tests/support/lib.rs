@@ -418,6 +418,24 @@ fn send_signal(pid: u32, signal: libc::c_int) {
     }
 }
 
+/// Flips bytes in the middle of the largest file of a knowledge base's Tantivy folder (a segment's store
+/// or postings), as a failing disk would; the file changed.
+pub fn corrupt_largest_segment_file(index_dir: &Path) -> anyhow::Result<PathBuf> {
+    let largest = std::fs::read_dir(index_dir.join("tantivy"))?
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|extension| extension != "json" && extension != "lock"))
+        .max_by_key(|path| std::fs::metadata(path).map(|metadata| metadata.len()).unwrap_or(0))
+        .context("the base has no segment file")?;
+    let mut bytes = std::fs::read(&largest)?;
+    let (middle, end) = (bytes.len() / 2, bytes.len());
+    for byte in &mut bytes[middle.saturating_sub(8)..(middle + 8).min(end)] {
+        *byte ^= 0x5a;
+    }
+    std::fs::write(&largest, bytes)?;
+    Ok(largest)
+}
+
 /// Resident set size of a process in KiB, from /proc (Linux).
 pub fn rss_kib(pid: u32) -> Option<u64> {
     proc_status_kib(pid, "VmRSS:")

@@ -177,28 +177,32 @@ fn io_condition(io: &std::io::Error) -> Option<StorageCondition> {
 /// [`storage_condition`] for any error, looking through its causes for an I/O or database error (object
 /// stores wrap the file system's errors).
 pub fn storage_condition_in(error: &(dyn std::error::Error + 'static)) -> Option<StorageCondition> {
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(error) = current {
-        if let Some(database) = error.downcast_ref::<sqlx::Error>()
-            && let Some(condition) = storage_condition(database)
-        {
+    error_chain(error).find_map(|error| {
+        if let Some(condition) = error.downcast_ref::<sqlx::Error>().and_then(storage_condition) {
             return Some(condition);
         }
         if let Some(condition) = error.downcast_ref::<std::io::Error>().and_then(io_condition) {
             return Some(condition);
         }
-        // Some libraries (Tantivy) keep the I/O error where `source()` does not reach it (behind an `Arc`,
-        // or only in their message); the standard library's message for it ends in "(os error N)".
-        let message = error.to_string();
-        if message.contains("(os error 28)") {
+        if mentions_os_error(error, 28) {
             return Some(StorageCondition::Full);
         }
-        if message.contains("(os error 30)") {
-            return Some(StorageCondition::ReadOnly);
-        }
-        current = error.source();
-    }
-    None
+        mentions_os_error(error, 30).then_some(StorageCondition::ReadOnly)
+    })
+}
+
+/// An error and its causes, outermost first.
+pub fn error_chain<'a>(
+    error: &'a (dyn std::error::Error + 'static),
+) -> impl Iterator<Item = &'a (dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(error), |error| error.source())
+}
+
+/// Whether an error's own message carries the I/O error `errno`. Some libraries (Tantivy) keep the I/O
+/// error where `source()` does not reach it (behind an `Arc`, or only in their message); the standard
+/// library's message for it ends in "(os error N)".
+pub fn mentions_os_error(error: &dyn std::error::Error, errno: i32) -> bool {
+    error.to_string().contains(&format!("(os error {errno})"))
 }
 
 pub fn redact_password(url: &str) -> String {

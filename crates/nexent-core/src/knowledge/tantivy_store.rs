@@ -124,24 +124,14 @@ fn open_verified(dir: &Path) -> Result<KnowledgeIndex, OpenFailure> {
 /// ("… (os error N)") are both read.
 fn caused_by_environment(error: &(dyn std::error::Error + 'static)) -> bool {
     const ENVIRONMENT_ERRNOS: [i32; 4] = [12, 13, 23, 24]; // ENOMEM, EACCES, ENFILE, EMFILE
-    if crate::db::storage_condition_in(error).is_some() {
-        return true;
-    }
-    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(error);
-    while let Some(error) = current {
-        if let Some(io) = error.downcast_ref::<std::io::Error>()
-            && (io.kind() == std::io::ErrorKind::PermissionDenied
-                || io.raw_os_error().is_some_and(|errno| ENVIRONMENT_ERRNOS.contains(&errno)))
-        {
-            return true;
-        }
-        let message = error.to_string();
-        if ENVIRONMENT_ERRNOS.iter().any(|errno| message.contains(&format!("(os error {errno})"))) {
-            return true;
-        }
-        current = error.source();
-    }
-    false
+    crate::db::storage_condition_in(error).is_some()
+        || crate::db::error_chain(error).any(|error| {
+            let io = error.downcast_ref::<std::io::Error>();
+            io.is_some_and(|io| {
+                io.kind() == std::io::ErrorKind::PermissionDenied
+                    || io.raw_os_error().is_some_and(|errno| ENVIRONMENT_ERRNOS.contains(&errno))
+            }) || ENVIRONMENT_ERRNOS.iter().any(|errno| crate::db::mentions_os_error(error, *errno))
+        })
 }
 
 fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
