@@ -162,15 +162,17 @@ impl ConversationStore {
     pub async fn create(&self, title: Option<&str>) -> Result<Conversation, ConversationError> {
         let title = normalise_title(title);
         let now = now_millis();
-        let id: i64 = sqlx::query_scalar(
+        // fetch_all runs the statement to its end, where SQLite commits: see the crate's db module.
+        let ids: Vec<i64> = sqlx::query_scalar(
             "INSERT INTO conversation_record (conversation_title, create_time, update_time) VALUES ($1, $2, $3)
              RETURNING conversation_id",
         )
         .bind(&title)
         .bind(now)
         .bind(now)
-        .fetch_one(self.db.pool())
+        .fetch_all(self.db.pool())
         .await?;
+        let id = ids.first().copied().ok_or(sqlx::Error::RowNotFound)?;
         Ok(Conversation { id, title, create_time: now, update_time: now })
     }
 
@@ -553,6 +555,27 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let pool = open_database(&dir.path().join("nexent.db")).await.expect("open");
         (dir, ConversationStore::new(pool))
+    }
+
+    /// A commit that fails after the new row's id was returned (on a full disk, SQLite's WAL write at the
+    /// commit) must be an error, not an id of a conversation that is not there. Here a deferred foreign key
+    /// makes the commit fail: a trigger adds a row that breaks it, checked only at the commit.
+    #[tokio::test]
+    async fn a_create_whose_commit_fails_is_an_error_and_lists_nothing() -> Result<(), Box<dyn std::error::Error>> {
+        let (_dir, store) = store().await;
+        sqlx::raw_sql(
+            "CREATE TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TABLE child (parent_id INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);
+             CREATE TRIGGER commit_fails AFTER INSERT ON conversation_record BEGIN
+                 INSERT INTO child (parent_id) VALUES (42);
+             END;",
+        )
+        .execute(store.db.pool())
+        .await?;
+        let created = store.create(Some("doomed")).await;
+        assert!(created.is_err(), "the create answered {created:?} although its commit failed");
+        assert!(store.list().await?.is_empty(), "nothing was committed, so nothing is listed");
+        Ok(())
     }
 
     #[tokio::test]

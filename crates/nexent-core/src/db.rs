@@ -9,6 +9,11 @@
 //! a released migration is never edited, a change is a new file in both. sqlx records applied migrations
 //! (with checksums) in the database itself; on PostgreSQL it holds an advisory lock while migrating, so
 //! several nodes may start at once.
+//!
+//! A write whose `RETURNING` rows are read outside a transaction is read with `fetch_all`, never
+//! `fetch_one`/`fetch_optional`: on SQLite the autocommit happens when the statement runs to its end, and
+//! sqlx stops after the first row and resets the statement, dropping the commit's error. A commit that
+//! failed (a full disk) then looked like a success with an id, and the row was gone (found by the soak).
 
 use std::path::Path;
 use std::time::Duration;

@@ -457,14 +457,16 @@ impl IngestQueue {
              RETURNING *"
         ));
         let now = now_millis();
-        let row = sqlx::query(sql)
+        // fetch_all runs the statement to its end, where SQLite commits: a claim whose commit failed must
+        // not be worked on (see the crate's db module).
+        let rows = sqlx::query(sql)
             .bind(now)
             .bind(&self.inner.node_id)
             .bind(now + LEASE_MS)
             .bind(&self.inner.home_node)
-            .fetch_optional(self.inner.db.pool())
+            .fetch_all(self.inner.db.pool())
             .await?;
-        Ok(row.as_ref().map(task_from_row))
+        Ok(rows.first().map(task_from_row))
     }
 
     async fn finish(&self, task_id: &str, chunk_count: usize, preview: Value) -> Result<(), IngestError> {

@@ -224,7 +224,8 @@ impl ModelRegistry {
         let status =
             input.connect_status.as_deref().and_then(ConnectStatus::parse).unwrap_or(ConnectStatus::NotDetected);
         let now = now_millis();
-        let id: i64 = sqlx::query_scalar(
+        // fetch_all runs the statement to its end, where SQLite commits: see the crate's db module.
+        let ids: Vec<i64> = sqlx::query_scalar(
             "INSERT INTO model_record (model_repo, model_name, model_factory, model_type, api_key, base_url, max_tokens,
                                        used_token, display_name, connect_status, create_time, update_time)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -242,8 +243,9 @@ impl ModelRegistry {
         .bind(status.as_str())
         .bind(now)
         .bind(now)
-        .fetch_one(self.db.pool())
+        .fetch_all(self.db.pool())
         .await?;
+        let id = ids.first().copied().ok_or(sqlx::Error::RowNotFound)?;
         self.by_id(id).await
     }
 
