@@ -183,6 +183,10 @@ struct Acknowledged {
     tasks: HashMap<String, String>,
     /// Files deleted with a 200: (base, path).
     deleted_files: Vec<(String, String)>,
+    /// Deletes sent but never answered (the server was killed under them, or was down): each may or may
+    /// not have been applied, so the oracle accepts either. Conversation ids, and (base, path) of files.
+    unanswered_conversation_deletes: std::collections::HashSet<i64>,
+    unanswered_file_deletes: Vec<(String, String)>,
 }
 
 /// What the soak found, for the report and the test.
@@ -209,6 +213,9 @@ pub struct SoakReport {
     /// What each start on a read-only data dir did.
     pub read_only_outcomes: Vec<String>,
     pub invariant_checks: usize,
+    /// Deletes whose answer never came (conversations and files), and how many of them had been applied.
+    pub unanswered_deletes: usize,
+    pub unanswered_deletes_applied: usize,
     pub violations: Vec<String>,
     pub lost: usize,
     pub duplicated: usize,
@@ -327,6 +334,13 @@ impl SoakReport {
             "Invariant checks: {} run; {} lost, {} duplicated; upload tasks: {} completed, {} failed.\n\n",
             self.invariant_checks, self.lost, self.duplicated, self.tasks_completed, self.tasks_failed
         ));
+        if self.unanswered_deletes > 0 {
+            out.push_str(&format!(
+                "Deletes sent but never answered (the server was killed under them): {}; {} of them had been \
+                 applied, which the oracle allows (either outcome is correct without an answer).\n\n",
+                self.unanswered_deletes, self.unanswered_deletes_applied
+            ));
+        }
         if !self.failure_reasons.is_empty() {
             out.push_str("Reasons of failed tasks:\n\n");
             for (reason, count) in &self.failure_reasons {
@@ -568,8 +582,11 @@ impl Soak {
                     }
                     Ok(status)
                 } else {
-                    let (status, _) =
-                        self.send(self.http.delete(self.node.url(&format!("/api/conversation/{id}")))).await?;
+                    let sent = self.send(self.http.delete(self.node.url(&format!("/api/conversation/{id}")))).await;
+                    if sent.is_err() {
+                        lock(&self.acknowledged).unanswered_conversation_deletes.insert(id);
+                    }
+                    let (status, _) = sent?;
                     if status == 200 {
                         lock(&self.acknowledged).conversations.remove(&id);
                     }
@@ -628,13 +645,17 @@ impl Soak {
                     return Ok(status);
                 }
                 let path = files[random.below(files.len())].clone();
-                let (status, _) = self
+                let sent = self
                     .send(
                         self.http
                             .delete(self.node.url(&format!("/api/indices/{base}/documents")))
                             .query(&[("path_or_url", path.as_str())]),
                     )
-                    .await?;
+                    .await;
+                if sent.is_err() {
+                    lock(&self.acknowledged).unanswered_file_deletes.push((base.to_owned(), path.clone()));
+                }
+                let (status, _) = sent?;
                 if status == 200 {
                     lock(&self.acknowledged).deleted_files.push((base.to_owned(), path));
                 }
@@ -934,9 +955,15 @@ impl Soak {
             .flatten()
             .filter_map(|conversation| conversation["conversation_id"].as_i64())
             .collect();
+        let unanswered = lock(&self.acknowledged).unanswered_conversation_deletes.clone();
+        report.unanswered_deletes = unanswered.len() + lock(&self.acknowledged).unanswered_file_deletes.len();
         for id in expected.keys() {
             report.invariant_checks += 1;
-            if !listed_ids.contains(id) {
+            if !listed_ids.contains(id) && unanswered.contains(id) {
+                // Its delete was sent and never answered: it was applied before the kill.
+                lock(&self.acknowledged).conversations.remove(id);
+                report.unanswered_deletes_applied += 1;
+            } else if !listed_ids.contains(id) {
                 report.lost += 1;
                 report.violations.push(format!("conversation {id} was created (200) but is not listed"));
             }
@@ -980,6 +1007,7 @@ impl Soak {
         }
         // Documents: each completed upload once, with the chunks its task made; each base searches.
         let deleted: Vec<(String, String)> = lock(&self.acknowledged).deleted_files.clone();
+        let unanswered_files: Vec<(String, String)> = lock(&self.acknowledged).unanswered_file_deletes.clone();
         for base in BASES.into_iter().chain([WATCH_BASE]) {
             report.invariant_checks += 1;
             let response = client
@@ -1025,7 +1053,11 @@ impl Soak {
                         continue;
                     }
                     report.invariant_checks += 1;
-                    if !seen.contains_key(path) {
+                    if !seen.contains_key(path)
+                        && unanswered_files.iter().any(|(gone_base, gone)| gone_base == base && gone == path)
+                    {
+                        report.unanswered_deletes_applied += 1;
+                    } else if !seen.contains_key(path) {
                         report.lost += 1;
                         report
                             .violations

@@ -301,17 +301,25 @@ async fn a_task_whose_parser_stopped_the_server_is_tried_once_more_then_failed()
     let docx = std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/formats/garden.docx"))?;
     assert_eq!(ingest(&server, "garden.docx", &docx).await?["status"], "completed");
     assert_eq!(ingest(&server, "again.docx", &docx).await?["status"], "completed");
+    assert_eq!(ingest(&server, "embedded.docx", &docx).await?["status"], "completed");
     assert_eq!(ingest(&server, "notes.txt", b"The quarrelsome heron sings at dusk.").await?["status"], "completed");
     server.terminate()?;
     // As the database looks when the process died inside the DOCX parser (once for garden.docx, for the
-    // second time for again.docx), and while the text was embedded.
+    // second time for again.docx; for embedded.docx, the first time in its parser after a stop while it
+    // was embedded), and while the text was embedded.
     sql(
         server.data_dir(),
         "UPDATE ingest_task SET status = 'PROCESSING', parse_started_at = 1, attempts = 1 WHERE file_name = 'garden.docx'",
     )?;
     sql(
         server.data_dir(),
-        "UPDATE ingest_task SET status = 'PROCESSING', parse_started_at = 1, attempts = 2 WHERE file_name = 'again.docx'",
+        "UPDATE ingest_task SET status = 'PROCESSING', parse_started_at = 1, attempts = 2, parse_interruptions = 1
+         WHERE file_name = 'again.docx'",
+    )?;
+    sql(
+        server.data_dir(),
+        "UPDATE ingest_task SET status = 'PROCESSING', parse_started_at = 1, attempts = 2, parse_interruptions = 0
+         WHERE file_name = 'embedded.docx'",
     )?;
     sql(
         server.data_dir(),
@@ -331,6 +339,11 @@ async fn a_task_whose_parser_stopped_the_server_is_tried_once_more_then_failed()
     assert_eq!(
         garden["status"], "completed",
         "one interruption (a SIGKILL, a power cut) is not the file's fault: {garden}"
+    );
+    let embedded = wait_for_task(&server, &id_of("embedded.docx")).await?;
+    assert_eq!(
+        embedded["status"], "completed",
+        "stopped once while embedding and once in its parser is one parser interruption: {embedded}"
     );
     let again = wait_for_task(&server, &id_of("again.docx")).await?;
     assert_eq!(again["status"], "failed", "{again}");

@@ -11,8 +11,9 @@
 //!    or FORWARDING by a crash are put back to WAITING (at most [`MAX_ATTEMPTS`] times, then FAILED with
 //!    the reason). Re-running is safe: chunk ids are `{task_id}_{i}` and indexing replaces same-id chunks,
 //!    so nothing is indexed twice. A task caught while a binary-format parser was reading its file
-//!    (`parse_started_at` set) is FAILED instead: that parser most likely killed the process, and would
-//!    kill it again at every start.
+//!    (`parse_started_at` set) for the second time (`parse_interruptions`) is FAILED instead: that parser
+//!    most likely killed the process, and would kill it again at every start. The first time it is
+//!    retried: a SIGKILL, a power cut or a closed lid stops a parser too.
 //! 4. A request names stored objects (or URLs, or text) only. Local paths enter the queue only from the
 //!    folder watcher (`submit_watched`, marked `local_file`), and are checked again when read, on the real
 //!    path after symbolic links are resolved, against the watcher's rules: below a watched folder, not
@@ -55,10 +56,11 @@ const RESULT_PREVIEW_CHUNKS: usize = 50;
 /// Why a task found mid-parse at start-up a second time is failed rather than retried.
 pub const PARSER_CRASH_REASON: &str = "the parser stopped the server twice while reading this file; it is not tried \
      again (the file may be hostile or damaged)";
-/// Attempts after which a task found mid-parse is failed. One interruption is not proof against the file:
-/// a power cut, a SIGKILL or the laptop's lid stops the parser too, so the file gets one more try; a file
-/// that stops the process again is failed, so a hostile one costs at most two restarts.
-const PARSER_CRASH_ATTEMPTS: i64 = 2;
+/// Interruptions with the parser running after which a task is failed. One is not proof against the
+/// file: a power cut, a SIGKILL or the laptop's lid stops the parser too, so the file gets one more try; a
+/// file that stops the process again is failed, so a hostile one costs at most two restarts. Interruptions
+/// elsewhere (embedding, indexing) are not counted here, only against [`MAX_ATTEMPTS`].
+const PARSER_CRASH_INTERRUPTIONS: i64 = 2;
 /// How long a worker waits for the folder watcher's rules before it reads a watched file.
 const WATCHER_READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -334,7 +336,7 @@ impl IngestQueue {
     }
 
     /// Puts tasks whose run was interrupted back in the queue, failing those interrupted too often and those
-    /// whose parser was running at the second interruption (it may be what stopped the process). Which tasks
+    /// whose parser was running at two interruptions (it may be what stopped the process). Which tasks
     /// were interrupted depends on who else runs them: on SQLite one process owns the data dir, so at
     /// start-up every task left running was this node's; on a shared database only tasks whose lease
     /// expired are.
@@ -347,12 +349,12 @@ impl IngestQueue {
         let pool = self.inner.db.pool();
         let crashed = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE ingest_task SET status = 'FAILED', updated_at = $1, error = $2, parse_started_at = NULL,
-                 claimed_by = NULL
-             WHERE {interrupted} AND parse_started_at IS NOT NULL AND attempts >= $3"
+                 claimed_by = NULL, parse_interruptions = parse_interruptions + 1
+             WHERE {interrupted} AND parse_started_at IS NOT NULL AND parse_interruptions + 1 >= $3"
         )))
         .bind(now)
         .bind(PARSER_CRASH_REASON)
-        .bind(PARSER_CRASH_ATTEMPTS)
+        .bind(PARSER_CRASH_INTERRUPTIONS)
         .execute(pool)
         .await?;
         let exhausted = sqlx::query(sqlx::AssertSqlSafe(format!(
@@ -365,7 +367,8 @@ impl IngestQueue {
         .execute(pool)
         .await?;
         let resumed = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE ingest_task SET status = 'WAITING', updated_at = $1, claimed_by = NULL, parse_started_at = NULL
+            "UPDATE ingest_task SET status = 'WAITING', updated_at = $1, claimed_by = NULL, parse_started_at = NULL,
+                 parse_interruptions = parse_interruptions + CASE WHEN parse_started_at IS NULL THEN 0 ELSE 1 END
              WHERE {interrupted}"
         )))
         .bind(now)
