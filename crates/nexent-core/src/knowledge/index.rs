@@ -366,7 +366,7 @@ impl KnowledgeIndex {
             }
         }
         self.maintain_graph();
-        self.touch()?;
+        self.touch_after_commit();
         Ok(chunks.len())
     }
 
@@ -393,7 +393,7 @@ impl KnowledgeIndex {
             }
         }
         self.maintain_graph();
-        self.touch()?;
+        self.touch_after_commit();
         Ok(removed.len())
     }
 
@@ -447,9 +447,14 @@ impl KnowledgeIndex {
         Ok(())
     }
 
-    /// Marks the index as changed now and saves its metadata.
-    fn touch(&self) -> Result<(), IndexError> {
-        self.save_meta(Some(now_millis()))
+    /// Marks the index as changed now and saves its metadata, after a commit. The commit is what the caller
+    /// asked for and it is done, so failing to save the time of the change (a full disk has no room for the
+    /// new `index.json`) is logged, not returned: an error here made a committed document's task FAILED
+    /// ("not indexed") and a committed delete a 507.
+    fn touch_after_commit(&self) {
+        if let Err(error) = self.save_meta(Some(now_millis())) {
+            tracing::warn!(%error, index = %self.dir.display(), "the change is committed; its time was not saved");
+        }
     }
 
     /// Persists the search counters (called on shutdown and periodically by the service).
@@ -959,6 +964,22 @@ mod tests {
         assert_eq!(reopened.search_vector(&axis(4, 2), 3)?.len(), 1);
         reopened.add_chunks(&[(chunk("v_0", "c.txt", "fresh"), axis(4, 0))])?;
         assert_eq!(reopened.chunk_ids()?, ["u_0".to_owned(), "v_0".to_owned()].into_iter().collect());
+        Ok(())
+    }
+
+    /// After a commit, only the time of the change is left to save; when that fails (a full disk: no room
+    /// for the new `index.json`; here a folder stands in its way) the add and the delete still succeed, as
+    /// they did: before, the caller was told they failed.
+    #[test]
+    fn a_commit_that_is_done_is_reported_done_when_its_time_cannot_be_saved() -> Result<(), IndexError> {
+        let dir = tempfile::tempdir()?;
+        let index = KnowledgeIndex::create(dir.path(), "kb", "model", 2)?;
+        std::fs::remove_file(dir.path().join(META_FILE))?;
+        std::fs::create_dir_all(dir.path().join(META_FILE).join("in-the-way"))?;
+        assert_eq!(index.add_chunks(&[(chunk("a_0", "a.txt", "the quick brown fox"), vec![1.0, 0.0])])?, 1);
+        assert_eq!(index.search_keywords("fox", 3)?.len(), 1);
+        assert_eq!(index.delete_path("a.txt")?, 1);
+        assert!(index.search_keywords("fox", 3)?.is_empty());
         Ok(())
     }
 
