@@ -31,6 +31,47 @@ export function toPcm16(samples: Float32Array): ArrayBuffer {
   return out.buffer;
 }
 
+/** The part of a WebSocket that recording needs (a real one in the app, a stand-in in unit tests). */
+export interface FrameSocket {
+  readonly readyState: number;
+  send(data: ArrayBuffer): void;
+}
+
+const SOCKET_CONNECTING = 0;
+const SOCKET_OPEN = 1;
+/** About 30 s of audio (4096 samples at 16 kHz a frame): kept while the connection opens, then dropped. */
+export const MAX_EARLY_FRAMES = 120;
+
+/**
+ * Sends recorded frames in order. The microphone starts before the socket has opened (longer on a busy
+ * machine), and what the user says at once must not be lost: frames recorded meanwhile are kept and sent
+ * first once it opens. A socket that closed takes nothing.
+ */
+export class FrameSender {
+  private early: ArrayBuffer[] = [];
+
+  constructor(private readonly socket: FrameSocket) {}
+
+  push(frame: ArrayBuffer): void {
+    if (this.socket.readyState === SOCKET_OPEN) {
+      this.flush();
+      this.socket.send(frame);
+    } else if (this.socket.readyState === SOCKET_CONNECTING && this.early.length < MAX_EARLY_FRAMES) {
+      this.early.push(frame);
+    }
+  }
+
+  /** Sends the frames kept while the socket was opening; call when it opens. */
+  flush(): void {
+    if (this.socket.readyState !== SOCKET_OPEN) return;
+    for (const frame of this.early.splice(0)) this.socket.send(frame);
+  }
+
+  get waiting(): number {
+    return this.early.length;
+  }
+}
+
 export interface Dictation {
   /** Ends the recording; resolves with the final transcript. */
   stop(): Promise<string>;
@@ -60,9 +101,10 @@ export async function startDictation(onText: (text: string) => void, language: L
     if (message.is_final) settle?.(finalText);
   };
   socket.onclose = () => settle?.(finalText);
-  processor.onaudioprocess = (event) => {
-    if (socket.readyState === WebSocket.OPEN) socket.send(toPcm16(event.inputBuffer.getChannelData(0)));
-  };
+  const sender = new FrameSender(socket);
+  // Set before stop() may replace it: what was recorded while connecting goes first.
+  socket.onopen = () => sender.flush();
+  processor.onaudioprocess = (event) => sender.push(toPcm16(event.inputBuffer.getChannelData(0)));
   input.connect(processor);
   processor.connect(context.destination);
   return {
@@ -78,8 +120,14 @@ export async function startDictation(onText: (text: string) => void, language: L
           if (failure) reject(new Error(failure));
           else resolve(text);
         };
-        // The seed's end of stream: an empty frame; the server answers with the final text.
-        if (socket.readyState === WebSocket.OPEN) socket.send(new ArrayBuffer(0));
+        // The seed's end of stream: an empty frame; the server answers with the final text. Stopped before
+        // the socket opened: the recording is sent, then the end, once it opens.
+        const finish = () => {
+          sender.flush();
+          socket.send(new ArrayBuffer(0));
+        };
+        if (socket.readyState === WebSocket.OPEN) finish();
+        else if (socket.readyState === WebSocket.CONNECTING) socket.onopen = finish;
         else settle(finalText);
       }),
   };
