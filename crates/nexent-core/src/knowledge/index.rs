@@ -342,11 +342,7 @@ impl KnowledgeIndex {
             Ok(())
         })();
         if let Err(error) = attempt {
-            // Discards everything since the last commit; the index is as it was.
-            if let Err(rollback_error) = writer.rollback() {
-                tracing::error!(error = %rollback_error, "rollback failed; reopening the writer");
-                *writer_slot = None;
-            }
+            roll_back(&mut writer_slot);
             return Err(error);
         }
         self.next_vec_id.store(first_vec_id + chunks.len() as u64, Ordering::SeqCst);
@@ -382,7 +378,7 @@ impl KnowledgeIndex {
         }
         writer.delete_term(term);
         if let Err(error) = writer.commit() {
-            let _ = writer.rollback();
+            roll_back(&mut writer_slot);
             return Err(error.into());
         }
         self.refresh_view()?;
@@ -833,6 +829,18 @@ fn build_view(reader: &IndexReader) -> Result<SearchView, IndexError> {
         }
     }
     Ok(SearchView { searcher, address_of })
+}
+
+/// Discards everything since the last commit, so the index is as it was and a failed change is not
+/// committed later by the next one. A writer that cannot roll back is dropped (the next change opens a
+/// new one at the last commit) rather than kept with the failed change queued in it.
+fn roll_back(slot: &mut Option<IndexWriter>) {
+    if let Some(writer) = slot.as_mut()
+        && let Err(error) = writer.rollback()
+    {
+        tracing::error!(%error, "rollback failed; reopening the writer");
+        *slot = None;
+    }
 }
 
 fn write_meta(dir: &Path, meta: &IndexMeta) -> Result<(), IndexError> {
