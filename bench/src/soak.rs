@@ -959,11 +959,14 @@ impl Soak {
         report.unanswered_deletes = unanswered.len() + lock(&self.acknowledged).unanswered_file_deletes.len();
         for id in expected.keys() {
             report.invariant_checks += 1;
-            if !listed_ids.contains(id) && unanswered.contains(id) {
+            if listed_ids.contains(id) {
+                continue;
+            }
+            if unanswered.contains(id) {
                 // Its delete was sent and never answered: it was applied before the kill.
                 lock(&self.acknowledged).conversations.remove(id);
                 report.unanswered_deletes_applied += 1;
-            } else if !listed_ids.contains(id) {
+            } else {
                 report.lost += 1;
                 report.violations.push(format!("conversation {id} was created (200) but is not listed"));
             }
@@ -1053,11 +1056,12 @@ impl Soak {
                         continue;
                     }
                     report.invariant_checks += 1;
-                    if !seen.contains_key(path)
-                        && unanswered_files.iter().any(|(gone_base, gone)| gone_base == base && gone == path)
-                    {
+                    if seen.contains_key(path) {
+                        continue;
+                    }
+                    if unanswered_files.iter().any(|(gone_base, gone)| gone_base == base && gone == path) {
                         report.unanswered_deletes_applied += 1;
-                    } else if !seen.contains_key(path) {
+                    } else {
                         report.lost += 1;
                         report
                             .violations

@@ -189,10 +189,11 @@ pub fn storage_condition_in(error: &(dyn std::error::Error + 'static)) -> Option
         if let Some(condition) = error.downcast_ref::<std::io::Error>().and_then(io_condition) {
             return Some(condition);
         }
-        if mentions_os_error(error, 28) {
-            return Some(StorageCondition::Full);
+        match os_error_in_message(error) {
+            Some(28) => Some(StorageCondition::Full),
+            Some(30) => Some(StorageCondition::ReadOnly),
+            _ => None,
         }
-        mentions_os_error(error, 30).then_some(StorageCondition::ReadOnly)
     })
 }
 
@@ -203,11 +204,13 @@ pub fn error_chain<'a>(
     std::iter::successors(Some(error), |error| error.source())
 }
 
-/// Whether an error's own message carries the I/O error `errno`. Some libraries (Tantivy) keep the I/O
+/// The I/O error number an error's own message carries, if any. Some libraries (Tantivy) keep the I/O
 /// error where `source()` does not reach it (behind an `Arc`, or only in their message); the standard
-/// library's message for it ends in "(os error N)".
-pub fn mentions_os_error(error: &dyn std::error::Error, errno: i32) -> bool {
-    error.to_string().contains(&format!("(os error {errno})"))
+/// library's message for it reads "(os error N)".
+pub fn os_error_in_message(error: &dyn std::error::Error) -> Option<i32> {
+    let message = error.to_string();
+    let (_, after) = message.split_once("(os error ")?;
+    after.split_once(')')?.0.parse().ok()
 }
 
 pub fn redact_password(url: &str) -> String {

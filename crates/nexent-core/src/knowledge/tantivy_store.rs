@@ -130,7 +130,7 @@ fn caused_by_environment(error: &(dyn std::error::Error + 'static)) -> bool {
             io.is_some_and(|io| {
                 io.kind() == std::io::ErrorKind::PermissionDenied
                     || io.raw_os_error().is_some_and(|errno| ENVIRONMENT_ERRNOS.contains(&errno))
-            }) || ENVIRONMENT_ERRNOS.iter().any(|errno| crate::db::mentions_os_error(error, *errno))
+            }) || crate::db::os_error_in_message(error).is_some_and(|errno| ENVIRONMENT_ERRNOS.contains(&errno))
         })
 }
 
